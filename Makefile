@@ -1,0 +1,41 @@
+# One command each on a fresh machine: `make demo`, `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck firmware bench protocol-gen clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "setting up $(VENV) (first run only)..."
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/scalppen demo
+
+test: $(STAMP)
+	$(PY) -m scalppen_protocol.codegen --check
+	$(PY) tools/compile_firmware.py
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check host protocol hardware tests bench tools
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy -p scalppen -p scalppen_protocol -p scalppen_hardware
+	$(PY) tools/typecheck_firmware.py
+
+firmware: $(STAMP)
+	$(VENV)/bin/scalppen build
+
+protocol-gen: $(STAMP)
+	$(PY) -m scalppen_protocol.codegen
+
+bench: $(STAMP)
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The ``scalppen`` command line (Typer), one module per command group."""
