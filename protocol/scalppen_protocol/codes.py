@@ -1,0 +1,162 @@
+"""Numbers that cross the pen/host boundary: message types, error codes, record kinds.
+
+This module is the one source of truth. The firmware gets the same numbers in its
+generated codec (``firmware/pen/wire.py``, see ``scalppen_protocol.codegen``).
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum, IntFlag
+from typing import Final
+
+PROTOCOL_VERSION: Final = 1
+MAX_FRAME: Final = 4096  # header + payload, bytes
+HEADER_SIZE: Final = 6
+MAX_PAGE_RECORDS: Final = 160
+FRAGMENT_HEADER_SIZE: Final = 2
+ATT_HEADER_SIZE: Final = 3
+MIN_MTU: Final = 23
+MAX_MTU: Final = 517
+
+
+class MsgType(IntEnum):
+    """Message type byte. 0x01-0x3F requests, 0x80-0xBF responses, 0xC0-0xEF events."""
+
+    HELLO = 0x01
+    GET_STATUS = 0x02
+    SET_TIME = 0x03
+    ARM = 0x04
+    SET_DEPTH = 0x05
+    SET_SPEED = 0x06
+    START = 0x07
+    STOP = 0x08
+    LOG_READ = 0x09
+    GET_WEAR = 0x0A
+    SET_KEY = 0x0B
+    ACK = 0x7E
+    NACK = 0x7F
+    INFO = 0x81
+    STATUS = 0x82
+    LOG_PAGE = 0x89
+    WEAR = 0x8A
+    EV_TELEMETRY = 0xC0
+    EV_CARTRIDGE = 0xC1
+    EV_FAULT = 0xC2
+    EV_NOTICE = 0xC3
+
+
+class Capability(IntFlag):
+    LOG = 0x0001
+    WEAR = 0x0002
+    TELEMETRY = 0x0004
+    STANDALONE = 0x0008
+    SERIAL = 0x0010
+    PERMIT = 0x0020
+
+
+class ErrorCode(IntEnum):
+    """Error, refusal and fault codes: NACK ``error``, EV_FAULT ``code``, log ``code``."""
+
+    OK = 0x00
+    # framing / codec
+    TRUNCATED = 0x01
+    OVERSIZE = 0x02
+    BAD_CRC = 0x03
+    BAD_VERSION = 0x04
+    DUPLICATE_FRAGMENT = 0x05
+    OUT_OF_ORDER = 0x06
+    NOT_SUPPORTED = 0x07
+    MALFORMED = 0x08
+    BAD_COBS = 0x09
+    BUSY = 0x0A
+    TIMEOUT = 0x0B
+    # state
+    WRONG_STATE = 0x20
+    NOT_ARMED = 0x21
+    ALREADY_RUNNING = 0x22
+    LOCKED = 0x23
+    NOT_AUTHORIZED = 0x24
+    KEY_ALREADY_SET = 0x25
+    # permits (rule 20)
+    PERMIT_BAD_TAG = 0x30
+    PERMIT_REPLAYED = 0x31
+    PERMIT_EXPIRED = 0x32
+    PERMIT_CLOCK_UNSET = 0x33
+    PERMIT_OVER_LIMIT = 0x34
+    PERMIT_NO_KEY = 0x35
+    PERMIT_NOT_YET_VALID = 0x36
+    # depth (rules 1-3)
+    DEPTH_OFF_GRID = 0x40
+    DEPTH_ABOVE_CEILING = 0x41
+    DEPTH_ABOVE_PERMIT = 0x42
+    DEPTH_VERIFY_FAILED = 0x43
+    NOT_HOMED = 0x44
+    SPEED_OUT_OF_RANGE = 0x48
+    # start conditions (rules 5, 6, 10-15)
+    CHARGING = 0x50
+    BATTERY_LOW = 0x51
+    NO_CONTACT = 0x52
+    NO_CARTRIDGE = 0x53
+    CARTRIDGE_USED = 0x54
+    CARTRIDGE_WORN = 0x55
+    CARTRIDGE_EXPIRED = 0x56
+    CARTRIDGE_REINSERTED = 0x57
+    INTERVAL_LOCKOUT = 0x58
+    SESSION_CAP = 0x59
+    CARTRIDGE_INVALID = 0x5A
+    # faults (rules 3, 8, 9, 21)
+    FAULT_STALL = 0x60
+    FAULT_OVERCURRENT = 0x61
+    FAULT_OVERTEMP = 0x62
+    FAULT_RATE_DRIFT = 0x63
+    FAULT_DEPTH = 0x64
+    FAULT_HOMING = 0x65
+    FAULT_WATCHDOG = 0x66
+    FAULT_LINK_LOST = 0x67
+    FAULT_BROWNOUT = 0x68
+    FAULT_CHARGING = 0x69
+    FAULT_CARTRIDGE_PULLED = 0x6A
+    # storage
+    LOG_CORRUPT = 0x70
+    STORAGE_FULL = 0x71
+
+
+class RecordKind(IntEnum):
+    """Kind byte of a usage-log record."""
+
+    BOOT = 1
+    TIME_SET = 2
+    ARMED = 3
+    PERMIT_REFUSED = 4
+    SESSION_START = 5
+    SESSION_END = 6
+    FAULT = 7
+    CARTRIDGE_IN = 8
+    CARTRIDGE_OUT = 9
+    START_REFUSED = 10
+    SESSION_WARN = 11
+    KEY_SET = 12
+    LINK_LOST = 13
+    LOG_RECOVERED = 14
+
+
+class PenState(IntEnum):
+    IDLE = 0
+    ARMED = 1
+    RUNNING = 2
+    PAUSED = 3
+    FINISHED = 4
+    FAULT = 5
+    LOCKED = 6
+    HOMING = 7
+
+
+class Notice(IntEnum):
+    """EV_NOTICE codes."""
+
+    SESSION_WARN = 1  # 10-minute warning (rule 5)
+    SESSION_CAP = 2  # hard stop at the session cap (rule 5)
+    PAUSED_NO_CONTACT = 3  # rule 10
+    RESUMED = 4
+    SESSION_FINISHED = 5
+    PERMIT_USED = 6
