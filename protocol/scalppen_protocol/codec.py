@@ -140,18 +140,12 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
             msg_type=msg_type, seq=seq,
         ) from None
     payload = data[HEADER_SIZE:]
-    definition = _payload_def(mt, compiled)
     try:
-        stream = io.BytesIO(payload)
-        parsed = definition.parse_stream(stream)
-        used = stream.tell()
-    except ConstructError as exc:
-        code = ErrorCode.TRUNCATED if "stream read less" in str(exc) else ErrorCode.MALFORMED
-        raise ProtocolError(code, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq) from None
-    except (UnicodeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(
-            ErrorCode.MALFORMED, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq
-        ) from None
+        parsed, used = _parse(_payload_def(mt, compiled), payload)
+    except Exception:  # noqa: BLE001 - classify with the reference parser below
+        # Compiled parsers skip construct's bounds checks: classify the failure with
+        # the reference parser, so both paths give the same defined error.
+        parsed, used = _parse_checked(mt, payload, msg_type, seq)
     if used != length:
         raise ProtocolError(
             ErrorCode.MALFORMED,
@@ -160,3 +154,21 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
             seq=seq,
         )
     return Frame(mt, seq, plain(parsed))
+
+
+def _parse(definition: Construct, payload: bytes) -> tuple[Any, int]:
+    stream = io.BytesIO(payload)
+    parsed = definition.parse_stream(stream)
+    return parsed, stream.tell()
+
+
+def _parse_checked(mt: MsgType, payload: bytes, msg_type: int, seq: int) -> tuple[Any, int]:
+    try:
+        return _parse(CATALOGUE[mt], payload)
+    except ConstructError as exc:
+        code = ErrorCode.TRUNCATED if "stream read less" in str(exc) else ErrorCode.MALFORMED
+        raise ProtocolError(code, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq) from None
+    except Exception as exc:  # noqa: BLE001 - a decoder raises only ProtocolError
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq
+        ) from None

@@ -1,0 +1,174 @@
+"""Both codecs against the golden vectors and against each other."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pen import wire
+from scalppen_protocol import codegen
+from scalppen_protocol.codec import decode_frame, encode_frame
+from scalppen_protocol.codes import (
+    MAX_FRAME,
+    Capability,
+    ErrorCode,
+    MsgType,
+    Notice,
+    PenState,
+    RecordKind,
+)
+from scalppen_protocol.errors import ProtocolError
+from scalppen_protocol.messages import CATALOGUE
+from scalppen_protocol.vectors import CASES, load
+
+from tests.protocol.strategies import messages
+
+VECTORS = load()
+
+
+def test_every_message_has_a_vector() -> None:
+    assert {v["type"] for v in VECTORS} == {int(t) for t in CATALOGUE}
+    assert len(VECTORS) == len(CASES)
+
+
+def test_generated_firmware_codec_is_current() -> None:
+    assert codegen.DEFAULT_OUT.read_text() == codegen.render()
+
+
+def test_firmware_constants_equal_protocol_codes() -> None:
+    for prefix, enum in (("T_", MsgType), ("E_", ErrorCode), ("K_", RecordKind),
+                         ("S_", PenState), ("N_", Notice), ("CAP_", Capability)):
+        for member in enum:
+            assert getattr(wire, prefix + str(member.name)) == member.value
+
+
+@pytest.mark.parametrize("vec", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_host_codec_matches_vector(vec: dict[str, Any]) -> None:
+    assert encode_frame(vec["type"], vec["seq"], vec["fields"]) == vec["frame"]
+    frame = decode_frame(vec["frame"])
+    assert (frame.msg_type, frame.seq, frame.fields) == (vec["type"], vec["seq"], vec["fields"])
+    uncompiled = decode_frame(vec["frame"], compiled=False)
+    assert uncompiled == frame
+
+
+@pytest.mark.parametrize("vec", VECTORS, ids=[v["name"] for v in VECTORS])
+def test_firmware_codec_matches_vector(vec: dict[str, Any]) -> None:
+    assert wire.encode(vec["type"], vec["seq"], vec["fields"]) == vec["frame"]
+    assert wire.decode(vec["frame"]) == (vec["type"], vec["seq"], vec["fields"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages)
+def test_host_encode_firmware_decode(msg: tuple[MsgType, int, dict[str, Any]]) -> None:
+    mt, seq, fields = msg
+    frame = encode_frame(mt, seq, fields)
+    assert wire.decode(frame) == (mt, seq, fields)
+    assert decode_frame(frame).fields == fields
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages)
+def test_firmware_encode_host_decode(msg: tuple[MsgType, int, dict[str, Any]]) -> None:
+    mt, seq, fields = msg
+    frame = wire.encode(mt, seq, fields)
+    decoded = decode_frame(frame)
+    assert (decoded.msg_type, decoded.seq, decoded.fields) == (mt, seq, fields)
+    assert frame == encode_frame(mt, seq, fields)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.binary(max_size=600))
+def test_arbitrary_bytes_raise_only_protocol_errors(data: bytes) -> None:
+    host_code = fw_code = None
+    try:
+        decode_frame(data)
+    except ProtocolError as exc:
+        host_code = exc.code
+    try:
+        wire.decode(data)
+    except wire.WireError as exc:
+        fw_code = exc.code
+    assert host_code == fw_code
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages, st.data())
+def test_mutated_frames_agree(msg: tuple[MsgType, int, dict[str, Any]], data: st.DataObject) -> None:
+    mt, seq, fields = msg
+    frame = bytearray(encode_frame(mt, seq, fields))
+    pos = data.draw(st.integers(0, len(frame) - 1))
+    frame[pos] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(0, len(frame)))
+    for candidate in (bytes(frame), bytes(frame[:cut])):
+        try:
+            host = decode_frame(candidate)
+            host_result: Any = (host.msg_type, host.seq, host.fields)
+        except ProtocolError as exc:
+            host_result = exc.code
+        try:
+            fw_result: Any = wire.decode(candidate)
+        except wire.WireError as exc:
+            fw_result = exc.code
+        assert host_result == fw_result
+
+
+def _status_frame() -> bytes:
+    return next(v["frame"] for v in VECTORS if v["name"] == "status")
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x01\x82", ErrorCode.TRUNCATED),
+        (_status_frame()[:-1], ErrorCode.TRUNCATED),
+        (_status_frame() + b"\x00", ErrorCode.MALFORMED),
+        (b"\x02" + _status_frame()[1:], ErrorCode.BAD_VERSION),
+        (b"\x01\x55\x01\x00\x00\x00", ErrorCode.NOT_SUPPORTED),
+        (b"\x01\x01\x01\x00" + (MAX_FRAME).to_bytes(2, "little") + bytes(MAX_FRAME),
+         ErrorCode.OVERSIZE),
+        (b"\x01\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
+        (b"\x01\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
+    ],
+    ids=["short-header", "truncated", "trailing", "version", "unknown-type", "oversize",
+         "short-payload", "long-payload"],
+)
+def test_defined_errors_on_both_sides(data: bytes, code: ErrorCode) -> None:
+    with pytest.raises(ProtocolError) as host:
+        decode_frame(data)
+    with pytest.raises(wire.WireError) as fw:
+        wire.decode(data)
+    assert host.value.code == code
+    assert fw.value.code == code
+
+
+def test_unknown_type_keeps_seq_for_the_nack() -> None:
+    data = b"\x01\x55\x34\x12\x00\x00"
+    with pytest.raises(wire.WireError) as fw:
+        wire.decode(data)
+    assert (fw.value.msg_type, fw.value.seq) == (0x55, 0x1234)
+    with pytest.raises(ProtocolError) as host:
+        decode_frame(data)
+    assert (host.value.msg_type, host.value.seq) == (0x55, 0x1234)
+
+
+def test_bad_utf8_string_is_malformed() -> None:
+    good = next(v for v in VECTORS if v["name"] == "info")["frame"]
+    bad = bytearray(good)
+    idx = bytes(good).index(b"ScalpPen")
+    bad[idx] = 0xFF
+    with pytest.raises(ProtocolError) as host:
+        decode_frame(bytes(bad))
+    with pytest.raises(wire.WireError) as fw:
+        wire.decode(bytes(bad))
+    assert host.value.code == fw.value.code == ErrorCode.MALFORMED
+
+
+def test_encoding_out_of_range_field_is_refused() -> None:
+    with pytest.raises(ProtocolError) as host:
+        encode_frame(MsgType.SET_DEPTH, 1, {"depth_um": 70000})
+    assert host.value.code == ErrorCode.MALFORMED
+    with pytest.raises(wire.WireError) as fw:
+        wire.encode(wire.T_SET_DEPTH, 1, {"depth_um": 70000})
+    assert fw.value.code == wire.E_MALFORMED
