@@ -15,7 +15,7 @@ import struct
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from construct import Construct, ConstructError, Container, ListContainer
+from construct import Construct, ConstructError
 
 from scalppen_protocol.codes import HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, ErrorCode, MsgType
 from scalppen_protocol.errors import ProtocolError
@@ -38,10 +38,14 @@ def _payload_def(msg_type: MsgType, compiled: bool) -> Construct:
 
 def plain(value: Any) -> Any:
     """Turn construct containers into plain dicts and lists (recursively)."""
-    if isinstance(value, Container):
-        return {k: plain(v) for k, v in value.items() if not k.startswith("_")}
-    if isinstance(value, ListContainer | list):
-        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {
+            k: (plain(v) if isinstance(v, dict | list) else v)
+            for k, v in value.items()
+            if k[0] != "_"
+        }
+    if isinstance(value, list):
+        return [plain(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 
@@ -153,7 +157,14 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
             msg_type=msg_type,
             seq=seq,
         )
-    return Frame(mt, seq, plain(parsed))
+    # Compiled parsers give Container/ListContainer (dict/list subclasses) without
+    # construct's private keys: they are returned as they are, which is what makes
+    # log sync fast; the reference parser's containers are converted.
+    return Frame(mt, seq, parsed if compiled and not _has_private(parsed) else plain(parsed))
+
+
+def _has_private(container: dict[str, Any]) -> bool:
+    return any(k[0] == "_" for k in container)
 
 
 def _parse(definition: Construct, payload: bytes) -> tuple[Any, int]:

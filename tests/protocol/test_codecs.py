@@ -172,3 +172,9 @@ def test_encoding_out_of_range_field_is_refused() -> None:
     with pytest.raises(wire.WireError) as fw:
         wire.encode(wire.T_SET_DEPTH, 1, {"depth_um": 70000})
     assert fw.value.code == wire.E_MALFORMED
+
+
+def test_protocol_doc_tables_are_current() -> None:
+    from scalppen_protocol import docgen
+
+    assert docgen.DOC.read_text() == docgen.current_doc()
