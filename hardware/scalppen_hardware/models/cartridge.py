@@ -28,7 +28,7 @@ import os
 import struct
 from typing import Any
 
-RECORD_FMT = "<2sBBIIIIIB5xH"
+RECORD_FMT = "<2sBBIIIIIB5sH"
 RECORD_SIZE = struct.calcsize(RECORD_FMT)  # 32
 MAGIC = b"SP"
 VERSION = 1
@@ -76,6 +76,7 @@ def encode_record(fields: dict[str, Any]) -> bytes:
         int(fields.get("first_use", 0)),
         int(fields.get("used", 0)),
         FLAG_FINISHED if fields.get("finished") else 0,
+        bytes(5),
         0,
     )
     return body[:-2] + struct.pack("<H", crc16(body[:-2]))
@@ -85,7 +86,7 @@ def decode_record(data: bytes) -> dict[str, Any]:
     if len(data) < RECORD_SIZE:
         raise RecordError("record truncated")
     data = bytes(data[:RECORD_SIZE])
-    magic, version, needles, rated, expiry, made, first_use, used, flags, crc = struct.unpack(
+    magic, version, needles, rated, expiry, made, first_use, used, flags, _res, crc = struct.unpack(
         RECORD_FMT, data
     )
     if magic != MAGIC or version != VERSION:
@@ -258,7 +259,12 @@ class VirtualCartridge:
                 self._state = _WSCRATCH
             elif self._cmd == 0x55 and len(self._args) == 3:
                 ta = self._args[0] | (self._args[1] << 8)
-                if ta == self._ta and self._args[2] == self._es and self._es == 0x07 and ta < MEM_SIZE:
+                if (
+                    ta == self._ta
+                    and self._args[2] == self._es
+                    and self._es == 0x07
+                    and ta < MEM_SIZE
+                ):
                     row = ta & ~7
                     self.memory[row : row + 8] = self._scratch
                     self._es |= 0x80  # AA: copy done

@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from scalppen_hardware.models.battery import BatteryModel
 
-VCELL, SOC, MODE, VERSION, CONFIG, VALRT, CRATE, STATUS = 0x02, 0x04, 0x06, 0x08, 0x0C, 0x14, 0x16, 0x1A
+VCELL, SOC, MODE, VERSION, CONFIG, VALRT, CRATE, STATUS = (
+    0x02,
+    0x04,
+    0x06,
+    0x08,
+    0x0C,
+    0x14,
+    0x16,
+    0x1A,
+)
 ST_RI, ST_VH, ST_VL = 0x01, 0x02, 0x04
 
 

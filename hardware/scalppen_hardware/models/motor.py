@@ -44,7 +44,9 @@ class MotorModel:
 
     def steady_speed(self, v_batt: float, contact: bool | None = None) -> float:
         """Speed the motor settles at for the present duty (strokes/s)."""
-        load = self.i_noload + (self.i_contact if (self.contact if contact is None else contact) else 0)
+        load = self.i_noload + (
+            self.i_contact if (self.contact if contact is None else contact) else 0
+        )
         return max(0.0, self.kv * (self.duty * v_batt - load * self.r))
 
     def hall_level(self) -> int:

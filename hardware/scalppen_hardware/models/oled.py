@@ -3,7 +3,8 @@
 An I2C write starts with a control byte: ``0x00`` (Co=0, D/C=0) makes the rest
 of the write commands, ``0x40`` (Co=0, D/C=1) makes the rest data, ``0x80`` /
 ``0xC0`` (Co=1) carry exactly one command / data byte and are followed by another
-control byte. Commands understood: ``0x01`` clear, ``0x02`` home,
+control byte. Commands understood: function set ``0x20-0x3F`` (bit 1 = RE
+selects the extended set, whose commands are accepted and ignored), ``0x01`` clear, ``0x02`` home,
 ``0x08 | D<<2`` display on/off, ``0x80 | addr`` set DDRAM address (lines start
 at ``row_addr``, e.g. 0x00, 0x20, 0x40, 0x60); other commands (function set,
 contrast, ...) are accepted and ignored. Data bytes land at the DDRAM address,
@@ -29,6 +30,7 @@ class CharOled:
         self.ddram = bytearray(b" " * 128)
         self.addr = 0
         self.on = False
+        self.re = False  # extended instruction set selected (function set RE bit)
         self.listeners: list[Listener] = []
         self.writes = 0
         self._shown = ""
@@ -58,12 +60,17 @@ class CharOled:
         """Power lost: the controller forgets its RAM and turns the glass off."""
         self.ddram[:] = b" " * 128
         self.on = False
+        self.re = False
         self.addr = 0
         self._notify()
 
     # --- I2C device interface ---------------------------------------------------
     def _command(self, c: int) -> None:
-        if c == 0x01:
+        if c & 0xE0 == 0x20:  # function set: bit 1 selects the extended set (RE)
+            self.re = bool(c & 0x02)
+        elif self.re and c < 0x80:
+            return  # extended commands (font, lines, contrast, ...): no visible effect
+        elif c == 0x01:
             self.ddram[:] = b" " * 128
             self.addr = 0
         elif c in (0x02, 0x03):

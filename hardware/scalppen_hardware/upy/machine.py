@@ -31,7 +31,7 @@ SLEEP = 2
 DEEPSLEEP = 4
 
 
-class ResetRequested(BaseException):  # noqa: N818 - it is a request, not an error
+class ResetRequested(BaseException):
     """Raised by ``machine.reset()`` / ``soft_reset()``: on a pen they never return.
 
     A ``BaseException`` so that firmware ``except Exception`` does not swallow it;
@@ -72,7 +72,9 @@ class Pin:
     WAKE_HIGH = 5
     DRIVE_0, DRIVE_1, DRIVE_2, DRIVE_3 = 0, 1, 2, 3
 
-    def __init__(self, id: Any, mode: int = -1, pull: int = -1, *, value: Any = None, **kw: Any) -> None:  # noqa: A002
+    def __init__(
+        self, id: Any, mode: int = -1, pull: int = -1, *, value: Any = None, **kw: Any
+    ) -> None:
         self._hw = _get_hw()
         self._id = _pin_id(id)
         self._net = self._hw.net(self._id)
@@ -91,10 +93,9 @@ class Pin:
         return self._id
 
     def value(self, x: Any = None) -> int | None:
-        net = self._net
         if x is None:
-            return net.read()
-        net.write(1 if x else 0)
+            return self._net.get()
+        self._net.write(1 if x else 0)
         return None
 
     __call__ = value
@@ -157,7 +158,14 @@ class PWM:
         self._active = True
         self.init(freq=freq, duty=duty, duty_u16=duty_u16)
 
-    def init(self, *, freq: int | None = None, duty: int | None = None, duty_u16: int | None = None, **kw: Any) -> None:
+    def init(
+        self,
+        *,
+        freq: int | None = None,
+        duty: int | None = None,
+        duty_u16: int | None = None,
+        **kw: Any,
+    ) -> None:
         self._active = True
         if freq is not None:
             self._freq = int(freq)
@@ -214,10 +222,12 @@ class ADC:
         self._id = _pin_id(pin)
         self._src = self._hw.adc_source(self._id)
         self._full = 3100
+        self._k = 4095 / 3100
         self.atten(atten)
 
     def atten(self, atten: int) -> None:
         self._full = self._FULL_MV[atten]
+        self._k = 4095 / self._full
 
     def width(self, bits: int) -> None:
         return None
@@ -229,7 +239,7 @@ class ADC:
             return 0
         if mv >= full:
             return 4095
-        return int(mv * 4095 / full + 0.5)
+        return int(mv * self._k + 0.5)
 
     def read(self) -> int:
         return self._code()
@@ -239,11 +249,25 @@ class ADC:
         return (c << 4) | (c >> 8)
 
     def read_uv(self) -> int:
-        return self._code() * self._full * 1000 // 4095
+        # Inline of _code(): this is the hot path of every tick.
+        mv = self._src()
+        if mv <= 0:
+            return 0
+        full = self._full
+        c = 4095 if mv >= full else int(mv * self._k + 0.5)
+        return c * full * 1000 // 4095
 
 
 class I2C:
-    def __init__(self, id: Any = 0, *, scl: Any = None, sda: Any = None, freq: int = 400000, timeout: int = 50000) -> None:  # noqa: A002
+    def __init__(
+        self,
+        id: Any = 0,
+        *,
+        scl: Any = None,
+        sda: Any = None,
+        freq: int = 400000,
+        timeout: int = 50000,
+    ) -> None:
         self._hw = _get_hw()
         self._bus = self._hw.i2c_bus(
             None if scl is None else _pin_id(scl), None if sda is None else _pin_id(sda)
@@ -287,7 +311,7 @@ class Timer:
     ONE_SHOT = 0
     PERIODIC = 1
 
-    def __init__(self, id: int = -1, **kw: Any) -> None:  # noqa: A002
+    def __init__(self, id: int = -1, **kw: Any) -> None:
         self._hw = _get_hw()
         self._timer_id = id
         if kw:
@@ -303,7 +327,7 @@ class Timer:
         hard: bool = False,
     ) -> None:
         if freq > 0:
-            period = max(1, int(round(1000 / freq)))
+            period = max(1, round(1000 / freq))
         if period <= 0:
             raise ValueError("period must be > 0")
         self._hw.timer_start(self, int(period), mode == Timer.PERIODIC, callback)
@@ -313,7 +337,7 @@ class Timer:
 
 
 class WDT:
-    def __init__(self, id: int = 0, timeout: int = 5000) -> None:  # noqa: A002
+    def __init__(self, id: int = 0, timeout: int = 5000) -> None:
         self._hw = _get_hw()
         self._hw.wdt_start(int(timeout))
 
@@ -337,7 +361,9 @@ class RTC:
             return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_wday, t.tm_hour, t.tm_min, t.tm_sec, 0)
         year, month, day, _wd, hour, minute, second = dt[:7]
         sub = dt[7] if len(dt) > 7 else 0
-        clock.set_epoch(calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + sub / 1e6)
+        clock.set_epoch(
+            calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + sub / 1e6
+        )
         return None
 
     def init(self, dt: Any) -> None:

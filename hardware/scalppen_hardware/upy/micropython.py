@@ -67,7 +67,7 @@ def heap_unlock() -> int:
     return 0
 
 
-def kbd_intr(chr: int) -> None:  # noqa: A002 - MicroPython's parameter name
+def kbd_intr(chr: int) -> None:
     return None
 
 

@@ -147,7 +147,7 @@ def sleep_us(us: int) -> None:
 
 
 def sleep(seconds: float) -> None:
-    _c().sleep_ms(int(round(seconds * 1000)))
+    _c().sleep_ms(round(seconds * 1000))
 
 
 def time() -> int:

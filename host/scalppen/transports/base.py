@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Final, Protocol, TypeVar, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from scalppen_protocol.errors import ProtocolError
 
@@ -275,10 +275,11 @@ class FrameLinkBase:
                 work.close()
             raise LinkLost(str(self._down))
         task: asyncio.Future[T] = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(lost.wait())
+        watcher: asyncio.Future[Any] = asyncio.ensure_future(lost.wait())
+        waiters: set[asyncio.Future[Any]] = {task, watcher}
         try:
             done, _ = await asyncio.wait(
-                {task, watcher}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
             )
         finally:
             watcher.cancel()

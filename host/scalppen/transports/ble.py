@@ -26,9 +26,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from scalppen_protocol.codes import MIN_MTU
-from scalppen_protocol.errors import ProtocolError
-
 from scalppen.transports.base import (
     WRITE_TIMEOUT,
     AuthenticationError,
@@ -43,6 +40,8 @@ from scalppen.transports.base import (
     TransportTimeout,
 )
 from scalppen.transports.ble_framing import BleFramer, clamp_mtu
+from scalppen_protocol.codes import MIN_MTU
+from scalppen_protocol.errors import ProtocolError
 
 try:
     from bleak import BleakClient, BleakScanner
@@ -413,7 +412,9 @@ class BleTransport(FrameLinkBase):
                     raise
                 except Exception as exc:
                     if is_auth_error(exc):
-                        raise NotPaired(f"the pen refused the write: {exc}", _att_code(exc)) from exc
+                        raise NotPaired(
+                            f"the pen refused the write: {exc}", _att_code(exc)
+                        ) from exc
                     if not client.is_connected:
                         self._link_down(f"link to {self.address} dropped")
                         raise LinkLost(f"link to {self.address} dropped during a write") from exc
@@ -453,15 +454,13 @@ async def scan(
     """
     service = (uuids or pen_uuids()).service
     try:
-        found = await BleakScanner.discover(
-            timeout,
-            return_adv=True,
-            service_uuids=[service],
-            backend=backend,
-            **scanner_kwargs,
-        )
+        async with BleakScanner(
+            service_uuids=[service], backend=backend, **scanner_kwargs
+        ) as scanner:
+            await asyncio.sleep(timeout)
     except (BleakError, OSError) as exc:
         raise ConnectError(f"cannot scan: {exc}") from exc
+    found = scanner.discovered_devices_and_advertisement_data
     pens = [
         FoundPen(adv.local_name or device.name or "", device.address, adv.rssi)
         for device, adv in found.values()

@@ -17,19 +17,28 @@ import asyncio
 import inspect
 import logging
 from types import TracebackType
-from typing import Final, Self, cast
+from typing import Annotated, Final, Self
 
 from scalppen.transports.base import ExtraMissing, PairingFailed, PasskeyProvider
 
 try:
     from dbus_fast import BusType, DBusError, Message, MessageType
-    from dbus_fast.annotations import DBusObjectPath, DBusStr, DBusUInt16, DBusUInt32
     from dbus_fast.aio import MessageBus
+    from dbus_fast.annotations import (
+        DBusObjectPath,
+        DBusSignature,
+        DBusStr,
+        DBusUInt16,
+        DBusUInt32,
+    )
     from dbus_fast.service import ServiceInterface, dbus_method
 except ImportError as exc:  # pragma: no cover - depends on the platform
     raise ExtraMissing("Pairing with BlueZ (Linux)", "dbus-fast") from exc
 
 _log = logging.getLogger(__name__)
+
+#: Return annotation of D-Bus methods that return nothing.
+NoReply = Annotated[None, DBusSignature("")]
 
 BLUEZ_SERVICE: Final = "org.bluez"
 AGENT_MANAGER_PATH: Final = "/org/bluez"
@@ -114,7 +123,7 @@ class PasskeyAgentLogic:
             if inspect.isawaitable(result):
                 value = await asyncio.wait_for(result, self._timeout)
             else:
-                value = cast("int | str", result)
+                value = result
         except (asyncio.CancelledError, TimeoutError, EOFError, KeyboardInterrupt) as exc:
             raise AgentCanceled(f"no passkey entered: {exc!r}") from exc
         except AgentRejected:
@@ -181,56 +190,56 @@ class Agent1Interface(ServiceInterface):
         self.logic = logic
 
     @dbus_method()
-    def Release(self) -> None:  # noqa: N802 - D-Bus names
+    def Release(self) -> NoReply:
         self.logic.release()
 
     @dbus_method()
-    def RequestPinCode(self, device: DBusObjectPath) -> DBusStr:  # noqa: N802
+    def RequestPinCode(self, device: DBusObjectPath) -> DBusStr:
         try:
             return self.logic.request_pin_code(device)
         except AgentRejected as exc:
             raise _dbus_error(exc) from None
 
     @dbus_method()
-    def DisplayPinCode(self, device: DBusObjectPath, pincode: DBusStr) -> None:  # noqa: N802
+    def DisplayPinCode(self, device: DBusObjectPath, pincode: DBusStr) -> NoReply:
         self.logic.display(device, "a PIN code")
 
     @dbus_method()
-    async def RequestPasskey(self, device: DBusObjectPath) -> DBusUInt32:  # noqa: N802
+    async def RequestPasskey(self, device: DBusObjectPath) -> DBusUInt32:
         try:
             return await self.logic.request_passkey(device)
         except (AgentRejected, AgentCanceled) as exc:
             raise _dbus_error(exc) from None
 
     @dbus_method()
-    def DisplayPasskey(  # noqa: N802
+    def DisplayPasskey(
         self, device: DBusObjectPath, passkey: DBusUInt32, entered: DBusUInt16
-    ) -> None:
+    ) -> NoReply:
         self.logic.display(device, "a passkey")
 
     @dbus_method()
-    def RequestConfirmation(self, device: DBusObjectPath, passkey: DBusUInt32) -> None:  # noqa: N802
+    def RequestConfirmation(self, device: DBusObjectPath, passkey: DBusUInt32) -> NoReply:
         try:
             self.logic.request_confirmation(device, passkey)
         except AgentRejected as exc:
             raise _dbus_error(exc) from None
 
     @dbus_method()
-    def RequestAuthorization(self, device: DBusObjectPath) -> None:  # noqa: N802
+    def RequestAuthorization(self, device: DBusObjectPath) -> NoReply:
         try:
             self.logic.request_authorization(device)
         except AgentRejected as exc:
             raise _dbus_error(exc) from None
 
     @dbus_method()
-    def AuthorizeService(self, device: DBusObjectPath, uuid: DBusStr) -> None:  # noqa: N802
+    def AuthorizeService(self, device: DBusObjectPath, uuid: DBusStr) -> NoReply:
         try:
             self.logic.authorize_service(device, uuid)
         except AgentRejected as exc:
             raise _dbus_error(exc) from None
 
     @dbus_method()
-    def Cancel(self) -> None:  # noqa: N802
+    def Cancel(self) -> NoReply:
         self.logic.cancel()
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from scalppen.transports.base import ConnectError, FrameLinkBase, LinkLost
 from scalppen_protocol.codes import MAX_FRAME
 from scalppen_protocol.errors import ProtocolError
-
-from scalppen.transports.base import ConnectError, FrameLinkBase, LinkLost
 
 
 class LoopbackTransport(FrameLinkBase):

@@ -16,10 +16,6 @@ import os
 import threading
 from typing import Final
 
-from scalppen_protocol.codes import MAX_FRAME
-from scalppen_protocol.errors import ProtocolError
-from scalppen_protocol.serial_framing import Deframer, encode_packet
-
 from scalppen.transports.base import (
     WRITE_TIMEOUT,
     ConnectError,
@@ -28,6 +24,9 @@ from scalppen.transports.base import (
     LinkLost,
     TransportTimeout,
 )
+from scalppen_protocol.codes import MAX_FRAME
+from scalppen_protocol.errors import ProtocolError
+from scalppen_protocol.serial_framing import Deframer, encode_packet
 
 try:
     import serial as pyserial
@@ -135,7 +134,7 @@ class SerialTransport(FrameLinkBase):
         }
         if self._exclusive and os.name == "posix":
             kwargs["exclusive"] = True
-        ser = pyserial.Serial(self.port, **kwargs)  # type: ignore[arg-type]
+        ser = pyserial.Serial(self.port, **kwargs)
         with contextlib.suppress(Exception):
             ser.reset_input_buffer()
         return ser

@@ -1,0 +1,191 @@
+# The pen's shell: drivers <-> core at 100 Hz, BLE <-> handler, the watchdog.
+#
+#   app = App(root)          # root: the flash directory ("/" on the pen)
+#   app.step(now_ms)         # one control tick (the virtual pen calls this)
+#   run()                    # on the pen: the forever loop, called by main.py
+#
+# Everything the pen decides is in pen.core; this file only moves data between
+# the hardware, the radio and the core.
+import json
+import sys
+
+import bluetooth
+import machine
+
+from pen import bootok, link, wire
+from pen.ble import PenBle
+from pen.board import Board
+from pen.core import FW_VERSION, Pen
+from pen.drivers import Drivers
+from pen.fsio import Fs
+from pen.handler import Handler
+from pen.io import Inputs
+from pen.store import Store
+
+try:
+    from time import sleep_ms, ticks_diff, ticks_ms
+    import time as clock
+except ImportError:  # CPython: the virtual pen's clock
+    from vclock import sleep_ms, ticks_diff, ticks_ms
+    import vclock as clock
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
+_RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
+_RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
+
+
+def _join(root, name):
+    if root.endswith("/"):
+        return root + name
+    return root + "/" + name
+
+
+def _reset_code():
+    cause = machine.reset_cause()
+    if cause == machine.WDT_RESET:
+        return wire.E_FAULT_WATCHDOG
+    return 0
+
+
+def _rtc_unix():
+    t = clock.time()
+    if t >= _PLAUSIBLE_UNIX:
+        return int(t)
+    return 0
+
+
+class App:
+    def __init__(self, root="/", on_pen=True, unix=None):
+        self.root = root
+        self.on_pen = on_pen
+        with open(_join(root, "board.json")) as f:
+            doc = json.load(f)
+        self.board = Board(doc)
+        self.drivers = Drivers(doc)
+        self.store = Store(Fs(_join(root, "data")))
+        if unix is None:
+            unix = _rtc_unix()
+        self.pen = Pen(self.board, self.store, unix, _reset_code())
+        uid = machine.unique_id()
+        self.serial = "SP3-" + "".join("%02X" % b for b in uid[-3:])
+        self.pen.serial = self.serial
+        self.handler = Handler(self.pen)
+        self.inp = Inputs()
+        self.rx = []
+        self.dropped = 0
+        self.link_errors = 0
+        self.reasm = link.Reassembler()
+        self.counter = 0
+        self.passkey = None
+        self.good = False
+        self.ticks = 0
+        info = {"name": "ScalpPen-" + self.serial[-4:], "manufacturer": "Scalppen",
+                "model": self.board.model, "serial": self.serial, "firmware": FW_VERSION,
+                "hardware": self.board.hw_rev, "battery": 100}
+        self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
+                          self._on_passkey, self._on_link)
+        self._battery = -1
+
+    # ---- radio callbacks (IRQ context: only record) -----------------------------
+    def _on_rx(self, conn, data):
+        if len(self.rx) >= _RX_LIMIT:
+            self.rx.pop(0)
+            self.dropped += 1
+        self.rx.append(bytes(data))
+
+    def _on_passkey(self, conn, passkey):
+        self.passkey = passkey
+
+    def _on_link(self, up):
+        self.handler.link_reset()
+        self.reasm.reset()
+
+    # ---- the control tick -----------------------------------------------------------
+    def step(self, now_ms):
+        inp = self.drivers.read(self.inp)
+        inp.link_up = self.ble.link_up
+        self._serve()
+        out = self.pen.tick(now_ms, inp)
+        if self.passkey is not None:
+            out.display = "PAIR %06d" % self.passkey
+        self.drivers.apply(out)
+        for frame in self.handler.event_frames(out.events):
+            self._send(frame)
+        self.ticks += 1
+        if self.ticks % 100 == 0:
+            self._slow()
+        if not self.good and self.ticks >= 50 and self.on_pen:
+            self.good = bootok.mark_good()
+        return out
+
+    def _serve(self):
+        n = 0
+        while self.rx and n < _RX_PER_TICK:
+            n += 1
+            data = self.rx.pop(0)
+            try:
+                frame = self.reasm.feed(data)
+            except wire.WireError:
+                # A damaged or out-of-order fragment: no sequence number is known
+                # yet, so nothing can be answered; the host's request times out and
+                # it retries. The fragment changes no state.
+                self.link_errors += 1
+                continue
+            if frame is None:
+                continue
+            for resp in self.handler.handle(frame, self.ble.authenticated):
+                self._send(resp)
+
+    def _send(self, frame):
+        for frag in link.fragment(frame, self.ble.mtu, self.counter):
+            self.ble.send(frag)
+        self.counter = (self.counter + 1) & 0x3F
+
+    def _slow(self):
+        # once a second: battery level for generic BLE apps, the RTC follows the
+        # clock the host set.
+        pct = self.inp.battery_pct
+        if pct != self._battery:
+            self._battery = pct
+            self.ble.set_battery(pct)
+        unix = self.pen.clock()
+        if unix and abs(unix - _rtc_unix()) > 2:
+            try:
+                t = clock.gmtime(unix)
+                machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
+            except Exception:
+                pass
+
+    def shutdown(self):
+        self.drivers.safe_stop()
+        self.ble.shutdown()
+
+
+def run():
+    app = App("/")
+    app.drivers.start_watchdog()
+    tick = app.board.tick_ms
+    now = 0
+    last = ticks_ms()
+    while True:
+        try:
+            app.step(now)
+        except Exception as e:
+            # Fail safe (rule 21): stop the motor, retract, and let the watchdog reset.
+            app.drivers.safe_stop()
+            sys.print_exception(e)
+            while True:
+                sleep_ms(1000)
+        t = ticks_ms()
+        spent = ticks_diff(t, last)
+        if spent < tick:
+            sleep_ms(tick - spent)
+            t = ticks_ms()
+        now += ticks_diff(t, last)
+        last = t

@@ -1,0 +1,385 @@
+# The pen's GATT service on MicroPython's low-level bluetooth module.
+#
+# Services:
+#   pen service (128-bit, UUIDs below, equal to scalppen_protocol.gatt):
+#     request  write + write-without-response, authenticated link only
+#     event    notify, authenticated link only
+#   Device Information 0x180A: manufacturer, model, serial, firmware, hardware
+#   Battery 0x180F: level (read + notify), no pairing needed
+#
+# Security: LE Secure Connections with MITM; the pen is display-only, so the
+# central types the 6-digit passkey the pen shows (on_passkey). Bonds are kept in
+# a JSON file of hex strings (secrets_path), so they survive a reboot.
+#
+# The pen notifies only a client that enabled notifications on the event
+# characteristic (CCCD write, seen as _IRQ_GATTS_WRITE on value_handle + 1) on an
+# authenticated link. Fragmentation of frames into ATT payloads is pen/link.py's
+# job; this module moves single ATT payloads.
+import bluetooth
+import json
+import os
+from binascii import hexlify, unhexlify
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+PEN_SERVICE_UUID = "4a780001-387c-4d32-bf79-1aa4c9d3edbc"
+REQUEST_CHAR_UUID = "4a780002-387c-4d32-bf79-1aa4c9d3edbc"
+EVENT_CHAR_UUID = "4a780003-387c-4d32-bf79-1aa4c9d3edbc"
+PREFERRED_MTU = const(247)
+ADVERTISED_NAME_PREFIX = "ScalpPen"
+
+_IRQ_CENTRAL_CONNECT = const(1)
+_IRQ_CENTRAL_DISCONNECT = const(2)
+_IRQ_GATTS_WRITE = const(3)
+_IRQ_MTU_EXCHANGED = const(21)
+_IRQ_CONNECTION_UPDATE = const(27)
+_IRQ_ENCRYPTION_UPDATE = const(28)
+_IRQ_GET_SECRET = const(29)
+_IRQ_SET_SECRET = const(30)
+_IRQ_PASSKEY_ACTION = const(31)
+
+_FLAG_READ = const(0x0002)
+_FLAG_WRITE_NO_RESPONSE = const(0x0004)
+_FLAG_WRITE = const(0x0008)
+_FLAG_NOTIFY = const(0x0010)
+_FLAG_READ_AUTHENTICATED = const(0x0400)
+_FLAG_WRITE_AUTHENTICATED = const(0x2000)
+
+_IO_CAPABILITY_DISPLAY_ONLY = const(0)
+_PASSKEY_ACTION_DISPLAY = const(3)
+
+_ADV_TYPE_FLAGS = const(0x01)
+_ADV_TYPE_UUID128_COMPLETE = const(0x07)
+_ADV_TYPE_SHORT_NAME = const(0x08)
+_ADV_TYPE_NAME = const(0x09)
+_ADV_MAX = const(31)
+_ADV_INTERVAL_US = const(100000)
+
+_RX_BUFFER = const(512)  # largest ATT attribute value
+_MAX_BONDS = const(8)
+_DEFAULT_MTU = const(23)
+_ATT_HEADER = const(3)
+
+_PEN_SERVICE = (
+    bluetooth.UUID(PEN_SERVICE_UUID),
+    (
+        (bluetooth.UUID(REQUEST_CHAR_UUID),
+         _FLAG_WRITE | _FLAG_WRITE_NO_RESPONSE | _FLAG_WRITE_AUTHENTICATED),
+        (bluetooth.UUID(EVENT_CHAR_UUID), _FLAG_NOTIFY | _FLAG_READ_AUTHENTICATED),
+    ),
+)
+_DIS_SERVICE = (
+    bluetooth.UUID(0x180A),
+    (
+        (bluetooth.UUID(0x2A29), _FLAG_READ),  # manufacturer name
+        (bluetooth.UUID(0x2A24), _FLAG_READ),  # model number
+        (bluetooth.UUID(0x2A25), _FLAG_READ),  # serial number
+        (bluetooth.UUID(0x2A26), _FLAG_READ),  # firmware revision
+        (bluetooth.UUID(0x2A27), _FLAG_READ),  # hardware revision
+    ),
+)
+_BATTERY_SERVICE = (
+    bluetooth.UUID(0x180F),
+    ((bluetooth.UUID(0x2A19), _FLAG_READ | _FLAG_NOTIFY),),
+)
+_DIS_FIELDS = ("manufacturer", "model", "serial", "firmware", "hardware")
+
+
+def _adv_field(kind, value):
+    return bytes((len(value) + 1, kind)) + value
+
+
+def advertising_payload(service_uuid, short_name=ADVERTISED_NAME_PREFIX):
+    # Flags (LE general discoverable, no BR/EDR), the pen's service UUID and, in
+    # the bytes left, the shortened name (the complete one is in the scan
+    # response; passive scanners and bumble's virtual link see only this).
+    payload = (_adv_field(_ADV_TYPE_FLAGS, b"\x06")
+               + _adv_field(_ADV_TYPE_UUID128_COMPLETE, bytes(bluetooth.UUID(service_uuid))))
+    room = _ADV_MAX - len(payload) - 2
+    if room > 0 and short_name:
+        payload += _adv_field(_ADV_TYPE_SHORT_NAME, short_name.encode()[:room])
+    return payload
+
+
+def scan_response_payload(name):
+    return _adv_field(_ADV_TYPE_NAME, name.encode()[:29])
+
+
+def random_passkey():
+    return int.from_bytes(os.urandom(4), "big") % 1000000
+
+
+class BondStore:
+    # Secrets of the BLE stack (_IRQ_GET_SECRET / _IRQ_SET_SECRET), kept in a
+    # JSON file: a list of [sec_type, key hex, value hex], oldest first.
+
+    def __init__(self, path, max_entries=_MAX_BONDS):
+        self.path = path
+        self.max_entries = max_entries
+        self.entries = []
+        self.load()
+
+    def load(self):
+        self.entries = []
+        try:
+            with open(self.path, "r") as f:
+                raw = json.load(f)
+        except (OSError, ValueError):
+            return
+        for item in raw:
+            try:
+                self.entries.append([int(item[0]), unhexlify(item[1]), unhexlify(item[2])])
+            except (ValueError, TypeError, IndexError):
+                pass
+
+    def save(self):
+        raw = [[e[0], hexlify(e[1]).decode(), hexlify(e[2]).decode()] for e in self.entries]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(raw, f)
+        try:
+            os.remove(self.path)
+        except OSError:
+            pass
+        os.rename(tmp, self.path)
+
+    def get(self, sec_type, index, key):
+        if key is None:
+            i = 0
+            for e in self.entries:
+                if e[0] == sec_type:
+                    if i == index:
+                        return e[2]
+                    i += 1
+            return None
+        key = bytes(key)
+        for e in self.entries:
+            if e[0] == sec_type and e[1] == key:
+                return e[2]
+        return None
+
+    def set(self, sec_type, key, value):
+        key = bytes(key)
+        for i in range(len(self.entries)):
+            e = self.entries[i]
+            if e[0] == sec_type and e[1] == key:
+                self.entries.pop(i)
+                break
+        if value is not None:
+            self.entries.append([sec_type, key, bytes(value)])
+            while len(self.entries) > self.max_entries:
+                self.entries.pop(0)
+        try:
+            self.save()
+        except OSError:
+            return False
+        return True
+
+    def count(self):
+        return len(self.entries)
+
+    def clear(self):
+        self.entries = []
+        try:
+            self.save()
+        except OSError:
+            pass
+
+
+class PenBle:
+    # info: dict with "name", "manufacturer", "model", "serial", "firmware",
+    #   "hardware" (str) and optionally "battery" (0..100).
+    # on_rx(conn, data): one ATT write to the request characteristic; called from
+    #   the BLE IRQ, so it should only queue the bytes.
+    # on_passkey(conn, passkey): show passkey (int) on the display; None clears.
+    # on_link(up): up is True while a paired client listens for events.
+
+    def __init__(self, ble, info, secrets_path, on_rx, on_passkey=None, on_link=None,
+                 passkey_source=random_passkey):
+        self._ble = ble
+        self._on_rx = on_rx
+        self._on_passkey = on_passkey
+        self._on_link = on_link
+        self._passkey_source = passkey_source
+        self.bonds = BondStore(secrets_path)
+        self.name = info.get("name") or ADVERTISED_NAME_PREFIX
+        self.conn = None
+        self.mtu = _DEFAULT_MTU
+        self.encrypted = False
+        self.authenticated = False
+        self.subscribed = False
+        self.battery_subscribed = False
+        self.passkey = None
+        self._link_up = False
+        self.advertising = False
+
+        ble.irq(self._irq)
+        ble.active(True)
+        ble.config(gap_name=self.name, io=_IO_CAPABILITY_DISPLAY_ONLY, mitm=True,
+                   le_secure=True, bond=True, mtu=PREFERRED_MTU)
+        handles = ble.gatts_register_services((_PEN_SERVICE, _DIS_SERVICE, _BATTERY_SERVICE))
+        self.rx_handle, self.tx_handle = handles[0]
+        self.dis_handles = handles[1]
+        self.battery_handle = handles[2][0]
+        # A notify characteristic's CCCD follows its value handle.
+        self.tx_cccd = self.tx_handle + 1
+        self.battery_cccd = self.battery_handle + 1
+        ble.gatts_set_buffer(self.rx_handle, _RX_BUFFER)
+        for i in range(len(_DIS_FIELDS)):
+            value = info.get(_DIS_FIELDS[i]) or ""
+            ble.gatts_write(self.dis_handles[i], str(value).encode())
+        ble.gatts_write(self.battery_handle, bytes((self._pct(info.get("battery", 100)),)))
+        self._adv = advertising_payload(PEN_SERVICE_UUID)
+        self._resp = scan_response_payload(self.name)
+        self.advertise()
+
+    # -- public ------------------------------------------------------------------
+
+    @property
+    def connected(self):
+        return self.conn is not None
+
+    @property
+    def link_up(self):
+        return self._link_up
+
+    @property
+    def payload_size(self):
+        # Largest ATT payload one notification or write carries.
+        return self.mtu - _ATT_HEADER
+
+    def advertise(self):
+        self._ble.gap_advertise(_ADV_INTERVAL_US, adv_data=self._adv, resp_data=self._resp)
+        self.advertising = True
+
+    def stop_advertising(self):
+        self._ble.gap_advertise(None)
+        self.advertising = False
+
+    def send(self, data):
+        # Notify one ATT payload on the event characteristic. False (nothing
+        # sent) unless a paired client subscribed.
+        if self.conn is None or not self.subscribed or not self.authenticated:
+            return False
+        if len(data) > self.mtu - _ATT_HEADER:
+            raise ValueError("payload larger than MTU - 3")
+        self._ble.gatts_notify(self.conn, self.tx_handle, data)
+        return True
+
+    def set_battery(self, pct):
+        pct = self._pct(pct)
+        self._ble.gatts_write(self.battery_handle, bytes((pct,)))
+        if self.conn is not None and self.battery_subscribed:
+            self._ble.gatts_notify(self.conn, self.battery_handle)
+
+    def disconnect(self):
+        if self.conn is not None:
+            self._ble.gap_disconnect(self.conn)
+
+    def forget_bonds(self):
+        self.bonds.clear()
+
+    def shutdown(self):
+        self.disconnect()
+        self.stop_advertising()
+        self._ble.active(False)
+
+    # -- internals -----------------------------------------------------------------
+
+    @staticmethod
+    def _pct(pct):
+        pct = int(pct)
+        return 0 if pct < 0 else (100 if pct > 100 else pct)
+
+    def _update_link(self):
+        up = self.conn is not None and self.authenticated and self.subscribed
+        if up != self._link_up:
+            self._link_up = up
+            if self._on_link is not None:
+                self._on_link(up)
+
+    def _show_passkey(self, conn, passkey):
+        self.passkey = passkey
+        if self._on_passkey is not None:
+            self._on_passkey(conn, passkey)
+
+    def _irq(self, event, data):
+        if event == _IRQ_GATTS_WRITE:
+            conn, handle = data
+            if handle == self.rx_handle:
+                payload = self._ble.gatts_read(self.rx_handle)
+                if payload:
+                    self._on_rx(conn, payload)
+            elif handle == self.tx_cccd:
+                value = self._ble.gatts_read(self.tx_cccd)
+                self.subscribed = len(value) > 0 and (value[0] & 1) != 0
+                self._update_link()
+            elif handle == self.battery_cccd:
+                value = self._ble.gatts_read(self.battery_cccd)
+                self.battery_subscribed = len(value) > 0 and (value[0] & 1) != 0
+        elif event == _IRQ_CENTRAL_CONNECT:
+            conn = data[0]
+            if self.conn is not None:
+                # One central at a time.
+                self._ble.gap_disconnect(conn)
+                return
+            self.conn = conn
+            self.mtu = _DEFAULT_MTU
+            self.encrypted = False
+            self.authenticated = False
+            self.subscribed = False
+            self.battery_subscribed = False
+            self.advertising = False
+            try:
+                self._ble.gattc_exchange_mtu(conn)
+            except OSError:
+                pass
+            self._update_link()
+        elif event == _IRQ_CENTRAL_DISCONNECT:
+            if data[0] != self.conn:
+                return
+            self.conn = None
+            self.mtu = _DEFAULT_MTU
+            self.encrypted = False
+            self.authenticated = False
+            self.subscribed = False
+            self.battery_subscribed = False
+            if self.passkey is not None:
+                self._show_passkey(data[0], None)
+            self._update_link()
+            self.advertise()
+        elif event == _IRQ_MTU_EXCHANGED:
+            conn, mtu = data
+            if conn == self.conn:
+                self.mtu = mtu
+        elif event == _IRQ_ENCRYPTION_UPDATE:
+            conn, encrypted, authenticated, _bonded, _key_size = data
+            if conn != self.conn:
+                return
+            self.encrypted = bool(encrypted)
+            self.authenticated = bool(encrypted and authenticated)
+            if self.passkey is not None:
+                self._show_passkey(conn, None)
+            self._update_link()
+        elif event == _IRQ_PASSKEY_ACTION:
+            conn, action, _number = data
+            if action == _PASSKEY_ACTION_DISPLAY:
+                passkey = self._passkey_source()
+                self._show_passkey(conn, passkey)
+                self._ble.gap_passkey(conn, action, passkey)
+            else:
+                # Display-only: nothing to type or confirm; refuse.
+                self._ble.gap_passkey(conn, action, 0)
+        elif event == _IRQ_GET_SECRET:
+            sec_type, index, key = data
+            return self.bonds.get(sec_type, index, key)
+        elif event == _IRQ_SET_SECRET:
+            sec_type, key, value = data
+            return self.bonds.set(sec_type, key, value)
+        elif event == _IRQ_CONNECTION_UPDATE:
+            pass
+        return None

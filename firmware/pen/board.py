@@ -1,0 +1,147 @@
+# Board definition: hard limits and identity, loaded from the board JSON
+# (hardware/boards/<board>.json, deployed as /board.json). A board may only
+# TIGHTEN the built-in absolutes below; a looser value is refused at load.
+import json
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+GRID_UM = const(250)  # the depth grid every setting must sit on (rule 2)
+
+# key: (built-in default, bound, direction); "max" = the board may only lower it,
+# "min" = the board may only raise it.
+_LIMITS = (
+    ("abs_depth_um", 2500, 2500, "max"),
+    ("ceiling_um", 1500, 2500, "max"),
+    ("grid_um", 250, 250, "min"),
+    ("min_depth_um", 250, 250, "min"),
+    ("depth_tol_um", 150, 150, "max"),
+    ("depth_settle_ms", 300, 1000, "max"),
+    ("rate_min_sps", 100, 100, "min"),
+    ("rate_max_sps", 150, 150, "max"),
+    ("rate_nominal_sps", 117, 150, "max"),
+    ("battery_reserve_pct", 20, 20, "min"),
+    ("session_cap_s", 900, 900, "max"),
+    ("session_warn_s", 600, 600, "max"),
+    ("tick_ms", 10, 10, "max"),
+    ("overcurrent_ma", 1200, 2000, "max"),
+    ("overtemp_c10", 450, 500, "max"),
+    ("stall_ms", 30, 100, "max"),
+    ("wdt_ms", 1000, 2000, "max"),
+    ("cartridge_rated_strokes", 100000, 100000, "max"),
+    ("cartridge_shelf_life_s", 63072000, 63072000, "max"),
+)
+STANDALONE_MAX_DEPTH_UM = const(500)
+STANDALONE_MAX_S = const(600)
+
+
+class BoardError(ValueError):
+    pass
+
+
+def _int(d, key, default):
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise BoardError("board: %s must be an integer" % key)
+    return v
+
+
+class Board:
+    # Attributes: every key of _LIMITS, speed_levels_sps (list), standalone_enabled,
+    # standalone_depth_um, standalone_s, model, hw_rev, name, drain_pct_per_ks.
+    def __init__(self, doc=None):
+        doc = doc or {}
+        lim = doc.get("limits", doc)
+        if not isinstance(lim, dict):
+            raise BoardError("board: limits must be an object")
+        for key, default, bound, way in _LIMITS:
+            v = _int(lim, key, default)
+            if v <= 0:
+                raise BoardError("board: %s must be positive" % key)
+            if way == "max" and v > bound:
+                raise BoardError("board: %s=%d loosens the built-in %d" % (key, v, bound))
+            if way == "min" and v < bound:
+                raise BoardError("board: %s=%d loosens the built-in %d" % (key, v, bound))
+            setattr(self, key, v)
+        if self.ceiling_um > self.abs_depth_um:
+            raise BoardError("board: ceiling_um above abs_depth_um")
+        if self.grid_um % GRID_UM:
+            raise BoardError("board: grid_um must be a multiple of 250")
+        if self.min_depth_um % self.grid_um or self.min_depth_um > self.ceiling_um:
+            raise BoardError("board: min_depth_um off the grid or above the ceiling")
+        if self.rate_min_sps >= self.rate_max_sps:
+            raise BoardError("board: empty stroke-rate window")
+        if not self.rate_min_sps <= self.rate_nominal_sps <= self.rate_max_sps:
+            raise BoardError("board: rate_nominal_sps outside the window")
+        if self.session_warn_s >= self.session_cap_s:
+            raise BoardError("board: session_warn_s must be below session_cap_s")
+        levels = lim.get("speed_levels_sps", lim.get("speed_levels", [self.rate_nominal_sps]))
+        if not isinstance(levels, list) or not 1 <= len(levels) <= 8:
+            raise BoardError("board: speed_levels_sps must be a list of 1..8 rates")
+        for r in levels:
+            if isinstance(r, bool) or not isinstance(r, int):
+                raise BoardError("board: speed level must be an integer")
+            if r < self.rate_min_sps or r > self.rate_max_sps:
+                raise BoardError("board: speed level %d outside the rate window" % r)
+        self.speed_levels_sps = levels
+        sa = lim.get("standalone", {})
+        if not isinstance(sa, dict):
+            raise BoardError("board: standalone must be an object")
+        self.standalone_enabled = sa.get("enabled", False) is True
+        self.standalone_depth_um = _int(sa, "depth_um", STANDALONE_MAX_DEPTH_UM)
+        self.standalone_s = _int(sa, "duration_s", STANDALONE_MAX_S)
+        if self.standalone_depth_um > STANDALONE_MAX_DEPTH_UM or self.standalone_s > STANDALONE_MAX_S:
+            raise BoardError("board: standalone limits loosen 0.5 mm / 10 min")
+        if self.standalone_depth_um > self.ceiling_um:
+            raise BoardError("board: standalone depth above the ceiling")
+        if self.standalone_depth_um % self.grid_um or self.standalone_depth_um < self.min_depth_um:
+            raise BoardError("board: standalone depth off the grid")
+        if self.standalone_s <= 0:
+            raise BoardError("board: standalone duration must be positive")
+        self.model = str(doc.get("model", "ScalpPen"))
+        self.hw_rev = str(doc.get("revision", doc.get("hw_rev", "")))
+        self.name = str(doc.get("board", ""))
+        self.nominal_duty = _int(doc.get("motor", {}), "nominal_duty", 680)
+        if not 0 < self.nominal_duty <= 1023:
+            raise BoardError("board: motor.nominal_duty out of range")
+        self.drain_pct_per_ks = _drain(doc)
+
+    def limits_wire(self):
+        # The INFO "limits" sub-record.
+        return {
+            "abs_depth_um": self.abs_depth_um,
+            "ceiling_um": self.ceiling_um,
+            "grid_um": self.grid_um,
+            "min_depth_um": self.min_depth_um,
+            "depth_tol_um": self.depth_tol_um,
+            "rate_min_sps": self.rate_min_sps,
+            "rate_max_sps": self.rate_max_sps,
+            "session_cap_s": self.session_cap_s,
+            "session_warn_s": self.session_warn_s,
+            "battery_reserve_pct": self.battery_reserve_pct,
+            "speed_levels": len(self.speed_levels_sps),
+            "standalone_depth_um": self.standalone_depth_um if self.standalone_enabled else 0,
+            "standalone_s": self.standalone_s if self.standalone_enabled else 0,
+        }
+
+
+def _drain(doc):
+    # Battery percent used per 1000 s of needling (rule 12), from the electrical
+    # data when present; rounded up; at least 1.
+    bat = doc.get("battery", {})
+    mot = doc.get("motor", {})
+    cap = bat.get("capacity_mah", 0)
+    if not cap:
+        return 12
+    ma = bat.get("base_load_ma", 70) + mot.get("noload_ma", 60) + mot.get("contact_ma", 80)
+    ma += bat.get("stepper_ma", 0)
+    # percent per ks = ma * 1000 s / 3600 / cap * 100
+    return max(1, (ma * 100000 + cap * 3600 - 1) // (cap * 3600))
+
+
+def load(path="/board.json"):
+    with open(path) as f:
+        return Board(json.load(f))

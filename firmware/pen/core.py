@@ -1,0 +1,630 @@
+# The pen's pure core: the session state machine over the tick contract of
+# docs/architecture.md. Pen(board, store[, clock, reset_code]); tick(now_ms, inp)
+# -> Outputs at 100 Hz; request methods (arm, set_depth, set_speed, start, stop,
+# set_time, set_key, ...) return an error code from wire.E_* (0 = OK).
+#
+# No machine, bluetooth, asyncio or wall clock here: now_ms is a monotonic,
+# non-wrapping millisecond count from the shell; the pen's Unix clock is the
+# base set by SET_TIME plus the monotonic offset since (0 = unset).
+#
+# A reset (power loss, watchdog) is a new Pen over the same store: it starts in
+# HOMING with the motor off and the needles retracting, an interrupted session
+# is closed in the log and counts for the interval lockout, and nothing runs
+# again without a new permit and START (rule 21).
+import binascii
+
+from pen import wire
+from pen import safety
+from pen import permit as _permit
+from pen.depthctl import DepthCtl
+from pen.io import Outputs
+from pen.motorctl import MotorCtl
+from pen.wear import Wear, cart_hex, F_FINISHED
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+FW_VERSION = "0.1.0"
+TELEMETRY_MS = const(500)
+CHECKPOINT_MS = const(30000)  # counters and cartridge record while running
+FAULT_HOLD_MS = const(500)  # FAULT is shown this long, then the pen re-homes
+MAX_FAULTS = const(5)  # consecutive faults without a good start -> LOCKED until reset
+PAIR_HOLD_MS = const(3000)  # button held this long opens pairing
+PAIR_WINDOW_MS = const(120000)
+SHORT_PRESS_MS = const(1000)
+MAX_GAP_MS = const(100)  # a control loop this late while running is a fault
+MAX_NONCES = const(32)
+DISPLAY_MS = const(250)
+FLAG_INTERRUPTED = const(1)  # SESSION_END flags: closed at boot after a reset
+_U16 = const(0xFFFF)
+_U32 = const(0xFFFFFFFF)
+
+_NAMES = ("IDLE", "ARMED", "RUN", "PAUSE", "DONE", "FAULT", "LOCKED", "HOMING")
+
+
+def _u16(v):
+    return 0 if v < 0 else (v if v <= _U16 else _U16)
+
+
+class Pen:
+    def __init__(self, board, store, clock=0, reset_code=0):
+        self.board = board
+        self.store = store
+        self.now_ms = 0
+        self._clk_base = 0
+        self._clk_ms = 0
+        self.serial = ""
+        self.state = wire.S_HOMING
+        self.fault = 0
+        self.motor = MotorCtl(board)
+        self.depth = DepthCtl(board)
+        self.wear = Wear(board, store)
+        self.permit = None  # dict of the armed permit (or the standalone limits)
+        self.session_open = False
+        self.session_depth = 0
+        self.elapsed_ms = 0
+        self.strokes = 0
+        self.warned = False
+        self.link_session = False
+        self.cart = None
+        self.cart_code = 0
+        self._cart_id = None
+        self.inp = None
+        self.out = Outputs()
+        self._events = []
+        self.store_ok = True
+        self.broken = False  # an internal error happened: stop feeding the watchdog
+        self.last_error = None
+        self._faults = 0
+        self._fault_t0 = 0
+        self._hall = None
+        self._btn = False
+        self._btn_t0 = 0
+        self._btn_long = False
+        self._pair_until = 0
+        self._t_tel = 0
+        self._t_ckpt = 0
+        self._t_disp = -DISPLAY_MS
+        self._disp_state = -1
+        self._write = None  # cartridge fields waiting for the next tick's outputs
+        self._finish_cart = ""  # cartridge of an interrupted session, to mark finished
+        self.depth.setting_um = board.min_depth_um
+        self.depth.start_homing(0)
+        if clock:
+            self._clk_base = clock
+        self._log(wire.K_BOOT, reset_code)
+        self._close_interrupted(reset_code)
+
+    # ---- clock, log, counters -------------------------------------------------
+    def clock(self):
+        if not self._clk_base:
+            return 0
+        return self._clk_base + (self.now_ms - self._clk_ms) // 1000
+
+    def _log(self, kind, code=0, depth=0, a=0, b=0, flags=0):
+        try:
+            self.store.append(kind, self.clock() & _U32, code & _U16, _u16(depth), a & _U32,
+                              b & _U32, flags & 0xFF)
+        except OSError:
+            self.store_ok = False
+
+    def _commit(self):
+        try:
+            self.store.commit()
+            return True
+        except OSError:
+            self.store_ok = False
+            return False
+
+    def _event(self, msg_type, fields):
+        self._events.append((msg_type, fields))
+
+    def _notice(self, code, value=0):
+        self._event(wire.T_EV_NOTICE, {"code": code, "value": value & _U32})
+
+    def _refuse(self, kind, req, code, detail=0):
+        self._log(kind, code, self.depth.setting_um, detail, self.state, req)
+        return code
+
+    def _close_interrupted(self, reset_code):
+        c = self.store.c
+        s = c.get("sess")
+        if not s:
+            return
+        # [start, depth, checkpoint, strokes, elapsed_ms]
+        c["last_end"] = s[2] or s[0]
+        c["last_depth"] = s[1]
+        c["sess"] = None
+        rec = c["carts"].get(c["cur"]) if c["cur"] else None
+        if rec:
+            rec[1] |= F_FINISHED
+            self._finish_cart = c["cur"]
+        self._log(wire.K_SESSION_END, reset_code, s[1], s[4], s[3], FLAG_INTERRUPTED)
+        self._commit()
+
+    # ---- requests (the handler calls these) -----------------------------------
+    def set_time(self, unix):
+        old = self.clock()
+        self._clk_base = unix & _U32
+        self._clk_ms = self.now_ms
+        self._log(wire.K_TIME_SET, 0, 0, unix, old)
+        if self.cart is not None:
+            self.cart_code = self.wear.code(self.cart, self.clock())
+        return 0
+
+    def key(self):
+        h = self.store.c["key"]
+        return binascii.unhexlify(h) if h else None
+
+    def pairing_open(self):
+        return self.now_ms < self._pair_until
+
+    def open_pairing(self, ms=PAIR_WINDOW_MS):
+        self._pair_until = self.now_ms + ms
+
+    def set_key(self, key, authenticated):
+        if not authenticated:
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_KEY, wire.E_NOT_AUTHORIZED)
+        if self.store.c["key"] and not self.pairing_open():
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_KEY, wire.E_KEY_ALREADY_SET)
+        if self.state in (wire.S_RUNNING, wire.S_PAUSED):
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_KEY, wire.E_WRONG_STATE)
+        if len(key) != 32 or key == bytes(32):
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_KEY, wire.E_MALFORMED)
+        old = self.store.c["key"]
+        self.store.c["key"] = binascii.hexlify(key).decode()
+        if not self._commit():
+            self.store.c["key"] = old
+            return wire.E_STORAGE_FULL
+        self._pair_until = 0
+        self._log(wire.K_KEY_SET)
+        return 0
+
+    def arm(self, p):
+        # p: the decoded ARM fields (a Permit).
+        st = self.state
+        if st in (wire.S_RUNNING, wire.S_PAUSED):
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_ALREADY_RUNNING)
+        if st == wire.S_LOCKED:
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_LOCKED)
+        if st in (wire.S_HOMING, wire.S_FAULT):
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_WRONG_STATE)
+        c = self.store.c
+        used = [n[0] for n in c["nonces"]]
+        code = _permit.check(p, self.key(), self.clock(), used, c["nfloor"], self.board)
+        if code:
+            self._log(wire.K_PERMIT_REFUSED, code, p["max_depth_um"], p["issued_at"],
+                      p["expires_at"], wire.T_ARM)
+            return code
+        # the nonce is spent before the permit is accepted (persisted first)
+        c["nonces"].append([_permit.nonce_hex(p["nonce"]), p["issued_at"]])
+        while len(c["nonces"]) > MAX_NONCES:
+            old = c["nonces"].pop(0)
+            if old[1] > c["nfloor"]:
+                c["nfloor"] = old[1]
+        if not self._commit():
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_STORAGE_FULL)
+        self.permit = {"depth": p["max_depth_um"], "s": p["max_duration_s"],
+                       "expires": p["expires_at"], "standalone": False}
+        if self.depth.setting_um > p["max_depth_um"]:
+            self.depth.setting_um = self.board.min_depth_um
+        self.state = wire.S_ARMED
+        self._log(wire.K_ARMED, 0, p["max_depth_um"], p["max_duration_s"], p["expires_at"])
+        return 0
+
+    def set_depth(self, um):
+        st = self.state
+        if st in (wire.S_HOMING, wire.S_FAULT, wire.S_LOCKED):
+            return self._refuse(wire.K_START_REFUSED, wire.T_SET_DEPTH,
+                                wire.E_LOCKED if st == wire.S_LOCKED else wire.E_WRONG_STATE)
+        pmax = self.permit["depth"] if self.permit else self.board.ceiling_um
+        code = safety.check_depth(um, self.board, pmax)
+        if code:
+            self._log(wire.K_START_REFUSED, code, um, 0, st, wire.T_SET_DEPTH)
+            return code
+        self.depth.setting_um = um
+        if st == wire.S_RUNNING:
+            self.depth.set_target(um, self.now_ms)
+            if um > self.session_depth:
+                self.session_depth = um
+        return 0
+
+    def set_speed(self, level):
+        code = self.motor.set_level(level)
+        if code:
+            return self._refuse(wire.K_START_REFUSED, wire.T_SET_SPEED, code, level)
+        return 0
+
+    def battery_needed(self):
+        return safety.battery_needed(self.board, self.remaining_s())
+
+    def remaining_s(self):
+        if self.permit is None:
+            return 0
+        lim = self.permit["s"]
+        if lim > self.board.session_cap_s:
+            lim = self.board.session_cap_s
+        rem = lim - self.elapsed_ms // 1000
+        return rem if rem > 0 else 0
+
+    def start(self, req=wire.T_START):
+        st = self.state
+        if st == wire.S_RUNNING:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_ALREADY_RUNNING)
+        if st == wire.S_LOCKED:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_LOCKED)
+        if st in (wire.S_HOMING, wire.S_FAULT):
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_WRONG_STATE)
+        if st not in (wire.S_ARMED, wire.S_PAUSED) or self.permit is None:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_NOT_ARMED)
+        now = self.clock()
+        p = self.permit
+        if not p["standalone"] and not self.session_open and now and p["expires"] <= now:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_PERMIT_EXPIRED)
+        if not self.store_ok:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
+        inp = self.inp
+        if inp is None:
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_WRONG_STATE)
+        c = self.store.c
+        if inp.cartridge is not None and self.cart is not None:
+            self.cart_code = self.wear.code(self.cart, now)
+        code, detail = safety.check_start(
+            self.board, inp, now, self.depth.homed, self.depth.setting_um, p["depth"],
+            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"])
+        if code:
+            return self._refuse(wire.K_START_REFUSED, req, code, detail)
+        um = self.depth.setting_um
+        if not self.session_open:
+            self.session_open = True
+            self.session_depth = um
+            self.elapsed_ms = 0
+            self.strokes = 0
+            self.warned = False
+            self._merge_write(self.wear.begin(self.cart, now))
+            self.wear.session_started(now)
+            c["sess"] = [now, um, now, 0, 0]
+            self._commit()
+            self._log(wire.K_SESSION_START, 0, um, self.remaining_s(), self.motor.target_sps)
+        else:
+            self._notice(wire.N_RESUMED, self.elapsed_ms)
+        self._faults = 0
+        self.fault = 0
+        self.link_session = bool(inp.link_up) and not p["standalone"]
+        self.motor.start(self.now_ms, inp.hall_count)
+        self.depth.set_target(um, self.now_ms)
+        self.state = wire.S_RUNNING
+        self._t_tel = self.now_ms
+        self._t_ckpt = self.now_ms
+        return 0
+
+    def stop(self):
+        # Always allowed, always safe: motor off, needles retract.
+        st = self.state
+        if st in (wire.S_RUNNING, wire.S_PAUSED):
+            self._halt()
+            self._end_session(0)
+            self.state = wire.S_FINISHED
+        elif st == wire.S_ARMED:
+            self.permit = None
+            self.state = wire.S_IDLE
+        return 0
+
+    # ---- internal transitions -------------------------------------------------
+    def _merge_write(self, w):
+        if self._write is None:
+            self._write = w
+        else:
+            for k in w:
+                self._write[k] = w[k]
+
+    def _halt(self):
+        hall = self.inp.hall_count if self.inp is not None else 0
+        self.motor.stop(self.now_ms, hall)
+        self.depth.retract(self.now_ms)
+
+    def _pause(self, notice):
+        self._halt()
+        self.state = wire.S_PAUSED
+        self._notice(notice, self.elapsed_ms)
+
+    def _end_session(self, code):
+        # Close the open session: log, counters, interval, cartridge finished.
+        self.permit = None
+        if not self.session_open:
+            return
+        self.session_open = False
+        c = self.store.c
+        now = self.clock()
+        c["last_end"] = now
+        c["last_depth"] = self.session_depth
+        c["sess"] = None
+        self.wear.add_run_ms(0)
+        if self.cart is not None:
+            self._merge_write(self.wear.write_back(self.cart, True))
+            self.cart_code = self.wear.code(self.cart, now)
+        self._log(wire.K_SESSION_END, code, self.session_depth, self.elapsed_ms, self.strokes)
+        self._commit()
+        self._notice(wire.N_SESSION_FINISHED, self.elapsed_ms // 1000)
+        self._notice(wire.N_PERMIT_USED, 0)
+
+    def _enter_fault(self, code):
+        prev = self.state
+        self._halt()
+        self.fault = code
+        self._faults += 1
+        self._log(wire.K_FAULT, code, self.depth.target_um, prev, self.elapsed_ms)
+        if self.session_open:
+            self._end_session(code)
+        self.permit = None
+        locked = self._faults >= MAX_FAULTS
+        self.state = wire.S_LOCKED if locked else wire.S_FAULT
+        self._fault_t0 = self.now_ms
+        self._event(wire.T_EV_FAULT, {"code": code, "state": self.state, "lockout": 1 if locked else 0})
+
+    # ---- the tick ---------------------------------------------------------------
+    def tick(self, now_ms, inp):
+        out = self.out
+        gap = now_ms - self.now_ms
+        self.now_ms = now_ms
+        self.inp = inp
+        if self._events:
+            self._events = []
+        out.events = self._events
+        out.cartridge_write = None
+        try:
+            if self.broken:
+                raise RuntimeError("core stopped after an internal error")
+            self._tick(now_ms, inp, out, gap)
+            self._gate(out, inp)
+        except Exception as e:  # fail safe (rule 21): motor off, retract, no watchdog
+            self.last_error = e
+            self.broken = True
+            out.motor_duty = 0
+            out.depth_target_um = 0
+            out.home_seek = False
+            self.motor.duty = 0
+            self.motor.running = False
+            if self.state != wire.S_LOCKED:
+                self.state = wire.S_FAULT
+                self.fault = wire.E_FAULT_WATCHDOG
+        out.feed_wdt = not self.broken
+        return out
+
+    def _gate(self, out, inp):
+        # Last line (rules 1, 10, 11, 20): whatever the state machine decided, the
+        # motor runs only in RUNNING, with a permit, contact, no charger, a
+        # cartridge and the depth within the permit and the ceiling.
+        if out.motor_duty > 0:
+            p = self.permit
+            if (self.state != wire.S_RUNNING or p is None or not inp.contact or inp.charging
+                    or inp.cartridge is None or not self.depth.homed
+                    or out.depth_target_um > p["depth"] or out.depth_target_um > self.board.ceiling_um):
+                out.motor_duty = 0
+                raise RuntimeError("interlock gate: motor demanded outside a valid session")
+        if self.state != wire.S_RUNNING and out.depth_target_um != 0:
+            out.depth_target_um = 0
+            raise RuntimeError("interlock gate: depth out while not running")
+
+    def _tick(self, now_ms, inp, out, gap):
+        b = self.board
+        self._cartridge(inp)
+        self._button(now_ms, inp)
+        # strokes counted while a session is open (the cam coasts after a stop)
+        hall = inp.hall_count
+        if self._hall is None:
+            self._hall = hall
+        n = hall - self._hall
+        self._hall = hall
+        st = self.state
+        if st == wire.S_HOMING:
+            r = self.depth.homing_step(now_ms, inp)
+            if r == -1:
+                self.state = wire.S_IDLE
+            elif r:
+                self._enter_fault(r)
+        elif st == wire.S_FAULT:
+            if now_ms - self._fault_t0 >= FAULT_HOLD_MS:
+                self.state = wire.S_HOMING
+                self.depth.start_homing(now_ms)
+        elif st == wire.S_RUNNING:
+            if gap > MAX_GAP_MS:
+                self._enter_fault(wire.E_FAULT_WATCHDOG)
+            else:
+                self._run(now_ms, inp, gap)
+        if self.session_open and n > 0 and self.cart is not None:
+            self.strokes += n
+            if self.wear.count(self.cart, n) and self.state == wire.S_RUNNING:
+                self._halt()
+                self._end_session(wire.E_CARTRIDGE_WORN)
+                self.state = wire.S_FINISHED
+        if self.state != wire.S_RUNNING:
+            self.depth.retract(now_ms)
+        if self.depth.homed and self.state != wire.S_HOMING:
+            code = self.depth.verify(now_ms, inp)
+            if code and self.state not in (wire.S_FAULT, wire.S_LOCKED):
+                self._enter_fault(code)
+        # the motor last, so any stop found above gives duty 0 in this tick
+        duty, code = self.motor.update(now_ms, inp)
+        if code:
+            self._enter_fault(code)
+            duty = 0
+        if self.state != wire.S_RUNNING:
+            duty = 0
+            if self.motor.running:
+                self._halt()
+        out.motor_duty = duty
+        homing = self.state == wire.S_HOMING
+        out.home_seek = homing
+        out.stepper_enable = homing or self.depth.homed
+        out.depth_target_um = self.depth.target_um if self.state == wire.S_RUNNING else 0
+        if self._write is not None and inp.cartridge is not None:
+            out.cartridge_write = self._write
+            self._write = None
+        if self.state != self._disp_state or now_ms - self._t_disp >= DISPLAY_MS:
+            out.display = self._display(inp)
+            self._disp_state = self.state
+            self._t_disp = now_ms
+
+    def _run(self, now_ms, inp, gap):
+        b = self.board
+        code = safety.check_run(b, inp)
+        if code:
+            self._enter_fault(code)
+            return
+        if not inp.contact:
+            self._pause(wire.N_PAUSED_NO_CONTACT)  # rule 10: only a new START resumes
+            return
+        if self.link_session and not inp.link_up:
+            # rule 21: a lost link pauses (motor off, retract); only a new START resumes
+            self._log(wire.K_LINK_LOST, wire.E_FAULT_LINK_LOST, self.depth.target_um, self.elapsed_ms)
+            self._halt()
+            self.state = wire.S_PAUSED
+            self._event(wire.T_EV_FAULT, {"code": wire.E_FAULT_LINK_LOST, "state": wire.S_PAUSED,
+                                          "lockout": 0})
+            return
+        self.elapsed_ms += gap
+        self.wear.add_run_ms(gap)
+        if not self.warned and self.elapsed_ms >= b.session_warn_s * 1000:
+            self.warned = True
+            self._notice(wire.N_SESSION_WARN, self.elapsed_ms // 1000)
+            self._log(wire.K_SESSION_WARN, 0, self.depth.target_um, self.elapsed_ms, self.strokes)
+        if self.elapsed_ms >= b.session_cap_s * 1000:
+            self._halt()
+            self._notice(wire.N_SESSION_CAP, self.elapsed_ms // 1000)
+            self._end_session(wire.E_SESSION_CAP)
+            self.state = wire.S_FINISHED
+            return
+        if self.permit is not None and self.elapsed_ms >= self.permit["s"] * 1000:
+            self._halt()
+            self._end_session(0)
+            self.state = wire.S_FINISHED
+            return
+        if now_ms - self._t_tel >= TELEMETRY_MS:
+            self._t_tel = now_ms
+            self._event(wire.T_EV_TELEMETRY, self.telemetry(inp))
+        if now_ms - self._t_ckpt >= CHECKPOINT_MS:
+            self._t_ckpt = now_ms
+            s = self.store.c["sess"]
+            if s:
+                s[2] = self.clock()
+                s[1] = self.session_depth
+                s[3] = self.strokes
+                s[4] = self.elapsed_ms
+            self._commit()
+            if self.cart is not None:
+                self._merge_write(self.wear.write_back(self.cart))
+
+    def _cartridge(self, inp):
+        cart = inp.cartridge
+        cid = None
+        if cart is not None:
+            try:
+                cid = bytes(cart["id"])
+            except (KeyError, TypeError, ValueError):
+                cid = b""
+        if cid == self._cart_id:
+            self.cart = cart
+            return
+        now = self.clock()
+        dirty = False
+        if self.cart is not None and self._cart_id:
+            self.wear.removed(self.cart)
+            self._log(wire.K_CARTRIDGE_OUT, 0, 0, 0, 0)
+            self._event(wire.T_EV_CARTRIDGE, {"inserted": 0, "cart_id": self._cart_id, "cart_state": 0})
+            dirty = True
+        self._cart_id = cid
+        self.cart = cart
+        self.cart_code = 0
+        if cart is not None:
+            self.cart_code = self.wear.code(cart, now)
+            if cid:
+                dirty = self.wear.inserted(cart) or dirty
+                if self._finish_cart and self._finish_cart == cart_hex(cart):
+                    self._merge_write(self.wear.write_back(cart, True))
+                    self._finish_cart = ""
+            self._log(wire.K_CARTRIDGE_IN, self.cart_code, 0, cart.get("used", 0) if cid else 0,
+                      cart.get("rated", 0) if cid else 0)
+            self._event(wire.T_EV_CARTRIDGE, {"inserted": 1, "cart_id": (cid or bytes(8))[:8],
+                                              "cart_state": self.cart_code & 0xFF})
+        if dirty:
+            self._commit()
+
+    def _button(self, now_ms, inp):
+        pressed = bool(inp.button)
+        if pressed and not self._btn:
+            self._btn_t0 = now_ms
+            self._btn_long = False
+            if self.state == wire.S_RUNNING:
+                self.stop()  # a press stops at once
+                self._btn_long = True  # swallow the release
+        elif pressed and not self._btn_long and now_ms - self._btn_t0 >= PAIR_HOLD_MS:
+            self._btn_long = True
+            if self.state not in (wire.S_RUNNING, wire.S_PAUSED):
+                self.open_pairing()
+        elif not pressed and self._btn and not self._btn_long:
+            if now_ms - self._btn_t0 < SHORT_PRESS_MS:
+                self._short_press()
+        self._btn = pressed
+
+    def _short_press(self):
+        st = self.state
+        if st in (wire.S_ARMED, wire.S_PAUSED):
+            self.start(0)
+        elif st in (wire.S_IDLE, wire.S_FINISHED) and self.board.standalone_enabled:
+            b = self.board
+            self.permit = {"depth": b.standalone_depth_um, "s": b.standalone_s, "expires": 0,
+                           "standalone": True}
+            if self.depth.setting_um > b.standalone_depth_um:
+                self.depth.setting_um = b.standalone_depth_um
+            self.state = wire.S_ARMED
+            self._log(wire.K_ARMED, 0, b.standalone_depth_um, b.standalone_s, 0, 1)
+            if self.start(0):
+                self.permit = None
+                self.state = wire.S_IDLE
+
+    # ---- views --------------------------------------------------------------------
+    def lockout_until(self):
+        c = self.store.c
+        return safety.lockout_until(c["last_end"], c["last_depth"])
+
+    def telemetry(self, inp):
+        t = inp.temp_c10
+        return {"elapsed_ms": self.elapsed_ms & _U32, "strokes": self.strokes & _U32,
+                "depth_um": _u16(inp.depth_um), "rate_x10": _u16(self.motor.rate_x10),
+                "motor_ma": _u16(inp.motor_ma),
+                "temp_c10": -32768 if t < -32768 else (32767 if t > 32767 else t),
+                "battery_pct": _u16(inp.battery_pct) & 0xFF, "contact": 1 if inp.contact else 0,
+                "state": self.state}
+
+    def status(self):
+        inp = self.inp
+        c = self.store.c
+        p = self.permit
+        return {
+            "state": self.state, "fault": self.fault, "clock": self.clock() & _U32,
+            "depth_set_um": _u16(self.depth.setting_um),
+            "depth_actual_um": _u16(inp.depth_um) if inp else 0,
+            "speed_level": self.motor.level, "elapsed_ms": self.elapsed_ms & _U32,
+            "strokes": self.strokes & _U32,
+            "battery_pct": min(100, max(0, inp.battery_pct)) if inp else 0,
+            "charging": 1 if inp and inp.charging else 0,
+            "contact": 1 if inp and inp.contact else 0,
+            "cartridge": 1 if self.cart is not None else 0,
+            "permit_depth_um": p["depth"] if p else 0, "permit_s": p["s"] if p else 0,
+            "last_session_end": c["last_end"] & _U32, "last_session_depth_um": _u16(c["last_depth"]),
+            "lockout_until": self.lockout_until() & _U32,
+        }
+
+    def wear_fields(self):
+        return self.wear.wire_fields(self.cart, self.clock())
+
+    def _display(self, inp):
+        um = self.depth.setting_um
+        s = self.elapsed_ms // 1000
+        return "%s %d.%02dmm L%d\n%02d:%02d bat %d%%" % (
+            _NAMES[self.state], um // 1000, (um % 1000) // 10, self.motor.level + 1,
+            s // 60, s % 60, inp.battery_pct)

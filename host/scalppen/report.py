@@ -1,0 +1,363 @@
+"""The HTML report: one self-contained file with inline SVG plots and tables.
+
+Plots: depth per session and interval to the previous session over time, strokes
+per session, cartridge wear against its budget. Tables: sessions summary, lockouts
+(host locks with their clearances, and the pen's own refusals and faults), adverse
+events, screenings. Every piece of text is escaped.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Final
+
+from scalppen import report_svg
+from scalppen.policy.decision import find_locks
+from scalppen.policy.interval import required_interval
+from scalppen.policy.outcome import Lock
+from scalppen.policy.rules import RULE_TITLES, PolicyConfig
+from scalppen.policy.screening import LABELS
+from scalppen.store import (
+    AdverseEvent,
+    Clearance,
+    Pen,
+    Profile,
+    Screening,
+    Session,
+    Store,
+    StoredLogRecord,
+    WearSnapshot,
+    cartridge_wear,
+    get_pen,
+    get_profile,
+    list_adverse_events,
+    list_clearances,
+    list_gaps,
+    list_log_records,
+    list_pens,
+    list_profiles,
+    list_screenings,
+    list_sessions,
+    load_history,
+)
+from scalppen.store.db import utcnow
+from scalppen_protocol.codes import ErrorCode, RecordKind
+
+#: Pen log kinds shown in the lockouts table.
+PEN_REFUSAL_KINDS: Final = (RecordKind.PERMIT_REFUSED, RecordKind.START_REFUSED, RecordKind.FAULT)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything a report shows, gathered from the store."""
+
+    title: str
+    generated_at: datetime
+    profiles: list[Profile]
+    pens: list[Pen]
+    sessions: list[Session]
+    wear: list[WearSnapshot]
+    locks: list[tuple[Profile, Lock]]
+    clearances: list[Clearance]
+    adverse: list[AdverseEvent]
+    screenings: list[Screening]
+    pen_refusals: list[StoredLogRecord]
+    gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+
+
+def build_report_data(
+    db: Store,
+    *,
+    profile_id: int | None = None,
+    pen_serial: str | None = None,
+    now: datetime | None = None,
+    title: str | None = None,
+) -> ReportData:
+    """Gather a report's data: one profile and/or one pen, or everything.
+
+    Raises:
+        NotFoundError: no such profile or pen.
+    """
+    now = now or utcnow()
+    profiles = [get_profile(db, profile_id)] if profile_id is not None else list_profiles(db)
+    pens = [get_pen(db, pen_serial)] if pen_serial is not None else list_pens(db)
+    locks: list[tuple[Profile, Lock]] = []
+    for prof in profiles:
+        if prof.role == "clinician":
+            continue
+        history = load_history(db, prof.id, pen_serial=pen_serial)
+        locks += [(prof, lock) for lock in find_locks(history, now)]
+    refusals = [
+        r
+        for pen in pens
+        for r in list_log_records(db, pen.serial, kinds=[int(k) for k in PEN_REFUSAL_KINDS])
+    ]
+    if title is None:
+        who = profiles[0].name if profile_id is not None else "all profiles"
+        which = pen_serial or "all pens"
+        title = f"Scalp pen report: {who}, {which}"
+    return ReportData(
+        title=title,
+        generated_at=now,
+        profiles=profiles,
+        pens=pens,
+        sessions=list_sessions(db, profile_id=profile_id, pen_serial=pen_serial),
+        wear=cartridge_wear(db, pen_serial),
+        locks=locks,
+        clearances=list_clearances(db, profile_id),
+        adverse=list_adverse_events(db, profile_id),
+        screenings=list_screenings(db, profile_id),
+        pen_refusals=refusals,
+        gaps={pen.serial: list_gaps(db, pen.serial) for pen in pens},
+    )
+
+
+def _e(value: object) -> str:
+    return escape("" if value is None else str(value), quote=True)
+
+
+def _when(moment: datetime | None) -> str:
+    return "unknown" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
+
+
+def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    body = ["<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows]
+    head = "".join(f"<th>{_e(h)}</th>" for h in headers)
+    if not body:
+        body = [f'<tr><td colspan="{len(headers)}" class="none">None recorded.</td></tr>']
+    return (
+        f"<table><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>"
+    )
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return f"0x{code:04x}"
+
+
+def _kind_name(kind: int) -> str:
+    try:
+        return RecordKind(kind).name
+    except ValueError:
+        return str(kind)
+
+
+def _plots(data: ReportData, config: PolicyConfig) -> list[str]:
+    timed = [s for s in data.sessions if s.started_at is not None]
+    depth_pts = [(s.started_at, s.depth_um / 1000) for s in timed if s.started_at]
+    intervals: list[tuple[datetime, float]] = []
+    too_soon: list[bool] = []
+    prev: Session | None = None
+    for s in timed:
+        if prev is not None and s.started_at is not None:
+            prev_end = prev.ended_at or prev.started_at
+            assert prev_end is not None
+            gap = s.started_at - prev_end
+            intervals.append((s.started_at, gap.total_seconds() / 86400))
+            too_soon.append(gap < required_interval(prev.depth_um, config))
+        prev = s
+    strokes = [(s.started_at, float(s.strokes)) for s in timed if s.started_at]
+    wear_items = [
+        (f"{w.cart_id[:12]} ({w.needles} n)", w.punctures_used, w.punctures_rated)
+        for w in data.wear
+    ]
+    return [
+        report_svg.time_series_svg(
+            "depth",
+            "Depth per session",
+            depth_pts,
+            y_label="depth (mm)",
+            y_max=max(1.5, max((v for _, v in depth_pts), default=0)),
+        ),
+        report_svg.time_series_svg(
+            "interval",
+            "Interval to the previous session (red: shorter than rule 6 asks)",
+            intervals,
+            y_label="days",
+            style="bars",
+            alerts=too_soon,
+            ref_lines=[(config.interval_deep.total_seconds() / 86400, "7 days (>= 1.0 mm)")],
+        ),
+        report_svg.time_series_svg(
+            "strokes", "Strokes per session", strokes, y_label="strokes", style="bars"
+        ),
+        report_svg.budget_bars_svg(
+            "wear", "Cartridge wear against its budget (strokes x needles)", wear_items
+        ),
+    ]
+
+
+_CSS: Final = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #1a202c; max-width: 980px; }
+h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; width: 100%; }
+caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
+th, td { border: 1px solid #cbd5e0; padding: 0.25em 0.5em; text-align: left; }
+th { background: #edf2f7; } td.none { color: #718096; }
+.active { color: #c53030; font-weight: bold; } svg { display: block; margin: 0.8em 0; }
+.meta { color: #4a5568; }
+"""
+
+
+def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
+    """The report as one HTML document (inline CSS and SVG, no external resources)."""
+    config = config or PolicyConfig()
+    clear_by_lock: dict[str, Clearance] = {}
+    for clearance in data.clearances:
+        clear_by_lock.setdefault(clearance.lock_id, clearance)
+    lock_rows = []
+    for prof, lock in data.locks:
+        c = clear_by_lock.get(lock.lock_id)
+        status = (
+            f"cleared by {c.clinician_name} on {_when(c.at)}: {c.reason}"
+            if lock.cleared and c
+            else "ACTIVE"
+        )
+        lock_rows.append(
+            (
+                prof.name,
+                f"{lock.rule} ({RULE_TITLES.get(lock.rule, '')})",
+                _when(lock.since),
+                lock.reason,
+                status,
+            )
+        )
+    completed = [s for s in data.sessions if s.complete]
+    total_strokes = sum(s.strokes for s in data.sessions)
+    names = {p.id: p.name for p in data.profiles}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{_e(data.title)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{_e(data.title)}</h1>",
+        f'<p class="meta">Generated {_e(_when(data.generated_at))}. '
+        f"{len(data.sessions)} sessions ({len(completed)} complete), "
+        f"{total_strokes:,} strokes, {len(data.pens)} pen(s).</p>",
+        "<h2>History</h2>",
+        *_plots(data, config),
+        "<h2>Lockouts</h2>",
+        _table(
+            "Host locks (rules 16, 17, 18) and clinician clearances (rule 22)",
+            ["profile", "rule", "since", "reason", "status"],
+            lock_rows,
+        ),
+        _table(
+            "Refusals and faults logged by the pen",
+            ["pen", "seq", "time", "kind", "code", "depth (mm)"],
+            [
+                (
+                    r.pen_serial,
+                    r.seq,
+                    _when(r.time),
+                    _kind_name(r.kind),
+                    _code_name(r.code),
+                    f"{r.depth_um / 1000:.2f}",
+                )
+                for r in data.pen_refusals
+            ],
+        ),
+        _table(
+            "Gaps in the pen logs (records lost before they were read)",
+            ["pen", "first missing seq", "last missing seq"],
+            [(pen, a, b) for pen, gaps in data.gaps.items() for a, b in gaps],
+        ),
+        "<h2>Adverse events</h2>",
+        _table(
+            "Reported adverse events (rule 18)",
+            ["profile", "at", "kind", "severity", "session", "notes"],
+            [
+                (
+                    names.get(a.profile_id, a.profile_id),
+                    _when(a.at),
+                    a.kind,
+                    a.severity,
+                    a.session_id or "",
+                    a.notes,
+                )
+                for a in data.adverse
+            ],
+        ),
+        "<h2>Screenings</h2>",
+        _table(
+            "Contraindication screenings (rule 17)",
+            ["profile", "at", "result", "found"],
+            [
+                (
+                    names.get(s.profile_id, s.profile_id),
+                    _when(s.at),
+                    s.result,
+                    ", ".join(LABELS.get(p, p) for p in s.positives),
+                )
+                for s in data.screenings
+            ],
+        ),
+        "<h2>Cartridges</h2>",
+        _table(
+            "Latest reading of each cartridge",
+            [
+                "pen",
+                "cartridge",
+                "needles",
+                "strokes used",
+                "strokes rated",
+                "punctures used",
+                "expiry",
+            ],
+            [
+                (
+                    w.pen_serial,
+                    w.cart_id,
+                    w.needles,
+                    f"{w.strokes_used:,}",
+                    f"{w.strokes_rated:,}",
+                    f"{w.punctures_used:,}",
+                    _when(w.expiry),
+                )
+                for w in data.wear
+            ],
+        ),
+        "</body></html>",
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def write_report(
+    db: Store,
+    path: str | os.PathLike[str],
+    *,
+    profile_id: int | None = None,
+    pen_serial: str | None = None,
+    now: datetime | None = None,
+    title: str | None = None,
+) -> Path:
+    """Write the HTML report (created 0600: it holds health data) and return its path.
+
+    Args:
+        db: the store.
+        path: the file to write.
+        profile_id: only this profile (default: everyone).
+        pen_serial: only this pen (default: every pen).
+        now: the report's time (default: now).
+        title: the report's title.
+
+    Returns:
+        The path written.
+
+    Raises:
+        NotFoundError: no such profile or pen.
+    """
+    data = build_report_data(db, profile_id=profile_id, pen_serial=pen_serial, now=now, title=title)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(render_report(data))
+    return out

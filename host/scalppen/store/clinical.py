@@ -1,0 +1,333 @@
+"""Screenings, adverse events, clearances, attestations, services and issued permits."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from datetime import datetime
+
+from scalppen.policy.attestation import STATEMENT
+from scalppen.policy.clearance import validate_clearance
+from scalppen.policy.history import AdverseKind
+from scalppen.policy.permits import PermitFields
+from scalppen.policy.screening import evaluate_screening
+from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.errors import StoreError
+from scalppen.store.pens import ensure_pen, get_pen, get_profile
+from scalppen.store.rows import (
+    AdverseEvent,
+    Attestation,
+    Clearance,
+    IssuedPermit,
+    Screening,
+    Service,
+)
+
+
+def _at(value: int) -> datetime:
+    moment = from_ts(value)
+    assert moment is not None
+    return moment
+
+
+def _screening(row: sqlite3.Row) -> Screening:
+    return Screening(
+        id=row["id"],
+        profile_id=row["profile_id"],
+        at=_at(row["at"]),
+        answers=json.loads(row["answers_json"]),
+        result=row["result"],
+        positives=tuple(json.loads(row["positives_json"])),
+    )
+
+
+def record_screening(
+    db: Store, profile_id: int, answers: Mapping[str, bool], *, now: datetime | None = None
+) -> Screening:
+    """Check and store a screening (rule 17); a positive one sets a lock.
+
+    Raises:
+        ScreeningError: incomplete or malformed answers.
+        NotFoundError: no such profile.
+    """
+    now = now or utcnow()
+    profile = get_profile(db, profile_id)
+    outcome = evaluate_screening(answers, birth_year=profile.birth_year, now=now)
+    cur = db.execute(
+        "INSERT INTO screenings (profile_id, at, answers_json, result, positives_json)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (
+            profile_id,
+            to_ts(now),
+            json.dumps(outcome.answers),
+            "clear" if outcome.clear else "contraindicated",
+            json.dumps(list(outcome.positives)),
+        ),
+    )
+    row = db.query_one("SELECT * FROM screenings WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _screening(row)
+
+
+def list_screenings(db: Store, profile_id: int | None = None) -> list[Screening]:
+    """Screenings, oldest first (of one profile if given)."""
+    if profile_id is None:
+        rows = db.query("SELECT * FROM screenings ORDER BY at, id")
+    else:
+        rows = db.query(
+            "SELECT * FROM screenings WHERE profile_id = ? ORDER BY at, id", (profile_id,)
+        )
+    return [_screening(r) for r in rows]
+
+
+def _adverse(row: sqlite3.Row) -> AdverseEvent:
+    return AdverseEvent(
+        id=row["id"],
+        profile_id=row["profile_id"],
+        session_id=row["session_id"],
+        at=_at(row["at"]),
+        kind=row["kind"],
+        severity=row["severity"],
+        notes=row["notes"],
+    )
+
+
+def report_adverse_event(
+    db: Store,
+    profile_id: int,
+    kind: str | AdverseKind,
+    *,
+    severity: str = "",
+    notes: str = "",
+    session_id: int | None = None,
+    at: datetime | None = None,
+) -> AdverseEvent:
+    """Store an adverse-event report (rule 18: oozing, extreme heat, pus lock).
+
+    Raises:
+        StoreError: unknown kind.
+        NotFoundError: no such profile.
+    """
+    try:
+        akind = AdverseKind(kind)
+    except ValueError:
+        names = ", ".join(k.value for k in AdverseKind)
+        raise StoreError(f"unknown adverse event {kind!r}: choose one of {names}") from None
+    get_profile(db, profile_id)
+    cur = db.execute(
+        "INSERT INTO adverse_events (profile_id, session_id, at, kind, severity, notes)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (profile_id, session_id, to_ts(at or utcnow()), akind.value, severity, notes),
+    )
+    row = db.query_one("SELECT * FROM adverse_events WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _adverse(row)
+
+
+def list_adverse_events(db: Store, profile_id: int | None = None) -> list[AdverseEvent]:
+    """Adverse events, oldest first (of one profile if given)."""
+    if profile_id is None:
+        rows = db.query("SELECT * FROM adverse_events ORDER BY at, id")
+    else:
+        rows = db.query(
+            "SELECT * FROM adverse_events WHERE profile_id = ? ORDER BY at, id", (profile_id,)
+        )
+    return [_adverse(r) for r in rows]
+
+
+def _clearance(row: sqlite3.Row) -> Clearance:
+    return Clearance(
+        id=row["id"],
+        lock_id=row["lock_id"],
+        rule=row["rule"],
+        profile_id=row["profile_id"],
+        clinician_name=row["clinician_name"],
+        role=row["role"],
+        reason=row["reason"],
+        at=_at(row["at"]),
+    )
+
+
+def record_clearance(
+    db: Store,
+    lock_id: str,
+    *,
+    clinician_name: str,
+    role: str,
+    reason: str,
+    profile_id: int | None = None,
+    at: datetime | None = None,
+) -> Clearance:
+    """Record a clinician's clearance of one HOST lock (rule 22).
+
+    Raises:
+        ClearanceError: not a clinician, no reason, or a firmware rule.
+    """
+    rec = validate_clearance(
+        lock_id, clinician_name=clinician_name, role=role, reason=reason, at=at or utcnow()
+    )
+    cur = db.execute(
+        "INSERT INTO clearances (lock_id, rule, profile_id, clinician_name, role, reason, at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            rec.lock_id,
+            rec.rule,
+            profile_id,
+            rec.clinician_name,
+            rec.role,
+            rec.reason,
+            to_ts(rec.at),
+        ),
+    )
+    row = db.query_one("SELECT * FROM clearances WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _clearance(row)
+
+
+def list_clearances(db: Store, profile_id: int | None = None) -> list[Clearance]:
+    """Clearances, oldest first (of one profile, plus those not tied to a profile)."""
+    if profile_id is None:
+        rows = db.query("SELECT * FROM clearances ORDER BY at, id")
+    else:
+        rows = db.query(
+            "SELECT * FROM clearances WHERE profile_id = ? OR profile_id IS NULL ORDER BY at, id",
+            (profile_id,),
+        )
+    return [_clearance(r) for r in rows]
+
+
+def _attestation(row: sqlite3.Row) -> Attestation:
+    return Attestation(
+        id=row["id"],
+        profile_id=row["profile_id"],
+        pen_serial=row["pen_serial"],
+        at=_at(row["at"]),
+        statement=row["statement"],
+    )
+
+
+def record_attestation(
+    db: Store,
+    profile_id: int,
+    *,
+    pen_serial: str | None = None,
+    statement: str = STATEMENT,
+    at: datetime | None = None,
+) -> Attestation:
+    """Record the user's sterilisation attestation (rule 19)."""
+    get_profile(db, profile_id)
+    if pen_serial is not None:
+        ensure_pen(db, pen_serial)
+    cur = db.execute(
+        "INSERT INTO attestations (profile_id, pen_serial, at, statement) VALUES (?, ?, ?, ?)",
+        (profile_id, pen_serial, to_ts(at or utcnow()), statement),
+    )
+    row = db.query_one("SELECT * FROM attestations WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _attestation(row)
+
+
+def latest_attestation(db: Store, profile_id: int) -> Attestation | None:
+    """The profile's most recent attestation."""
+    row = db.query_one(
+        "SELECT * FROM attestations WHERE profile_id = ? ORDER BY at DESC, id DESC LIMIT 1",
+        (profile_id,),
+    )
+    return _attestation(row) if row else None
+
+
+def _service(row: sqlite3.Row) -> Service:
+    return Service(
+        id=row["id"],
+        pen_serial=row["pen_serial"],
+        at=_at(row["at"]),
+        by_name=row["by_name"],
+        notes=row["notes"],
+    )
+
+
+def record_service(
+    db: Store, pen_serial: str, *, by_name: str, notes: str = "", at: datetime | None = None
+) -> Service:
+    """Record that the handpiece was serviced (restarts rule 16's count).
+
+    Raises:
+        NotFoundError: no such pen.
+        StoreError: no name.
+    """
+    if not by_name.strip():
+        raise StoreError("a service record needs the name of who serviced the pen")
+    get_pen(db, pen_serial)
+    cur = db.execute(
+        "INSERT INTO services (pen_serial, at, by_name, notes) VALUES (?, ?, ?, ?)",
+        (pen_serial, to_ts(at or utcnow()), by_name.strip(), notes),
+    )
+    row = db.query_one("SELECT * FROM services WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _service(row)
+
+
+def latest_service(db: Store, pen_serial: str) -> Service | None:
+    """The pen's most recent service."""
+    row = db.query_one(
+        "SELECT * FROM services WHERE pen_serial = ? ORDER BY at DESC, id DESC LIMIT 1",
+        (pen_serial,),
+    )
+    return _service(row) if row else None
+
+
+def _permit(row: sqlite3.Row) -> IssuedPermit:
+    return IssuedPermit(
+        id=row["id"],
+        pen_serial=row["pen_serial"],
+        profile_id=row["profile_id"],
+        nonce=bytes(row["nonce"]),
+        max_depth_um=row["max_depth_um"],
+        max_duration_s=row["max_duration_s"],
+        issued_at=_at(row["issued_at"]),
+        expires_at=_at(row["expires_at"]),
+    )
+
+
+def record_permit(
+    db: Store, pen_serial: str, permit: PermitFields, *, profile_id: int | None = None
+) -> IssuedPermit:
+    """Record an issued permit (its nonce is unique: a repeat is an error).
+
+    Raises:
+        StoreError: the nonce was used before.
+    """
+    ensure_pen(db, pen_serial)
+    try:
+        cur = db.execute(
+            "INSERT INTO permits (pen_serial, profile_id, nonce, max_depth_um, max_duration_s,"
+            " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                pen_serial,
+                profile_id,
+                permit.nonce,
+                permit.max_depth_um,
+                permit.max_duration_s,
+                permit.issued_at,
+                permit.expires_at,
+            ),
+        )
+    except StoreError as exc:
+        if "UNIQUE" in str(exc.__cause__):
+            raise StoreError("this permit's nonce was issued before: issue a new permit") from exc
+        raise
+    row = db.query_one("SELECT * FROM permits WHERE id = ?", (cur.lastrowid,))
+    assert row is not None
+    return _permit(row)
+
+
+def list_permits(db: Store, pen_serial: str | None = None) -> list[IssuedPermit]:
+    """Issued permits, oldest first."""
+    if pen_serial is None:
+        rows = db.query("SELECT * FROM permits ORDER BY issued_at, id")
+    else:
+        rows = db.query(
+            "SELECT * FROM permits WHERE pen_serial = ? ORDER BY issued_at, id", (pen_serial,)
+        )
+    return [_permit(r) for r in rows]

@@ -1,0 +1,260 @@
+"""Opening the SQLite store: file mode, WAL, foreign keys, busy timeout, migrations.
+
+The database holds the pens' permit keys and patients' health answers, so the file
+is created readable and writable by its owner only (0600) and refused on open if
+anyone else may read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Final
+
+from scalppen.store.errors import (
+    CorruptDatabaseError,
+    DatabaseLockedError,
+    InsecurePermissionsError,
+    NotFoundError,
+    SchemaTooNewError,
+    StoreError,
+)
+from scalppen.store.migrations import MIGRATIONS, SCHEMA_VERSION
+
+SQLITE_HEADER: Final = b"SQLite format 3\x00"
+DEFAULT_TIMEOUT_S: Final = 5.0
+FILE_MODE: Final = 0o600
+
+Params = Sequence[Any] | dict[str, Any]
+
+
+def to_ts(moment: datetime) -> int:
+    """A timezone-aware time as Unix seconds.
+
+    Raises:
+        ValueError: ``moment`` is naive.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("times must be timezone-aware (use datetime.now(UTC))")
+    return int(moment.timestamp())
+
+
+def from_ts(value: int | float | None) -> datetime | None:
+    """Unix seconds (None or 0 = unknown) as a UTC time."""
+    if value is None or value == 0:
+        return None
+    return datetime.fromtimestamp(value, UTC)
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (the store's default when no time is given)."""
+    return datetime.now(UTC)
+
+
+def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
+    """Turn an sqlite3 error into the store's typed error with a one-line message."""
+    text = str(exc).lower()
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
+        return DatabaseLockedError(
+            f"the database {path} is locked by another program (is another scalppen "
+            "running?): close it and try again"
+        )
+    if "not a database" in text or "malformed" in text or "disk image" in text:
+        return CorruptDatabaseError(
+            f"{path} is not a scalppen database or it is damaged: restore a backup or "
+            "choose another file"
+        )
+    return StoreError(f"database error in {path}: {exc}")
+
+
+class Store:
+    """An open session store: one SQLite connection, used from one thread.
+
+    Use as a context manager, or call :meth:`close`. Repository functions in
+    ``scalppen.store`` take a ``Store`` as their first argument.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+        self._depth = 0
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """Translate sqlite3 errors raised inside into the store's typed errors."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise translate_error(exc, self.path) from exc
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Run the block in one write transaction (nested blocks join the outer one)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        with self.errors():
+            self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            yield
+        except BaseException:
+            self._depth = 0
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        with self.errors():
+            self._conn.execute("COMMIT")
+
+    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
+        """Run one statement (committed at once outside a transaction)."""
+        with self.errors():
+            return self._conn.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> sqlite3.Cursor:
+        """Run one statement for many parameter rows."""
+        with self.errors():
+            return self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        """Rows of a query."""
+        with self.errors():
+            return self._conn.execute(sql, params).fetchall()
+
+    def query_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        """The first row of a query, or None."""
+        with self.errors():
+            row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+            return row
+
+    @property
+    def schema_version(self) -> int:
+        """The schema version of the open database."""
+        row = self.query_one("PRAGMA user_version")
+        return int(row[0]) if row else 0
+
+
+def _create_private_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    os.close(fd)
+    os.chmod(path, FILE_MODE)  # whatever the umask did
+
+
+def check_file(path: Path) -> None:
+    """Check an existing database file: owner-only mode and an SQLite header.
+
+    Raises:
+        InsecurePermissionsError: group or others may access the file.
+        CorruptDatabaseError: the file is not an SQLite database.
+    """
+    st = path.stat()
+    if not stat.S_ISREG(st.st_mode):
+        raise CorruptDatabaseError(f"{path} is not a regular file")
+    if os.name == "posix" and st.st_mode & 0o077:
+        raise InsecurePermissionsError(
+            f"{path} can be read by other users (mode {stat.S_IMODE(st.st_mode):o}): "
+            f"run 'chmod 600 {path}' and try again"
+        )
+    if st.st_size == 0:
+        return
+    with path.open("rb") as fh:
+        header = fh.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise CorruptDatabaseError(
+            f"{path} is not a scalppen database (not SQLite): choose another file"
+        )
+
+
+def _split(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def migrate(store: Store) -> int:
+    """Bring the schema up to date, atomically.
+
+    Returns:
+        The number of migrations applied.
+
+    Raises:
+        SchemaTooNewError: the database is newer than this program.
+    """
+    with store.transaction():
+        current = store.schema_version
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNewError(
+                f"{store.path} was written by a newer scalppen (schema {current}, this one "
+                f"knows {SCHEMA_VERSION}): upgrade scalppen"
+            )
+        for number in range(current + 1, SCHEMA_VERSION + 1):
+            for statement in _split(MIGRATIONS[number - 1]):
+                store.execute(statement)
+            store.execute(f"PRAGMA user_version = {number}")
+    return SCHEMA_VERSION - current
+
+
+def open_store(
+    path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, create: bool = True
+) -> Store:
+    """Open (or create) the store at ``path`` and migrate it.
+
+    Args:
+        path: the database file.
+        timeout_s: how long to wait for another program's write lock.
+        create: create the file (mode 0600) if it does not exist.
+
+    Returns:
+        The open store.
+
+    Raises:
+        NotFoundError: the file does not exist and ``create`` is False.
+        InsecurePermissionsError: the file is readable by others.
+        CorruptDatabaseError: the file is not an SQLite database or is damaged.
+        DatabaseLockedError: another program holds the lock past ``timeout_s``.
+        SchemaTooNewError: the file comes from a newer version.
+    """
+    db_path = Path(path)
+    if not db_path.exists():
+        if not create:
+            raise NotFoundError(f"no database at {db_path}: run a command that creates it first")
+        _create_private_file(db_path)
+    check_file(db_path)
+    try:
+        conn = sqlite3.connect(db_path, timeout=timeout_s, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, db_path) from exc
+    conn.row_factory = sqlite3.Row
+    store = Store(conn, db_path)
+    try:
+        store.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
+        store.execute("PRAGMA foreign_keys = ON")
+        store.query_one("PRAGMA schema_version")  # reads page 1: fails on a damaged file
+        mode = store.query_one("PRAGMA journal_mode = WAL")
+        if mode is None or str(mode[0]).lower() != "wal":
+            raise StoreError(f"{db_path}: cannot switch to WAL journal mode")
+        store.execute("PRAGMA synchronous = NORMAL")
+        migrate(store)
+    except BaseException:
+        store.close()
+        raise
+    return store

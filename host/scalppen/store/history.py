@@ -1,0 +1,114 @@
+"""Assemble the policy's :class:`PatientHistory` from the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from scalppen.policy.history import (
+    AdverseEventRecord,
+    AdverseKind,
+    AttestationRecord,
+    ClearanceRecord,
+    HandpieceRecord,
+    PatientHistory,
+    ScreeningRecord,
+    SessionSummary,
+)
+from scalppen.store.clinical import (
+    latest_attestation,
+    latest_service,
+    list_adverse_events,
+    list_clearances,
+    list_screenings,
+)
+from scalppen.store.db import Store
+from scalppen.store.pens import get_pen, get_profile
+from scalppen.store.sessions import list_sessions
+from scalppen.store.wear import handpiece_first_session
+
+
+def handpiece_record(db: Store, pen_serial: str) -> HandpieceRecord:
+    """What rule 16 needs about one handpiece."""
+    get_pen(db, pen_serial)
+    service = latest_service(db, pen_serial)
+    return HandpieceRecord(
+        pen_serial=pen_serial,
+        first_session_at=handpiece_first_session(db, pen_serial),
+        serviced_at=service.at if service else None,
+    )
+
+
+def load_history(
+    db: Store,
+    profile_id: int,
+    *,
+    pen_serial: str | None = None,
+    pen_last_session: tuple[datetime, int] | None = None,
+) -> PatientHistory:
+    """Everything the policy needs about a patient (and the pen in hand).
+
+    Args:
+        db: the store.
+        profile_id: the patient.
+        pen_serial: the pen about to be used (rule 16), if known.
+        pen_last_session: (end, depth_um) from the pen's STATUS, so a session the
+            store has not synced yet still counts for rule 6.
+
+    Returns:
+        The history.
+
+    Raises:
+        NotFoundError: no such profile or pen.
+    """
+    profile = get_profile(db, profile_id)
+    sessions = tuple(
+        SessionSummary(
+            depth_um=s.depth_um,
+            started_at=s.started_at,
+            ended_at=s.ended_at,
+            duration_s=s.duration_s,
+            strokes=s.strokes,
+            tolerated=s.tolerated,
+            session_id=s.id,
+            pen_serial=s.pen_serial,
+        )
+        for s in list_sessions(db, profile_id=profile_id)
+    )
+    screenings = tuple(
+        ScreeningRecord(screening_id=s.id, at=s.at, positives=s.positives)
+        for s in list_screenings(db, profile_id)
+    )
+    adverse = tuple(
+        AdverseEventRecord(
+            event_id=e.id,
+            at=e.at,
+            kind=AdverseKind(e.kind),
+            severity=e.severity,
+            notes=e.notes,
+            session_id=e.session_id,
+        )
+        for e in list_adverse_events(db, profile_id)
+    )
+    clearances = tuple(
+        ClearanceRecord(
+            lock_id=c.lock_id,
+            rule=c.rule,
+            clinician_name=c.clinician_name,
+            role=c.role,
+            reason=c.reason,
+            at=c.at,
+        )
+        for c in list_clearances(db, profile_id)
+    )
+    att = latest_attestation(db, profile_id)
+    return PatientHistory(
+        profile_id=profile_id,
+        birth_year=profile.birth_year,
+        sessions=sessions,
+        screenings=screenings,
+        adverse_events=adverse,
+        clearances=clearances,
+        handpiece=handpiece_record(db, pen_serial) if pen_serial else None,
+        attestation=AttestationRecord(at=att.at, statement=att.statement) if att else None,
+        pen_last_session=pen_last_session,
+    )

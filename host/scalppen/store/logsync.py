@@ -1,0 +1,390 @@
+"""Pen log sync: idempotent ingest, gap tracking, and sessions derived from the log.
+
+Reading the same records twice stores them once (``INSERT OR IGNORE`` on pen and
+seq). A hole in the sequence numbers is reported by the ingest that finds it and
+remembered in ``log_gaps`` until records fill it; it is never hidden. Sessions are
+derived from SESSION_START / SESSION_END records (SESSION_END: ``a`` = duration in
+ms, ``b`` = strokes); a BOOT or a new START before the END closes a session as
+incomplete.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.errors import StoreError
+from scalppen.store.pens import ensure_pen
+from scalppen.store.rows import LogRecord, StoredLogRecord, SyncResult
+from scalppen_protocol.codes import RecordKind
+
+_FIELDS: Final = ("seq", "time", "kind", "flags", "code", "depth_um", "a", "b")
+_LIMITS: Final = {
+    "seq": 0xFFFFFFFF,
+    "time": 0xFFFFFFFF,
+    "kind": 0xFF,
+    "flags": 0xFF,
+    "code": 0xFFFF,
+    "depth_um": 0xFFFF,
+    "a": 0xFFFFFFFF,
+    "b": 0xFFFFFFFF,
+}
+#: A permit names the session's profile if issued at most this long before its start.
+PERMIT_MATCH_S: Final = 3600
+_SESSION_KINDS: Final = (RecordKind.SESSION_START, RecordKind.SESSION_END, RecordKind.BOOT)
+
+
+def as_log_record(record: Mapping[str, Any] | LogRecord) -> LogRecord:
+    """Accept a decoded ``LogRecord`` container (a mapping) or a :class:`LogRecord`.
+
+    Raises:
+        StoreError: a field is missing or out of its wire range.
+    """
+    if isinstance(record, LogRecord):
+        values = {f: getattr(record, f) for f in _FIELDS}
+    else:
+        try:
+            values = {f: record[f] for f in _FIELDS}
+        except KeyError as exc:
+            raise StoreError(f"log record without field {exc.args[0]!r}") from None
+    for name, value in values.items():
+        if not isinstance(value, int) or not 0 <= value <= _LIMITS[name]:
+            raise StoreError(f"log record field {name}={value!r} is out of range")
+    return LogRecord(**values)
+
+
+def last_synced_seq(db: Store, pen_serial: str) -> int | None:
+    """The highest seq stored for the pen (resume reading after it), or None."""
+    row = db.query_one("SELECT MAX(seq) FROM log_records WHERE pen_serial = ?", (pen_serial,))
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def list_gaps(db: Store, pen_serial: str) -> list[tuple[int, int]]:
+    """Every missing seq range (inclusive) still open for the pen, lowest first."""
+    rows = db.query(
+        "SELECT first_seq, last_seq FROM log_gaps WHERE pen_serial = ? ORDER BY first_seq",
+        (pen_serial,),
+    )
+    return [(int(r[0]), int(r[1])) for r in rows]
+
+
+def _stored(row: sqlite3.Row) -> StoredLogRecord:
+    return StoredLogRecord(
+        pen_serial=row["pen_serial"],
+        seq=row["seq"],
+        time=from_ts(row["time"]),
+        kind=row["kind"],
+        flags=row["flags"],
+        code=row["code"],
+        depth_um=row["depth_um"],
+        a=row["a"],
+        b=row["b"],
+    )
+
+
+def list_log_records(
+    db: Store,
+    pen_serial: str | None = None,
+    *,
+    since_seq: int | None = None,
+    kinds: Sequence[int] | None = None,
+    limit: int | None = None,
+) -> list[StoredLogRecord]:
+    """Stored log records, by pen then seq."""
+    where: list[str] = []
+    params: list[Any] = []
+    if pen_serial is not None:
+        where.append("pen_serial = ?")
+        params.append(pen_serial)
+    if since_seq is not None:
+        where.append("seq >= ?")
+        params.append(since_seq)
+    if kinds is not None:
+        where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+        params.extend(int(k) for k in kinds)
+    sql = "SELECT * FROM log_records"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY pen_serial, seq"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [_stored(r) for r in db.query(sql, params)]
+
+
+def ingest_log_records(
+    db: Store,
+    pen_serial: str,
+    records: Iterable[Mapping[str, Any] | LogRecord],
+    *,
+    from_seq: int | None = None,
+    now: datetime | None = None,
+) -> SyncResult:
+    """Store log records read from a pen, once each, and derive its sessions.
+
+    Args:
+        db: the store.
+        pen_serial: the pen the records come from.
+        records: decoded records (``LogRecord`` mappings or :class:`LogRecord`).
+        from_seq: the seq the host asked to read from; records missing between it and
+            the first record are a gap (pass it on the first sync to catch a log that
+            already lost old records).
+        now: when the sync happens (for the gap log).
+
+    Returns:
+        New and duplicate counts, gaps found, conflicting seqs, sessions derived.
+
+    Raises:
+        StoreError: a malformed record.
+    """
+    recs = [as_log_record(r) for r in records]
+    now_ts = to_ts(now or utcnow())
+    with db.transaction():
+        ensure_pen(db, pen_serial)
+        existing: dict[int, LogRecord] = {}
+        if recs:
+            lo, hi = min(r.seq for r in recs), max(r.seq for r in recs)
+            for row in db.query(
+                f"SELECT {', '.join(_FIELDS)} FROM log_records"
+                " WHERE pen_serial = ? AND seq BETWEEN ? AND ?",
+                (pen_serial, lo, hi),
+            ):
+                existing[row["seq"]] = LogRecord(**{f: row[f] for f in _FIELDS})
+        fresh: dict[int, LogRecord] = {}
+        duplicates = 0
+        conflicts: list[int] = []
+        for rec in recs:
+            known = existing.get(rec.seq) or fresh.get(rec.seq)
+            if known is None:
+                fresh[rec.seq] = rec
+            elif known == rec:
+                duplicates += 1
+            else:
+                conflicts.append(rec.seq)
+        db.executemany(
+            "INSERT OR IGNORE INTO log_records (pen_serial, seq, time, kind, flags, code,"
+            " depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (pen_serial, r.seq, r.time, r.kind, r.flags, r.code, r.depth_um, r.a, r.b, now_ts)
+                for r in fresh.values()
+            ],
+        )
+        gaps = _update_gaps(db, pen_serial, sorted(fresh), from_seq, now_ts)
+        derived = derive_sessions(db, pen_serial, rewind_below=min(fresh, default=None))
+    return SyncResult(
+        new=len(fresh),
+        duplicates=duplicates,
+        gaps=gaps,
+        conflicts=conflicts,
+        sessions=derived,
+    )
+
+
+def _update_gaps(
+    db: Store, pen: str, new_seqs: list[int], from_seq: int | None, now_ts: int
+) -> list[tuple[int, int]]:
+    """Recompute the missing ranges around the new records; return the newly found ones.
+
+    Internal gaps lie between stored records; a leading gap lies between the lowest
+    seq the host ever asked for and the lowest stored record.
+    """
+    db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen,))
+    if from_seq is not None:
+        db.execute(
+            "UPDATE sync_state SET expected_first_seq = MIN(COALESCE(expected_first_seq, ?), ?)"
+            " WHERE pen_serial = ?",
+            (from_seq, from_seq, pen),
+        )
+    if not new_seqs and from_seq is None:
+        return []
+    bounds = db.query_one("SELECT MIN(seq) FROM log_records WHERE pen_serial = ?", (pen,))
+    if bounds is None or bounds[0] is None:
+        return []
+    min_seq = int(bounds[0])
+    before = {
+        (int(r["first_seq"]), int(r["last_seq"])): int(r["detected_at"])
+        for r in db.query("SELECT * FROM log_gaps WHERE pen_serial = ?", (pen,))
+    }
+    low = new_seqs[0] if new_seqs else min_seq
+    anchor = db.query_one(
+        "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND seq < ?", (pen, low)
+    )
+    lo = int(anchor[0]) if anchor is not None and anchor[0] is not None else min_seq
+    found = [
+        (int(r[0]), int(r[1]))
+        for r in db.query(
+            "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
+            " FROM log_records WHERE pen_serial = ? AND seq >= ?)"
+            " WHERE prev IS NOT NULL AND seq - prev > 1",
+            (pen, lo),
+        )
+    ]
+    expected = db.query_one(
+        "SELECT expected_first_seq FROM sync_state WHERE pen_serial = ?", (pen,)
+    )
+    if expected is not None and expected[0] is not None and int(expected[0]) < min_seq:
+        found.insert(0, (int(expected[0]), min_seq - 1))
+    db.execute(
+        "DELETE FROM log_gaps WHERE pen_serial = ? AND (first_seq > ? OR first_seq < ?)",
+        (pen, lo, min_seq),
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO log_gaps (pen_serial, first_seq, last_seq, detected_at)"
+        " VALUES (?, ?, ?, ?)",
+        [(pen, a, b, before.get((a, b), now_ts)) for a, b in found],
+    )
+    return [g for g in found if g not in before]
+
+
+def _profile_for(db: Store, pen: str, started_ts: int | None) -> int | None:
+    if started_ts is not None:
+        row = db.query_one(
+            "SELECT profile_id FROM permits WHERE pen_serial = ? AND issued_at <= ?"
+            " AND issued_at >= ? ORDER BY issued_at DESC LIMIT 1",
+            (pen, started_ts, started_ts - PERMIT_MATCH_S),
+        )
+        if row is not None and row[0] is not None:
+            return int(row[0])
+    owner = db.query_one("SELECT owner_profile_id FROM pens WHERE serial = ?", (pen,))
+    return None if owner is None or owner[0] is None else int(owner[0])
+
+
+def _save_session(db: Store, pen: str, values: dict[str, Any]) -> bool:
+    """Insert or update the session named by its START or END seq. True if it changed."""
+    by_start = by_end = None
+    if values["start_seq"] is not None:
+        by_start = db.query_one(
+            "SELECT * FROM sessions WHERE pen_serial = ? AND start_seq = ?",
+            (pen, values["start_seq"]),
+        )
+    if values["end_seq"] is not None:
+        by_end = db.query_one(
+            "SELECT * FROM sessions WHERE pen_serial = ? AND end_seq = ?", (pen, values["end_seq"])
+        )
+    if by_start is not None and by_end is not None and by_start["id"] != by_end["id"]:
+        db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
+        by_end = None
+    row = by_start or by_end
+    cols = (
+        "started_at",
+        "ended_at",
+        "depth_um",
+        "duration_s",
+        "strokes",
+        "complete",
+        "start_seq",
+        "end_seq",
+    )
+    if row is None:
+        profile = _profile_for(db, pen, values["started_at"])
+        db.execute(
+            f"INSERT INTO sessions (pen_serial, profile_id, {', '.join(cols)})"
+            f" VALUES (?, ?, {', '.join('?' * len(cols))})",
+            (pen, profile, *(values[c] for c in cols)),
+        )
+        return True
+    if all(row[c] == values[c] for c in cols):
+        return False
+    db.execute(
+        f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+        (*(values[c] for c in cols), row["id"]),
+    )
+    return True
+
+
+def _complete(start: sqlite3.Row | None, end: sqlite3.Row) -> dict[str, Any]:
+    duration_s = end["a"] / 1000.0
+    ended = end["time"] or None
+    if start is not None and start["time"]:
+        started: int | None = start["time"]
+    elif ended is not None:
+        started = ended - round(duration_s)
+    else:
+        started = None
+    depth = end["depth_um"] or (start["depth_um"] if start is not None else 0)
+    return {
+        "started_at": started,
+        "ended_at": ended,
+        "depth_um": depth,
+        "duration_s": duration_s,
+        "strokes": end["b"],
+        "complete": 1,
+        "start_seq": start["seq"] if start is not None else None,
+        "end_seq": end["seq"],
+    }
+
+
+def _incomplete(start: sqlite3.Row, next_time: int) -> dict[str, Any]:
+    started = start["time"] or None
+    ended = next_time or None
+    if started is not None and ended is not None and ended < started:
+        ended = None
+    return {
+        "started_at": started,
+        "ended_at": ended,
+        "depth_um": start["depth_um"],
+        "duration_s": float(ended - started) if started and ended else 0.0,
+        "strokes": 0,
+        "complete": 0,
+        "start_seq": start["seq"],
+        "end_seq": None,
+    }
+
+
+def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = None) -> int:
+    """Turn the pen's session records not yet processed into sessions.
+
+    Args:
+        db: the store.
+        pen_serial: the pen.
+        rewind_below: a seq just stored; if the derivation already passed it (a gap was
+            filled), derivation restarts from the last session end before it.
+
+    Returns:
+        How many sessions were added or changed.
+    """
+    with db.transaction():
+        db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen_serial,))
+        state = db.query_one(
+            "SELECT derived_seq FROM sync_state WHERE pen_serial = ?", (pen_serial,)
+        )
+        cursor = int(state[0]) if state is not None else -1
+        if rewind_below is not None and rewind_below <= cursor:
+            row = db.query_one(
+                "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND kind = ? AND seq < ?",
+                (pen_serial, int(RecordKind.SESSION_END), rewind_below),
+            )
+            cursor = int(row[0]) if row is not None and row[0] is not None else -1
+        kinds = ", ".join(str(int(k)) for k in _SESSION_KINDS)
+        rows = db.query(
+            f"SELECT seq, time, kind, depth_um, a, b FROM log_records WHERE pen_serial = ?"
+            f" AND seq > ? AND kind IN ({kinds}) ORDER BY seq",
+            (pen_serial, cursor),
+        )
+        changed = 0
+        pending: sqlite3.Row | None = None
+        for rec in rows:
+            kind = rec["kind"]
+            if kind == RecordKind.SESSION_END:
+                changed += _save_session(db, pen_serial, _complete(pending, rec))
+                pending = None
+            else:
+                if pending is not None:
+                    changed += _save_session(db, pen_serial, _incomplete(pending, rec["time"]))
+                pending = rec if kind == RecordKind.SESSION_START else None
+        last = last_synced_seq(db, pen_serial)
+        new_cursor = (
+            pending["seq"] - 1 if pending is not None else (last if last is not None else -1)
+        )
+        db.execute(
+            "UPDATE sync_state SET derived_seq = ? WHERE pen_serial = ?", (new_cursor, pen_serial)
+        )
+    return changed
+
+
+def session_time(value: int | None) -> datetime | None:
+    """A session time column as a datetime (None if unknown)."""
+    return from_ts(value)

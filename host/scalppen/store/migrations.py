@@ -1,0 +1,198 @@
+"""The store's schema, as a numbered list of migrations.
+
+Migration ``n`` (1-based) brings ``PRAGMA user_version`` from ``n - 1`` to ``n``.
+Never edit a published migration: append a new one. All times are Unix seconds
+(UTC); ``NULL`` where the pen's clock was unset.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+_V1: Final = """
+CREATE TABLE profiles (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL,
+    role        TEXT NOT NULL CHECK (role IN ('patient', 'user', 'clinician')),
+    birth_year  INTEGER,
+    created_at  INTEGER NOT NULL,
+    notes       TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE pens (
+    serial            TEXT PRIMARY KEY,
+    model             TEXT NOT NULL DEFAULT '',
+    fw_version        TEXT NOT NULL DEFAULT '',
+    hw_rev            TEXT NOT NULL DEFAULT '',
+    ble_address       TEXT,
+    permit_key        BLOB,
+    paired_at         INTEGER,
+    limits_json       TEXT NOT NULL DEFAULT '{}',
+    owner_profile_id  INTEGER REFERENCES profiles(id) ON DELETE SET NULL
+);
+
+CREATE TABLE log_records (
+    pen_serial  TEXT NOT NULL REFERENCES pens(serial),
+    seq         INTEGER NOT NULL,
+    time        INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    flags       INTEGER NOT NULL,
+    code        INTEGER NOT NULL,
+    depth_um    INTEGER NOT NULL,
+    a           INTEGER NOT NULL,
+    b           INTEGER NOT NULL,
+    synced_at   INTEGER NOT NULL,
+    PRIMARY KEY (pen_serial, seq)
+) WITHOUT ROWID;
+CREATE INDEX log_records_kind ON log_records (pen_serial, kind, seq);
+
+CREATE TABLE log_gaps (
+    pen_serial   TEXT NOT NULL REFERENCES pens(serial),
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    detected_at  INTEGER NOT NULL,
+    PRIMARY KEY (pen_serial, first_seq)
+);
+
+CREATE TABLE sync_state (
+    pen_serial   TEXT PRIMARY KEY REFERENCES pens(serial),
+    derived_seq  INTEGER NOT NULL DEFAULT -1,
+    expected_first_seq  INTEGER
+);
+
+CREATE TABLE sessions (
+    id          INTEGER PRIMARY KEY,
+    pen_serial  TEXT NOT NULL REFERENCES pens(serial),
+    profile_id  INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    started_at  INTEGER,
+    ended_at    INTEGER,
+    depth_um    INTEGER NOT NULL,
+    duration_s  REAL NOT NULL DEFAULT 0,
+    strokes     INTEGER NOT NULL DEFAULT 0,
+    tolerated   INTEGER CHECK (tolerated IN (0, 1)),
+    complete    INTEGER NOT NULL DEFAULT 1,
+    start_seq   INTEGER,
+    end_seq     INTEGER,
+    UNIQUE (pen_serial, start_seq),
+    UNIQUE (pen_serial, end_seq)
+);
+CREATE INDEX sessions_profile ON sessions (profile_id, ended_at);
+CREATE INDEX sessions_pen ON sessions (pen_serial, started_at);
+
+CREATE TABLE telemetry_summaries (
+    session_id     INTEGER PRIMARY KEY REFERENCES sessions(id) ON DELETE CASCADE,
+    samples        INTEGER NOT NULL,
+    rate_mean_x10  INTEGER NOT NULL,
+    rate_min_x10   INTEGER NOT NULL,
+    rate_max_x10   INTEGER NOT NULL,
+    temp_max_c10   INTEGER NOT NULL,
+    motor_ma_max   INTEGER NOT NULL,
+    battery_start  INTEGER NOT NULL,
+    battery_end    INTEGER NOT NULL,
+    contact_pct    INTEGER NOT NULL
+);
+
+CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    pen_serial  TEXT REFERENCES pens(serial),
+    profile_id  INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    kind        TEXT NOT NULL,
+    code        INTEGER NOT NULL DEFAULT 0,
+    message     TEXT NOT NULL DEFAULT '',
+    data_json   TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX events_at ON events (at);
+CREATE INDEX events_pen ON events (pen_serial, at);
+
+CREATE TABLE wear_snapshots (
+    id                INTEGER PRIMARY KEY,
+    pen_serial        TEXT NOT NULL REFERENCES pens(serial),
+    at                INTEGER NOT NULL,
+    cartridge         INTEGER NOT NULL,
+    cart_id           TEXT NOT NULL,
+    needles           INTEGER NOT NULL,
+    strokes_used      INTEGER NOT NULL,
+    strokes_rated     INTEGER NOT NULL,
+    first_use         INTEGER,
+    expiry            INTEGER,
+    cart_state        INTEGER NOT NULL,
+    hp_strokes        INTEGER NOT NULL,
+    hp_punctures      INTEGER NOT NULL,
+    hp_sessions       INTEGER NOT NULL,
+    hp_run_s          INTEGER NOT NULL,
+    hp_first_session  INTEGER
+);
+CREATE INDEX wear_pen ON wear_snapshots (pen_serial, at);
+CREATE INDEX wear_cart ON wear_snapshots (cart_id, at);
+
+CREATE TABLE services (
+    id          INTEGER PRIMARY KEY,
+    pen_serial  TEXT NOT NULL REFERENCES pens(serial),
+    at          INTEGER NOT NULL,
+    by_name     TEXT NOT NULL,
+    notes       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX services_pen ON services (pen_serial, at);
+
+CREATE TABLE screenings (
+    id              INTEGER PRIMARY KEY,
+    profile_id      INTEGER NOT NULL REFERENCES profiles(id),
+    at              INTEGER NOT NULL,
+    answers_json    TEXT NOT NULL,
+    result          TEXT NOT NULL CHECK (result IN ('clear', 'contraindicated')),
+    positives_json  TEXT NOT NULL DEFAULT '[]'
+);
+CREATE INDEX screenings_profile ON screenings (profile_id, at);
+
+CREATE TABLE adverse_events (
+    id          INTEGER PRIMARY KEY,
+    profile_id  INTEGER NOT NULL REFERENCES profiles(id),
+    session_id  INTEGER REFERENCES sessions(id) ON DELETE SET NULL,
+    at          INTEGER NOT NULL,
+    kind        TEXT NOT NULL,
+    severity    TEXT NOT NULL DEFAULT '',
+    notes       TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX adverse_profile ON adverse_events (profile_id, at);
+
+CREATE TABLE clearances (
+    id              INTEGER PRIMARY KEY,
+    lock_id         TEXT NOT NULL,
+    rule            INTEGER NOT NULL,
+    profile_id      INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    clinician_name  TEXT NOT NULL,
+    role            TEXT NOT NULL CHECK (role = 'clinician'),
+    reason          TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+    at              INTEGER NOT NULL
+);
+CREATE INDEX clearances_lock ON clearances (lock_id);
+CREATE INDEX clearances_profile ON clearances (profile_id);
+
+CREATE TABLE attestations (
+    id          INTEGER PRIMARY KEY,
+    profile_id  INTEGER NOT NULL REFERENCES profiles(id),
+    pen_serial  TEXT REFERENCES pens(serial),
+    at          INTEGER NOT NULL,
+    statement   TEXT NOT NULL
+);
+CREATE INDEX attestations_profile ON attestations (profile_id, at);
+
+CREATE TABLE permits (
+    id              INTEGER PRIMARY KEY,
+    pen_serial      TEXT NOT NULL REFERENCES pens(serial),
+    profile_id      INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    nonce           BLOB NOT NULL UNIQUE,
+    max_depth_um    INTEGER NOT NULL,
+    max_duration_s  INTEGER NOT NULL,
+    issued_at       INTEGER NOT NULL,
+    expires_at      INTEGER NOT NULL
+);
+CREATE INDEX permits_pen ON permits (pen_serial, issued_at);
+"""
+
+#: Migration n (1-based) takes the schema from version n - 1 to n.
+MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+
+#: The schema version this code writes.
+SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -1,0 +1,124 @@
+# Test rig: a Pen + Handler + Store over an fs, driven against a Plant in virtual
+# time (10 ms ticks). MicroPython-compatible: the in-VM tests use it too.
+import json
+
+from pen import wire
+from pen.board import Board
+from pen.core import Pen
+from pen.handler import Handler
+from pen.permit import sign
+from pen.store import Store
+
+from plant import Plant
+
+KEY = bytes(range(1, 33))
+T0 = 1750000000  # the pen's clock at the start of a test (Unix s)
+_board_doc = None
+
+
+def board_doc(path=None):
+    global _board_doc
+    if path is not None or _board_doc is None:
+        with open(path or "hardware/boards/pen-s3-revb.json") as f:
+            _board_doc = json.load(f)
+    return _board_doc
+
+
+def make_board(**limits):
+    doc = json.loads(json.dumps(board_doc()))
+    for k in limits:
+        doc["limits"][k] = limits[k]
+    return Board(doc)
+
+
+class Rig:
+    def __init__(self, fs, board=None, plant=None, clock=T0, key=KEY, home=True):
+        self.fs = fs
+        self.board = board or make_board()
+        self.plant = plant or Plant()
+        self.t = 0
+        self.seq = 0
+        self.nonce = 0
+        self.events = []
+        self.max_duty = 0
+        self.boot()
+        if key:
+            self.req(wire.T_SET_KEY, {"key": key}, auth=True)
+        if clock:
+            self.req(wire.T_SET_TIME, {"unix": clock})
+        if home:
+            self.run(1500)
+
+    def boot(self, reset_code=0):
+        # A (re)boot: new Store and Pen over the same files; the plant keeps its state.
+        self.store = Store(self.fs)
+        self.pen = Pen(self.board, self.store, 0, reset_code)
+        self.h = Handler(self.pen)
+        self.h.hello = True
+
+    def tick(self):
+        self.t += 10
+        out = self.pen.tick(self.t, self.plant.inp)
+        if out.motor_duty > self.max_duty:
+            self.max_duty = out.motor_duty
+        self.events.extend(out.events)
+        self.plant.step(out, 10)
+        return out
+
+    def run(self, ms, until=None):
+        out = None
+        for _ in range(ms // 10):
+            out = self.tick()
+            if until is not None and until(out):
+                break
+        return out
+
+    def req(self, t, fields=None, auth=True):
+        self.seq = (self.seq + 1) & 0xFFFF
+        frames = self.h.handle(wire.encode(t, self.seq, fields or {}), auth)
+        return wire.decode(frames[0])
+
+    def code(self, t, fields=None, auth=True):
+        # -> 0 for ACK, else the NACK's error code
+        rt, _, f = self.req(t, fields, auth)
+        return f["error"] if rt == wire.T_NACK else 0
+
+    def permit(self, depth=1000, duration=600, issued=None, expires=None, key=KEY, nonce=None):
+        now = self.pen.clock() or T0
+        if nonce is None:
+            self.nonce += 1
+            nonce = b"N" + bytes([self.nonce & 0xFF, (self.nonce >> 8) & 0xFF]) + bytes(5)
+        p = {"max_depth_um": depth, "max_duration_s": duration,
+             "issued_at": now - 10 if issued is None else issued,
+             "expires_at": now + 3600 if expires is None else expires, "nonce": nonce}
+        p["tag"] = sign(key, p)
+        return p
+
+    def arm(self, **kw):
+        return self.code(wire.T_ARM, self.permit(**kw))
+
+    def start_session(self, depth=1000, duration=600):
+        assert self.arm(depth=depth, duration=duration) == 0
+        assert self.code(wire.T_SET_DEPTH, {"depth_um": depth}) == 0
+        return self.code(wire.T_START)
+
+    def status(self):
+        return self.req(wire.T_GET_STATUS)[2]
+
+    def log(self, kind=None):
+        recs = []
+        seq = 0
+        while True:
+            first, last, page = self.store.read(seq, 160)
+            for r in page:
+                from pen.store import unpack_record
+                recs.append(unpack_record(r))
+            if not page:
+                break
+            seq = recs[-1]["seq"] + 1
+        if kind is not None:
+            recs = [r for r in recs if r["kind"] == kind]
+        return recs
+
+    def notices(self):
+        return [f["code"] for t, f in self.events if t == wire.T_EV_NOTICE]

@@ -1,0 +1,77 @@
+"""Virtual time: MicroPython ticks semantics (wrap-around), sleeps, the RTC."""
+
+from __future__ import annotations
+
+import pytest
+
+from scalppen_hardware.upy import vclock
+from scalppen_hardware.upy.vclock import TICKS_MAX, TICKS_PERIOD, VirtualClock
+
+
+@pytest.fixture
+def clk() -> VirtualClock:
+    c = VirtualClock(epoch_s=1_700_000_000, ticks_origin_ms=TICKS_MAX - 5)
+    vclock._attach(c)
+    yield c
+    vclock._attach(None)
+
+
+def test_ticks_wrap_and_diff(clk: VirtualClock) -> None:
+    t0 = vclock.ticks_ms()
+    assert t0 == TICKS_MAX - 5
+    clk.advance_ms(10)
+    t1 = vclock.ticks_ms()
+    assert t1 == 4  # wrapped
+    assert vclock.ticks_diff(t1, t0) == 10
+    assert vclock.ticks_diff(t0, t1) == -10
+    assert vclock.ticks_add(t0, 10) == t1
+    assert vclock.ticks_add(t1, -10) == t0
+
+
+def test_ticks_diff_range_and_add_overflow() -> None:
+    half = TICKS_PERIOD // 2
+    assert vclock.ticks_diff(half - 1, 0) == half - 1
+    assert vclock.ticks_diff(half, 0) == -half  # beyond half a period reads as negative
+    assert vclock.ticks_diff(0, TICKS_MAX) == 1
+    with pytest.raises(OverflowError):
+        vclock.ticks_add(0, half)
+    assert vclock.ticks_add(TICKS_MAX, 1) == 0
+
+
+def test_ticks_us_and_sleep(clk: VirtualClock) -> None:
+    slept: list[int] = []
+    clk.sleeper = slept.append
+    vclock.sleep_ms(7)
+    vclock.sleep_us(1500)
+    vclock.sleep(0.25)
+    assert slept == [7, 2, 250]
+    clk.sleeper = None
+    u0 = vclock.ticks_us()
+    vclock.sleep_ms(3)
+    assert vclock.ticks_diff(vclock.ticks_us(), u0) == 3000
+
+
+def test_rtc_and_boot(clk: VirtualClock) -> None:
+    assert vclock.time() == 1_700_000_000
+    clk.advance_ms(2500)
+    assert vclock.time() == 1_700_000_002
+    clk.set_epoch(1_800_000_000)
+    assert vclock.time() == 1_800_000_000
+    assert vclock.gmtime(0)[:3] == (1970, 1, 1)
+    assert vclock.mktime(vclock.gmtime(1_800_000_000)) == 1_800_000_000
+    clk.boot(ticks_origin_ms=0)
+    assert vclock.ticks_ms() == 0
+    assert vclock.time() == 1_800_000_000  # the RTC keeps running through a reset
+    clk.rtc_lost()
+    assert vclock.time() == vclock.RTC_COLD_EPOCH
+
+
+def test_time_cannot_go_back(clk: VirtualClock) -> None:
+    with pytest.raises(ValueError):
+        clk.advance_us(-1)
+
+
+def test_unattached_is_an_error() -> None:
+    vclock._attach(None)
+    with pytest.raises(RuntimeError, match="no VirtualClock"):
+        vclock.ticks_ms()
