@@ -91,6 +91,7 @@ class Pen:
         self._disp_state = -1
         self._write = None  # cartridge fields waiting for the next tick's outputs
         self._finish_cart = ""  # cartridge of an interrupted session, to mark finished
+        self._ticked = False
         self.depth.setting_um = board.min_depth_um
         self.depth.start_homing(0)
         if clock:
@@ -368,7 +369,14 @@ class Pen:
     # ---- the tick ---------------------------------------------------------------
     def tick(self, now_ms, inp):
         out = self.out
-        gap = now_ms - self.now_ms
+        if self._ticked:
+            gap = now_ms - self.now_ms
+        else:
+            # the first tick fixes the monotonic origin (the shell's clock may start anywhere)
+            self._ticked = True
+            gap = 0
+            self._clk_ms = now_ms
+            self.depth.start_homing(now_ms)
         self.now_ms = now_ms
         self.inp = inp
         if self._events:

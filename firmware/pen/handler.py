@@ -29,6 +29,11 @@ class Handler:
         except wire.WireError as e:
             t = e.msg_type if e.msg_type is not None else 0
             return [self._nack(t & 0xFF, e.seq or 0, e.code)]
+        except Exception:
+            # the decoder itself failed: still answer, from the raw header
+            t = frame[1] if len(frame) > 1 else 0
+            seq = frame[2] | (frame[3] << 8) if len(frame) > 3 else 0
+            return [self._nack(t, seq, wire.E_MALFORMED)]
         try:
             return [self._dispatch(t, seq, f, authenticated)]
         except wire.WireError as e:

@@ -90,6 +90,10 @@ class Stepper:
             return
         self._seek_steps = 0
         self.seek_failed = False
+        if not self.homed and self.at_home():
+            # The switch closed means the carriage is at 0, however it got there.
+            self.pos = 0
+            self.homed = True
         if not self.homed:
             return  # position unknown: never move toward the skin before homing
         if target_um < 0:

@@ -17,8 +17,8 @@ SPINUP_MS = const(400)  # the first hall pulse must come within this of the star
 WIN = const(32)  # rate window, ticks (320 ms at 100 Hz: 3 strokes/s resolution)
 DRIFT_MS = const(250)  # outside the window this long -> drift fault
 RATE_TOL_X10 = const(40)  # one measurement quantum of the window, strokes/s x10
-KP_Q8 = const(384)  # duty per (stroke/s) x256
-KI_Q8 = const(1536)  # duty per (stroke/s * s) x256
+KP_Q8 = const(640)  # duty per (stroke/s) x256 (2.5)
+KI_Q8 = const(3072)  # duty per (stroke/s * s) x256 (12)
 
 
 class MotorCtl:

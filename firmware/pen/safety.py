@@ -88,14 +88,13 @@ def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_
 
 
 def check_run(board, inp):
-    # Conditions that stop a running motor in the same tick (rules 9, 11), as a
-    # fault code; 0 = keep running. Contact and link are handled as pauses.
+    # Conditions that stop a running session in the same tick (rule 11, a pulled
+    # cartridge, brown-out), as a fault code; 0 = keep running. Motor faults
+    # (rule 9) are pen/motorctl.py's; contact and link are handled as pauses.
     if inp.charging:
         return wire.E_FAULT_CHARGING
     if inp.cartridge is None:
         return wire.E_FAULT_CARTRIDGE_PULLED
-    if inp.temp_c10 > board.overtemp_c10:
-        return wire.E_FAULT_OVERTEMP
     if getattr(inp, "brownout", False):
         return wire.E_FAULT_BROWNOUT
     return 0

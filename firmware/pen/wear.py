@@ -23,8 +23,15 @@ HP_RUN_S = const(3)
 HP_FIRST = const(4)
 
 
+_last = [None, ""]  # the last id seen and its hex (called every tick while running)
+
+
 def cart_hex(cart):
-    return binascii.hexlify(bytes(cart["id"])).decode()
+    cid = cart["id"]
+    if cid is not _last[0]:
+        _last[1] = binascii.hexlify(bytes(cid)).decode()
+        _last[0] = cid
+    return _last[1]
 
 
 class Wear:

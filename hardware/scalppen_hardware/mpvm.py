@@ -72,6 +72,7 @@ while True:
 GUEST_SHIM = r"""
 import os as __vb_os
 import builtins as __vb_builtins
+import errno as __vb_errno
 class __VbOs:
     pass
 __vb_os_shim = __VbOs()
@@ -107,7 +108,7 @@ class __VbFile:
         if r[0] < n:
             if r[0] > 0:
                 self._f.write(memoryview(b)[:r[0]])
-            raise OSError(5 if r[1] else 28)
+            raise OSError(__vb_errno.EIO if r[1] else __vb_errno.ENOSPC)
         return self._f.write(b)
     def close(self):
         self._f.close()
@@ -160,7 +161,7 @@ def _serialized_module() -> bytes:
             from wasmtime import Engine, Module
 
             engine = Engine(_config())
-            _module_bytes = Module.from_file(engine, str(default_wasm_path())).serialize()
+            _module_bytes = bytes(Module.from_file(engine, str(default_wasm_path())).serialize())
         return _module_bytes
 
 
@@ -346,14 +347,15 @@ class GuestVM:
         )
         instance = linker.instantiate(store, module)
         self._ready.set()
+        start: Any = instance.exports(store)["_start"]
         try:
-            instance.exports(store)["_start"](store)
+            start(store)
         except ExitTrap as exc:
             if getattr(exc, "code", 0) not in (0, None):
                 raise
         finally:
             self._engine = self._store = None
-            del instance, linker, store, module, engine
+            del start, instance, linker, store, module, engine
 
     def _next(self) -> list[str] | None:
         req = self._requests.get()

@@ -19,7 +19,8 @@ reset starts a fresh VM (globals, ``sys.path`` and ``sys.modules`` are reset).
 Flash size: ``os.statvfs('/')`` reports ``flash_size`` split in ``block_size`` blocks,
 and a write that would need more blocks than are free raises ``OSError(28)``
 (ENOSPC), as littlefs does on the pen. Usage counts each file as its size rounded
-up to whole blocks (at least one) and each directory as one block.
+up to whole blocks (at least one) and each directory as one block. (The guest's
+errno numbers are WASI's, so the pen's ``[Errno 28] ENOSPC`` reads ``[Errno 51] ENOSPC``.)
 
 Fault injection (:class:`Faults`, ``board.faults``): flip one byte of the next
 write(s) to a matching file (the file on flash differs from what was sent), or cut
@@ -51,7 +52,6 @@ from types import TracebackType
 from scalppen_hardware.mpvm import GuestVM, RunOutcome, VMDead
 
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"
-ENOSPC = 28
 
 
 @dataclass
@@ -97,12 +97,15 @@ class VirtualBoard:
         self.port: str | None = None
         self._master = -1
         self._slave = -1
-        self._inq: queue.Queue[int | None] = queue.Queue()
+        self._inq: queue.Queue[bytes | None] = queue.Queue()
+        self._rx = bytearray()
+        self._rx_pos = 0
         self._out_lock = threading.Lock()
         self._vm_lock = threading.RLock()
         self._vm: GuestVM | None = None
         self._capture: list[bytes] | None = None
         self._stop = threading.Event()
+        self._powered = threading.Event()
         self._threads: list[threading.Thread] = []
         self._raw = False
         self._cut_bytes = 0
@@ -116,10 +119,12 @@ class VirtualBoard:
         tty.setraw(self._slave)
         self.port = os.ttyname(self._slave)
         self._stop.clear()
+        self._powered.clear()
         for target, name in ((self._reader, "vboard-rx"), (self._repl, "vboard-repl")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        self._powered.wait(15)  # the VM is up; boot.py and main.py may still be running
         return self.port
 
     def stop(self) -> None:
@@ -245,6 +250,7 @@ class VirtualBoard:
         """Soft reset: fresh VM, boot.py, then main.py if ``run_main``."""
         with self._vm_lock:
             self._new_vm()
+            self._powered.set()
             for name in ("boot.py", "main.py") if run_main else ("boot.py",):
                 outcome = self._run("file", name)
                 if outcome.error:
@@ -307,17 +313,29 @@ class VirtualBoard:
                 time.sleep(0.05)  # no client on the slave side yet
                 continue
             vm = self._vm
-            for b in data:
-                if b == 3 and vm is not None and vm.busy:
-                    vm.interrupt()
-                self._inq.put(b)
+            if 3 in data and vm is not None and vm.busy:
+                vm.interrupt()
+            self._inq.put(data)
         self._inq.put(None)
 
+    def _take(self, n: int) -> bytes:
+        """Up to ``n`` received bytes (at least one; blocks until there is one)."""
+        while self._rx_pos >= len(self._rx):
+            chunk = self._inq.get()
+            if chunk is None or self._stop.is_set():
+                raise _Stopped
+            self._rx = bytearray(chunk)
+            self._rx_pos = 0
+        out = bytes(self._rx[self._rx_pos:self._rx_pos + n])
+        self._rx_pos += len(out)
+        return out
+
+    def _unread(self, data: bytes) -> None:
+        self._rx = bytearray(data) + self._rx[self._rx_pos:]
+        self._rx_pos = 0
+
     def _getc(self) -> int:
-        c = self._inq.get()
-        if c is None or self._stop.is_set():
-            raise _Stopped
-        return c
+        return self._take(1)[0]
 
     # ---- REPL -----------------------------------------------------------------------
     def _repl(self) -> None:
@@ -415,16 +433,20 @@ class VirtualBoard:
         code = bytearray()
         remain = self.window
         while True:
-            c = self._getc()
-            if c in (3, 4):
+            data = self._take(remain)
+            ends = [i for i in (data.find(b"\x03"), data.find(b"\x04")) if i >= 0]
+            if ends:
+                end = min(ends)
+                code += data[:end]
+                self._unread(data[end + 1:])
                 self._out(b"\x04")
-                if c == 3:
+                if data[end] == 3:
                     self._out(b"\x04Traceback (most recent call last):\r\n"
                               b"KeyboardInterrupt: \r\n\x04")
                     return
                 break
-            code.append(c)
-            remain -= 1
+            code += data
+            remain -= len(data)
             if remain == 0:
                 self._out(b"\x01")
                 remain = self.window

@@ -54,6 +54,7 @@ class VirtualPen:
         address: the pen's random static BLE address.
         speed: virtual seconds per wall second (``None`` = unpaced).
         soc_pct: the battery's charge at first power-up.
+        epoch: the RTC's time at power-up (Unix s); None: never set (cold).
     """
 
     def __init__(
@@ -65,6 +66,7 @@ class VirtualPen:
         address: str = DEFAULT_ADDRESS,
         speed: float | None = 1.0,
         soc_pct: float = 80.0,
+        epoch: float | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
@@ -72,6 +74,8 @@ class VirtualPen:
         self.link = link
         self.speed = speed
         self.clock = VirtualClock()
+        if epoch is not None:
+            self.clock.set_epoch(epoch)
         self.hw = VirtualPenHardware(self.board, self.clock, soc_pct=soc_pct)
         self.radio = ble_radio.VirtualRadio(link, address, name="pen")
         self.app: Any = None

@@ -32,6 +32,7 @@ class Plant:
         self.depth_stuck = False
         self.extra_ma = 0
         self.load_sps = 0.0  # speed lost to load (contact)
+        self.forced_sps = None  # a runaway: this speed whenever driven, whatever the duty
         self.writes = []
 
     def step(self, out, dt_ms):
@@ -44,6 +45,8 @@ class Plant:
             target = duty * self.k - (self.load_sps if duty > 0 else 0)
             if target < 0:
                 target = 0.0
+            if self.forced_sps is not None and duty > 0:
+                target = self.forced_sps
             self.speed += (target - self.speed) * (dt_ms / (self.tau + dt_ms))
             if duty > 0:
                 i.motor_ma = int(60 + 80 * i.contact + 8 * max(0.0, target - self.speed))

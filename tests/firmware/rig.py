@@ -8,7 +8,6 @@ from pen.core import Pen
 from pen.handler import Handler
 from pen.permit import sign
 from pen.store import Store
-
 from plant import Plant
 
 KEY = bytes(range(1, 33))

@@ -4,7 +4,12 @@ import json
 import pytest
 
 from scalppen.flash.build import (
-    TARGET_MPY, BuildError, BundleError, build_bundle, find_board, load_bundle,
+    TARGET_MPY,
+    BuildError,
+    BundleError,
+    build_bundle,
+    find_board,
+    load_bundle,
     mpy_header_version,
 )
 from tests.flash.conftest import BOARD, FIRMWARE, ROOT, make_tree
@@ -56,7 +61,7 @@ def test_version_file_created_when_missing(tmp_path):
 
 def test_syntax_micropython_lacks_is_rejected(tmp_path):
     tree = make_tree(tmp_path / "src", extra={"pen/bad.py": "def f(a, /, b):\n    return a\n"})
-    with pytest.raises(BuildError, match="pen/bad.py"):
+    with pytest.raises(BuildError, match=r"pen/bad\.py"):
         build_bundle(tree, tmp_path / "out", BOARD)
 
 

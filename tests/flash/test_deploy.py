@@ -122,7 +122,7 @@ def test_rollback_after_a_build_that_raises_at_import(tmp_path, board):
         assert "broken build" in out and "APP" not in out, out
         assert (board.root / "bootcount").read_text() == str(attempt)
     out = board.boot()
-    assert "rolling back to slot a" in out and "APP a 1.0.0 good" in out, out
+    assert "rolling back to slot a" in out and "APP a 1.0.0 v1" in out, out
     assert (board.root / "active").read_text() == "a"
     assert not (board.root / "bootcount").exists()
     # the next deploy goes into the failed slot again, never into the good one
@@ -139,8 +139,8 @@ def test_flash_full_is_refused_before_writing(tmp_path):
             deploy_bundle(bundle, board.port, reset=False)
         assert not (board.root / "active").exists()
         # the board's own ENOSPC (a write beyond the flash) maps to the same error
-        out, err = board.exec("f = open('/x', 'wb')\nf.write(bytes(9 * 4096))")
-        assert "OSError: 28" in err or "ENOSPC" in err, err
+        _, err = board.exec("f = open('/x', 'wb')\nf.write(bytes(9 * 4096))")
+        assert "ENOSPC" in err, err
     finally:
         board.stop()
 

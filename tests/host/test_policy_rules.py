@@ -101,6 +101,12 @@ def test_depth_above_pen_ceiling_is_refused_rule_1() -> None:
     assert ok.allowed
 
 
+def test_pen_ceiling_below_the_shallowest_setting_is_refused() -> None:
+    d = evaluate(ready(), now=NOW, pen_limits=PenLimits(ceiling_um=0))
+    assert not d.allowed
+    assert rules_of(d) == {1}
+
+
 def test_pen_grid_coarser_than_quarter_mm_is_respected() -> None:
     d = evaluate(ready(), SessionRequest(depth_um=250), now=NOW, pen_limits=PenLimits(grid_um=500))
     assert 2 in rules_of(d)

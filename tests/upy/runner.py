@@ -97,8 +97,17 @@ def run_upy(
     default the firmware at /fw, tests/firmware at /tf and the in-VM cases at
     /cases. ``path`` is prepended to the guest's sys.path (default: the mounts).
     """
-    from wasmtime import ExitTrap, Func, FuncType, Linker, Store, Trap, ValType, WasiConfig
-    from wasmtime import WasmtimeError
+    from wasmtime import (
+        ExitTrap,
+        Func,
+        FuncType,
+        Linker,
+        Store,
+        Trap,
+        ValType,
+        WasiConfig,
+        WasmtimeError,
+    )
 
     engine, module = _compiled()
     if mounts is None:

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn,
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
 )
 
 from scalppen.cli.common import UsageError, console, handle_errors
@@ -38,9 +43,12 @@ def _progress() -> Progress:
 
 @handle_errors
 def build_cmd(
-    firmware: Path | None = typer.Option(None, "--firmware", help="firmware tree (default: firmware/)"),
-    out: Path | None = typer.Option(None, "--out", help="bundle directory (default: build/firmware)"),
-    board: str | None = typer.Option(None, "--board", help="board definition name or JSON file"),
+    firmware: Annotated[Path | None, typer.Option(
+        "--firmware", help="firmware tree (default: firmware/)")] = None,
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="bundle directory (default: build/firmware)")] = None,
+    board: Annotated[str | None, typer.Option(
+        "--board", help="board definition name or JSON file")] = None,
 ) -> None:
     """Compile the firmware with mpy-cross into a bundle with a SHA-256 manifest."""
     from scalppen.flash.build import build_bundle, find_board
@@ -60,42 +68,53 @@ def build_cmd(
 
 @handle_errors
 def flash_cmd(
-    port: str = typer.Option(..., "--port", "-p", help="serial port of the pen, e.g. /dev/ttyACM0"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="show what would change, write nothing"),
-    bundle: Path | None = typer.Option(None, "--bundle", help="bundle directory (default: build/firmware)"),
-    base_image: Path | None = typer.Option(
-        None, "--base-image", help="write this MicroPython .bin with esptool (erases the pen)"),
-    reset: bool = typer.Option(True, "--reset/--no-reset", help="start the new build afterwards"),
-    baud: int = typer.Option(460800, "--baud", help="baud rate for --base-image"),
+    port: Annotated[str, typer.Option(
+        "--port", "-p", help="serial port of the pen, e.g. /dev/ttyACM0")],
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="show what would change, write nothing")] = False,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="bundle directory (default: build/firmware)")] = None,
+    base_image: Annotated[Path | None, typer.Option(
+        "--base-image", help="write this MicroPython .bin with esptool (erases the pen)")] = None,
+    reset: Annotated[bool, typer.Option(
+        "--reset/--no-reset", help="start the new build afterwards")] = True,
+    baud: Annotated[int, typer.Option("--baud", help="baud rate for --base-image")] = 460800,
 ) -> None:
     """Deploy the firmware bundle to the pen over USB (or write the MicroPython base image)."""
-    from scalppen.flash.port import check_port_name
-
     if base_image is not None:
-        from scalppen.flash.baseimage import flash_base_image, validate_image
-
         if bundle is not None:
             raise UsageError("--base-image and --bundle do not go together",
                              "write the base image first, then deploy with --bundle")
-        image = validate_image(base_image)
-        check_port_name(port)
-        if dry_run:
-            _say(f"would erase the ESP32-S3 on {port} and write {image} "
-                          f"({image.stat().st_size} bytes) at 0x0")
-            return
-        with _progress() as bar:
-            task = bar.add_task("connecting", total=None, path="")
+        _flash_base(port, base_image, dry_run, baud)
+    else:
+        _deploy(port, bundle, dry_run, reset)
 
-            def on_progress(stage: str, done: int, total: int) -> None:
-                bar.update(task, description=stage, completed=done, total=total or None)
 
-            result = flash_base_image(port, image, baud=baud, progress=on_progress)
-        _say(f"wrote MicroPython ({result.size} bytes) to the {result.chip} at "
-                      f"{result.offset:#x}, verified; next: scalppen flash --port {port}")
+def _flash_base(port: str, base_image: Path, dry_run: bool, baud: int) -> None:
+    from scalppen.flash.baseimage import flash_base_image, validate_image
+    from scalppen.flash.port import check_port_name
+
+    image = validate_image(base_image)
+    check_port_name(port)
+    if dry_run:
+        _say(f"would erase the ESP32-S3 on {port} and write {image} "
+             f"({image.stat().st_size} bytes) at 0x0")
         return
+    with _progress() as bar:
+        task = bar.add_task("connecting", total=None, path="")
 
+        def on_progress(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total or None)
+
+        result = flash_base_image(port, image, baud=baud, progress=on_progress)
+    _say(f"wrote MicroPython ({result.size} bytes) to the {result.chip} at "
+         f"{result.offset:#x}, verified; next: scalppen flash --port {port}")
+
+
+def _deploy(port: str, bundle: Path | None, dry_run: bool, reset: bool) -> None:
     from scalppen.flash.build import load_bundle
     from scalppen.flash.deploy import deploy_bundle
+    from scalppen.flash.port import check_port_name
 
     bundle_dir = bundle or project_root() / DEFAULT_BUNDLE
     if not bundle_dir.is_dir():

@@ -1,9 +1,51 @@
-"""Entry point of the ``scalppen`` command line."""
+"""Entry point of the ``scalppen`` command line: global options and command groups."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Scalp microneedling pen toolkit.")
+from scalppen.cli import clinic, demo, flash, logs, logs_sync, pen, session, sim
+from scalppen.cli.common import handle_errors
+from scalppen.cli.context import BLE_HELP, Options, validate_ble
+
+app = typer.Typer(
+    no_args_is_help=True,
+    help="Scalp microneedling pen toolkit: pair, run safe sessions, read usage and wear.",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+@handle_errors
+def _root(
+    ctx: typer.Context,
+    db: Path = typer.Option(
+        None, "--db", envvar="SCALPPEN_DB", help="session database (default in SCALPPEN_HOME)"
+    ),
+    ble: str = typer.Option("os", "--ble", envvar="SCALPPEN_BLE", help=BLE_HELP),
+    pen_name: str = typer.Option(
+        None, "--pen", envvar="SCALPPEN_PEN", help="which known pen (serial or address)"
+    ),
+) -> None:
+    from scalppen import paths
+
+    ctx.obj = Options(db=db or paths.default_db(), ble=validate_ble(ble), pen=pen_name)
+
+
+pen.register(app)
+session.register(app)
+logs.register(app)
+logs_sync.register(logs.logs_app)
+clinic.register(app)
+flash.register(app)
+sim.register(app)
+demo.register(app)
 
 
 def main() -> None:
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     app()

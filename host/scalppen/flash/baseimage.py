@@ -18,7 +18,12 @@ from pathlib import Path
 from typing import Any, Final
 
 from scalppen.flash.errors import (
-    ChipError, FlashError, LinkError, NoSuchPortError, PortAccessError, PortBusyError,
+    ChipError,
+    FlashError,
+    LinkError,
+    NoSuchPortError,
+    PortAccessError,
+    PortBusyError,
 )
 from scalppen.flash.port import check_port_name
 
@@ -72,8 +77,9 @@ def validate_image(image: str | Path) -> Path:
 def _make_logger(progress: ProgressFn | None, stage: list[str]) -> Any:
     from esptool.logger import TemplateLogger
 
-    class _Quiet(TemplateLogger):  # type: ignore[misc]
-        lines: list[str] = []
+    class _Quiet(TemplateLogger):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
 
         def print(self, *args: Any, **kwargs: Any) -> None:
             self.lines.append(" ".join(str(a) for a in args))
@@ -112,7 +118,7 @@ def _esptool_errors(port: str) -> Iterator[None]:
         raise
     except serial.SerialException as exc:
         text = str(exc)
-        if "No such file" in text or "could not open port" in text and "[Errno 2]" in text:
+        if "No such file" in text or ("could not open port" in text and "[Errno 2]" in text):
             raise NoSuchPortError(f"serial port {port} does not exist") from None
         if "exclusively lock" in text or "busy" in text.lower():
             raise PortBusyError(f"serial port {port} is in use by another program") from None

@@ -20,6 +20,7 @@ An unchanged bundle already active on the pen is not written at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -30,7 +31,10 @@ from scalppen.flash.build import MANIFEST_NAME, TARGET_MPY, FileEntry, Manifest,
 from scalppen.flash.build import sha256_hex as _sha
 from scalppen.flash.devicefs import DeviceFS
 from scalppen.flash.errors import (
-    FlashFullError, IncompatibleDeviceError, LinkError, VerificationError,
+    FlashFullError,
+    IncompatibleDeviceError,
+    LinkError,
+    VerificationError,
 )
 from scalppen.flash.port import SerialLike, open_serial
 from scalppen.flash.rawrepl import RawRepl
@@ -327,10 +331,8 @@ def deploy_bundle(
         return result
     finally:
         if owned:
-            try:
+            with contextlib.suppress(Exception):  # the port may already be gone
                 ser.close()
-            except Exception:  # noqa: BLE001 - the port may already be gone
-                pass
 
 
 def device_manifest(port: str | SerialLike, slot: str | None = None) -> dict[str, object] | None:

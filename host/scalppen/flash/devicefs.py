@@ -9,6 +9,7 @@ hex SHA-256 computed by reading the file back from flash.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -243,7 +244,5 @@ class DeviceFS:
             raise DeviceExecError(f"unexpected answer from the pen: {text[:80]!r}") from exc
 
     def _close_quietly(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # best effort after a reported failure
             self.repl.exec("try:\n _sp_f.close()\nexcept Exception:\n pass\n")
-        except Exception:
-            pass

@@ -85,8 +85,6 @@ class RawRepl:
         while len(self._buf) < n:
             if not self._fill(deadline):
                 raise LinkError(f"the pen stopped answering (timeout after {self.timeout:g} s)")
-            if len(self._buf) < n:
-                pass
         out = bytes(self._buf[:n])
         del self._buf[:n]
         return out
@@ -115,15 +113,17 @@ class RawRepl:
                 deadline = time.monotonic() + silence
 
     # ---- modes ----------------------------------------------------------------------
-    def enter(self, soft_reset: bool = False, timeout: float = 5.0) -> bytes:
+    def enter(self, soft_reset: bool = False, timeout: float | None = None) -> bytes:
         """Stop any running program and enter the raw REPL.
 
         Returns:
             What boot.py printed during the soft reset (empty without one).
 
         Raises:
-            NotMicroPythonError: no raw REPL banner within ``timeout`` seconds.
+            NotMicroPythonError: no raw REPL banner within ``timeout`` seconds
+                (default: the instance's timeout).
         """
+        timeout = self.timeout if timeout is None else timeout
         self._write(b"\r" + CTRL_C)
         time.sleep(0.02)
         self._write(b"\r" + CTRL_C)
@@ -173,10 +173,9 @@ class RawRepl:
             if answer == b"R\x01":
                 self._paste(data)
                 return self._follow(timeout)
-            if answer != b"R\x00":
-                # An old device: it took the bytes as code and echoes the raw REPL banner.
-                if self.read_until(b"w REPL; CTRL-B to exit\r\n>") is None:
-                    raise LinkError("the pen's raw REPL did not recover after a raw-paste request")
+            # An old device took the bytes as code and echoes the raw REPL banner.
+            if answer != b"R\x00" and self.read_until(b"w REPL; CTRL-B to exit\r\n>") is None:
+                raise LinkError("the pen's raw REPL did not recover after a raw-paste request")
             self.use_raw_paste = False
         for i in range(0, len(data), 256):
             self._write(data[i:i + 256])

@@ -13,7 +13,7 @@ from scalppen.policy import adverse, attestation, interval, limits, ramp, screen
 from scalppen.policy.clearance import apply_clearances
 from scalppen.policy.history import PatientHistory, PenLimits, SessionRequest, require_aware
 from scalppen.policy.outcome import Lock, PolicyWarning, Refusal, RuleResult
-from scalppen.policy.rules import PolicyConfig
+from scalppen.policy.rules import MIN_DEPTH_UM, PolicyConfig
 
 
 @dataclass(frozen=True)
@@ -126,12 +126,27 @@ def evaluate(
     topical_result, hold_until = interval.check_topical(history, now, config, depth)
     parts.append(topical_result)
 
+    if depth < MIN_DEPTH_UM:
+        parts.append(
+            RuleResult(
+                refusals=[
+                    Refusal(
+                        rule=limits.CEILING_RULE,
+                        reason=(
+                            "The pen reports a depth ceiling below the shallowest setting: "
+                            "check the pen's configuration."
+                        ),
+                    )
+                ]
+            )
+        )
+
     locks = find_locks(history, now, config)
     refusals = [r for p in parts for r in p.refusals]
     refusals += [lock.as_refusal() for lock in locks if not lock.cleared]
     refusals.sort(key=lambda r: r.rule)
     warnings = sorted((w for p in parts for w in p.warnings), key=lambda w: w.rule)
-    allowed = not refusals and depth > 0
+    allowed = not refusals
     return Decision(
         allowed=allowed,
         refusals=tuple(refusals),

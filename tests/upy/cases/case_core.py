@@ -1,8 +1,7 @@
 # The core inside MicroPython: a whole session through the handler, refusals,
 # stops within one tick, and a reboot in the middle of a session.
-from pen import wire
-
 from memfs import MemFs
+from pen import wire
 from rig import Rig, board_doc
 
 board_doc("/boards/pen-s3-revb.json")
@@ -97,3 +96,14 @@ def test_reboot_mid_session():
     assert r.code(wire.T_START) == wire.E_NOT_ARMED
     ends = r.log(wire.K_SESSION_END)
     assert ends and ends[-1]["flags"] == 1
+
+
+def test_handler_malformed_and_unknown_change_nothing():
+    r = Rig(MemFs())
+    before = r.status()
+    for frame in (b"\x01", b"\x01\x05\x07\x00\x05\x00\xff", b"\x01\x7e\x01\x00\x01\x00\x04",
+                  b"\x01\x33\x02\x00\x00\x00"):
+        out = r.h.handle(frame, True)
+        t, seq, f = wire.decode(out[0])
+        assert t == wire.T_NACK and f["error"] != 0
+    assert r.status() == before

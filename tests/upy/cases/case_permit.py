@@ -4,7 +4,7 @@ import json
 
 from pen import wire
 from pen.permit import check, equal, hmac_sha256, sign
-from rig import make_board, board_doc
+from rig import board_doc, make_board
 
 board_doc("/boards/pen-s3-revb.json")
 KEY = bytes(range(1, 33))

@@ -2,11 +2,10 @@
 # rotation, torn-tail recovery, power loss at every write point.
 import os
 
+from faultyfs import FaultyFs, PowerLoss
 from pen import wire
 from pen.fsio import Fs
 from pen.store import Store, unpack_record
-
-from faultyfs import FaultyFs, PowerLoss
 
 _n = [0]
 

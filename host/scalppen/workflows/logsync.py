@@ -1,0 +1,59 @@
+"""Copying a pen's usage log into the store: resumable and idempotent."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, is_dataclass
+from datetime import datetime
+from typing import Any
+
+from scalppen import store as S
+from scalppen.client import Pen
+from scalppen.results import LogGap, SyncProgress
+
+
+@dataclass
+class SyncSummary:
+    """What one sync stored."""
+
+    from_seq: int
+    new: int = 0
+    duplicates: int = 0
+    sessions: int = 0
+    last_seq: int = 0
+    gaps: list[tuple[int, int]] = field(default_factory=list)
+
+
+async def sync_log(
+    pen: Pen,
+    db: S.Store,
+    serial: str,
+    *,
+    now: datetime | None = None,
+    progress: Callable[[SyncProgress], None] | None = None,
+) -> SyncSummary:
+    """Read the pen's log from the last stored record on and store it.
+
+    Every page is stored as soon as it arrives, so a dropped link loses nothing:
+    the next sync resumes after the last stored record. Gaps (records the pen
+    rotated out before they were read) are stored and reported.
+    """
+    last = S.last_synced_seq(db, serial)
+    start = 1 if last is None else last + 1
+    summary = SyncSummary(from_seq=start)
+    first_page = [last is None]
+
+    def on_page(records: Sequence[Any], gaps: Sequence[LogGap]) -> None:
+        result = S.ingest_log_records(
+            db, serial, [asdict(r) if is_dataclass(r) else r for r in records],  # type: ignore[arg-type]
+            from_seq=start if first_page[0] else None, now=now,
+        )
+        first_page[0] = False
+        summary.new += result.new
+        summary.duplicates += result.duplicates
+        summary.sessions += result.sessions
+        summary.gaps.extend(result.gaps)
+
+    result = await pen.sync_log(start, progress=progress, on_page=on_page)
+    summary.last_seq = result.last_seq
+    return summary

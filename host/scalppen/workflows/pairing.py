@@ -1,0 +1,77 @@
+"""Pairing a pen with this computer: bond, set its clock, give it a permit key, remember it."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from scalppen import store as S
+from scalppen.client import Pen
+from scalppen.results import PenInfo
+from scalppen.transports.base import PasskeyProvider
+from scalppen.workflows.radio import Radio
+
+
+class KeyConflict(Exception):
+    """The pen already holds a permit key this computer does not know."""
+
+    hint = "hold the pen's button for 3 s to open pairing, then pair again"
+
+
+@dataclass(frozen=True)
+class Paired:
+    info: PenInfo
+    address: str
+    new_key: bool
+
+
+async def pair_pen(
+    radio: Radio,
+    db: S.Store,
+    address: str,
+    passkey: PasskeyProvider,
+    now: datetime,
+    owner_profile_id: int | None = None,
+) -> Paired:
+    """Pair with the pen at ``address`` and register it in the store.
+
+    The permit key (32 random bytes) is created here, sent once over the
+    authenticated link and kept only in the store (file mode 0600).
+
+    Raises:
+        PairingFailed: wrong passkey or timeout; KeyConflict; TransportError.
+    """
+    transport = await radio.pair(address, passkey)
+    async with Pen(transport) as pen:
+        info = pen.info
+        assert info is not None
+        await pen.set_time(int(now.timestamp()))
+        known = _known_key(db, info.serial)
+        new_key = False
+        if not info.key_set or known is None:
+            key = secrets.token_bytes(32)
+            try:
+                await pen.set_key(key)
+            except Exception as exc:
+                if info.key_set:
+                    raise KeyConflict(
+                        f"pen {info.serial} already has a permit key from another computer"
+                    ) from exc
+                raise
+            new_key = True
+        S.upsert_pen(
+            db, info.serial, model=info.model, fw_version=info.fw_version, hw_rev=info.hw_rev,
+            ble_address=address, limits=info.limits.__dict__ if info.limits else None,
+            paired_at=now, owner_profile_id=owner_profile_id,
+        )
+        if new_key:
+            S.set_permit_key(db, info.serial, key)
+    return Paired(info=info, address=address, new_key=new_key)
+
+
+def _known_key(db: S.Store, serial: str) -> bytes | None:
+    try:
+        return S.get_permit_key(db, serial)
+    except S.NotFoundError:
+        return None

@@ -1,0 +1,63 @@
+"""Reaching pens over BLE: the OS's Bluetooth (bleak) or a bumble stack."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from scalppen.transports.base import ExtraMissing, PasskeyProvider
+from scalppen.transports.ble import BleTransport, FoundPen, scan
+
+#: Bumble central's own address: kept stable so the pen's bonds stay valid.
+CENTRAL_ADDRESS = "F0:5C:A1:00:00:0A"
+
+
+class Radio:
+    """The host's BLE radio.
+
+    Args:
+        where: ``"os"`` for the operating system's stack, a bumble transport name
+            (``usb:0``, ``tcp-client:127.0.0.1:PORT``), or a bumble ``LocalLink``.
+        keystore: file for bumble's bonds (the OS stack keeps its own).
+    """
+
+    def __init__(self, where: Any = "os", keystore: Path | None = None) -> None:
+        self.where = where
+        self.keystore = keystore
+        self.central: Any = None
+
+    async def __aenter__(self) -> Self:
+        if self.where != "os":
+            try:
+                from scalppen.transports.bumble_bleak import open_central
+            except ImportError as exc:
+                raise ExtraMissing("BLE through bumble", "bumble", "sim") from exc
+            self.central = await open_central(
+                self.where, address=CENTRAL_ADDRESS,
+                keystore_path=str(self.keystore) if self.keystore else None,
+            )
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.central is not None:
+            await self.central.close()
+            self.central = None
+
+    def transport(self, address: str, **kwargs: Any) -> BleTransport:
+        """A fresh transport to the pen at ``address`` (not connected yet)."""
+        backend = self.central.client_backend if self.central is not None else None
+        return BleTransport(address, backend=backend, **kwargs)
+
+    async def scan(self, timeout: float = 5.0) -> list[FoundPen]:
+        """Pens advertising the pen service, strongest first."""
+        backend = self.central.scanner_backend if self.central is not None else None
+        return await scan(timeout, backend=backend)
+
+    async def pair(self, address: str, passkey: PasskeyProvider, **kwargs: Any) -> BleTransport:
+        """Connect and pair (LE Secure Connections, passkey entry); returns the transport."""
+        transport = self.transport(address, **kwargs)
+        await transport.pair(passkey)
+        return transport

@@ -1,0 +1,183 @@
+"""One needling session: policy -> permit -> pen, live events, then log and wear.
+
+The host's policy decides first (rules 4-7, 16-19, 22); only then is a permit
+signed and sent. The pen enforces its own hard limits whatever the host sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+
+from scalppen import store as S
+from scalppen.client import Pen, PenTimeout
+from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
+from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
+from scalppen.workflows.logsync import SyncSummary, sync_log
+from scalppen_protocol.codes import ErrorCode, Notice, PenState
+
+
+class SessionRefused(Exception):
+    """The host's safety policy refused the session; ``decision.refusals`` say why."""
+
+    def __init__(self, decision: Decision) -> None:
+        first = decision.refusals[0] if decision.refusals else None
+        text = f"rule {first.rule}: {first.reason}" if first else "the policy refused"
+        super().__init__(f"session refused by {text}")
+        self.decision = decision
+
+
+@dataclass
+class SessionPlan:
+    profile_id: int
+    depth_um: int
+    duration_s: int | None = None
+    speed_level: int | None = None
+    attested: bool = False
+
+
+@dataclass
+class SessionOutcome:
+    decision: Decision
+    ended_by: str = ""
+    fault: int = 0
+    elapsed_s: float = 0.0
+    strokes: int = 0
+    warned: bool = False
+    telemetry: list[TelemetryEvent] = field(default_factory=list)
+    sync: SyncSummary | None = None
+
+
+def decide(
+    db: S.Store, serial: str, plan: SessionPlan, limits: PenLimits, now: datetime,
+    pen_last_session: tuple[datetime, int] | None = None,
+) -> Decision:
+    """The host policy's decision for ``plan`` (records the attestation first, rule 19)."""
+    if plan.attested:
+        S.record_attestation(db, plan.profile_id, pen_serial=serial, at=now)
+    history = S.load_history(
+        db, plan.profile_id, pen_serial=serial, pen_last_session=pen_last_session
+    )
+    return evaluate(
+        history, SessionRequest(depth_um=plan.depth_um, duration_s=plan.duration_s),
+        now=now, pen_limits=limits,
+    )
+
+
+async def run_session(
+    pen: Pen,
+    db: S.Store,
+    plan: SessionPlan,
+    now: Callable[[], datetime],
+    *,
+    on_event: Callable[[PenEvent], None] | None = None,
+    started: Callable[[Decision], None] | None = None,
+    stop_requested: asyncio.Event | None = None,
+) -> SessionOutcome:
+    """Run one session on a connected pen (HELLO done) and store what happened.
+
+    Raises:
+        SessionRefused: the policy refused (nothing was sent to the pen).
+        PenRefused: the pen refused a step (its hard limits, its own lockouts).
+    """
+    info = pen.info
+    assert info is not None and info.limits is not None
+    serial = info.serial
+    status = await pen.status()
+    last = None
+    if status.last_session_end:
+        last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
+    limits = PenLimits.from_info(asdict(info.limits))
+    moment = now()
+    decision = decide(db, serial, plan, limits, moment, last)
+    if not decision.allowed:
+        raise SessionRefused(decision)
+    key = S.get_permit_key(db, serial)
+    if key is None:
+        raise S.NotFoundError(f"no permit key for pen {serial}: pair it with `scalppen pair`")
+    permit = issue_permit(decision, key, moment)
+    S.record_permit(db, serial, permit, profile_id=plan.profile_id)
+    outcome = SessionOutcome(decision=decision)
+    events = pen.events()
+    try:
+        await pen.set_time(int(moment.timestamp()))
+        await pen.arm(permit.as_dict())
+        await pen.set_depth(plan.depth_um)
+        if plan.speed_level is not None:
+            await pen.set_speed(plan.speed_level)
+        await pen.start()
+        if started is not None:
+            started(decision)
+        await _follow(pen, events, outcome, on_event, stop_requested)
+    finally:
+        events.close()
+    outcome.sync = await sync_log(pen, db, serial, now=now())
+    S.record_wear(db, serial, asdict(await pen.wear()), at=now())
+    _store_summary(db, serial, outcome)
+    return outcome
+
+
+async def _follow(
+    pen: Pen, events: object, outcome: SessionOutcome,
+    on_event: Callable[[PenEvent], None] | None, stop_requested: asyncio.Event | None,
+) -> None:
+    stream = events
+    while True:
+        get = asyncio.ensure_future(stream.get(timeout=5.0))  # type: ignore[attr-defined]
+        waiters: set[asyncio.Future[object]] = {get}
+        stopper = None
+        if stop_requested is not None:
+            stopper = asyncio.ensure_future(stop_requested.wait())
+            waiters.add(stopper)
+        done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        if stopper is not None and stopper in done:
+            get.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await get
+            await pen.stop()
+            outcome.ended_by = "stopped by the user"
+            return
+        if stopper is not None:
+            stopper.cancel()
+        try:
+            event = get.result()
+        except PenTimeout:
+            status = await pen.status()
+            if status.state not in (PenState.RUNNING, PenState.PAUSED):
+                outcome.ended_by = f"pen is {PenState(status.state).name.lower()}"
+                outcome.elapsed_s = status.elapsed_ms / 1000
+                outcome.strokes = status.strokes
+                return
+            continue
+        if on_event is not None:
+            on_event(event)
+        if isinstance(event, TelemetryEvent):
+            outcome.telemetry.append(event)
+            outcome.elapsed_s = event.elapsed_ms / 1000
+            outcome.strokes = event.strokes
+        elif isinstance(event, NoticeEvent):
+            if event.code == Notice.SESSION_WARN:
+                outcome.warned = True
+            elif event.code == Notice.SESSION_CAP:
+                outcome.ended_by = "15-minute hard stop"
+            elif event.code == Notice.SESSION_FINISHED:
+                outcome.ended_by = outcome.ended_by or "permitted time reached"
+                outcome.elapsed_s = float(event.value)
+                return
+        elif isinstance(event, FaultEvent):
+            outcome.fault = int(event.code)
+            outcome.ended_by = f"fault: {ErrorCode(event.code).name}" if event.code in \
+                ErrorCode._value2member_map_ else f"fault 0x{event.code:02x}"
+            return
+
+
+def _store_summary(db: S.Store, serial: str, outcome: SessionOutcome) -> None:
+    samples = [asdict(t) for t in outcome.telemetry]
+    if not samples:
+        return
+    sessions = S.list_sessions(db, pen_serial=serial)
+    if sessions:
+        S.record_telemetry_summary(db, sessions[-1].id, S.summarise_telemetry(samples))
