@@ -167,7 +167,7 @@ _HDR = "<BBHH"
 class WireError(Exception):
     # code: one of E_*; msg_type and seq when the header was readable, else None
     def __init__(self, code, msg, msg_type=None, seq=None):
-        Exception.__init__(self, msg)
+        super().__init__(msg)
         self.code = code
         self.msg_type = msg_type
         self.seq = seq

@@ -67,12 +67,7 @@ def vm_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bool
 
 
 # In-VM cases that fail because of a known defect outside the core, with the reason.
-KNOWN = {
-    "case_wire.test_malformed_frames": (
-        "generated pen/wire.py: WireError.__init__ calls Exception.__init__(self, msg), which "
-        "MicroPython 1.27 lacks (AttributeError); the codegen should use super().__init__(msg)"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
 
 def _params() -> list:
