@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,18 +42,35 @@ async def serve(
     speed: float | None = 1.0,
     board: str = "pen-s3-revb",
     port: int = 0,
+    cartridge: str | None = "new",
+    contact: bool = True,
     emit: Callable[[str], None] = print,
     ready: asyncio.Event | None = None,
 ) -> None:
-    """Run the virtual pen until cancelled."""
+    """Run the virtual pen until cancelled.
+
+    Args:
+        flash_dir: the pen's flash (kept between runs: logs, counters, bonds).
+        speed: virtual seconds per real second.
+        board: board definition name.
+        port: TCP port of the HCI bridge (0: any free port).
+        cartridge: kind of cartridge in the slot at power-up (None: empty slot).
+        contact: whether the pen rests on skin (the contact sensor reads contact).
+        emit: where the lines go.
+        ready: set once the lines above were emitted.
+    """
     ble_radio, start_hci_bridge, VirtualBoard, VirtualPen = _imports()
     link = ble_radio.new_link()  # type: ignore[attr-defined]
-    pen = VirtualPen(flash_dir, link, board=board, speed=speed)  # type: ignore[operator]
+    pen = VirtualPen(flash_dir, link, board=board, speed=speed,  # type: ignore[operator]
+                     epoch=time.time())
+    if cartridge:
+        pen.hw.insert_cartridge(cartridge)
+    pen.hw.set_contact(contact)
     last: list[str] = [""]
 
     def on_display(text: str) -> None:
         line = display_line(text)
-        if line != last[0]:
+        if text.strip() and line != last[0]:
             last[0] = line
             emit(line)
 

@@ -331,7 +331,7 @@ def test_rule12_battery_must_cover_permitted_duration(r):
     assert need > r.board.battery_reserve_pct
     r.plant.inp.battery_pct = need - 1
     assert r.arm(duration=900) == 0
-    rt, _, f = r.req(wire.T_START)
+    _rt, _, f = r.req(wire.T_START)
     assert f["error"] == wire.E_BATTERY_LOW and f["detail"] == need
     r.plant.inp.battery_pct = need
     assert r.code(wire.T_START) == 0

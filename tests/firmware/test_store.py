@@ -1,6 +1,7 @@
 """Store: append-only log with CRC, rotation, torn-tail recovery, atomic counters,
 and power loss injected at every write point."""
 
+import contextlib
 import os
 
 import pytest
@@ -31,7 +32,7 @@ def test_rotation_drops_oldest_and_reports_first_seq(tmp_path):
     st = Store(Fs(str(tmp_path)), seg_records=10, max_segments=3)
     for _ in range(95):
         st.append(wire.K_BOOT)
-    first, last, recs = st.read(0, 200)
+    first, last, _recs = st.read(0, 200)
     assert last == 95 and first == 71
     assert seqs(st) == list(range(71, 96))
     assert len([n for n in os.listdir(tmp_path) if n.startswith("log")]) == 3
@@ -96,7 +97,7 @@ def _scenario(fs, log):
     for i in range(14):
         log["acked"].append(st.append(wire.K_ARMED, 1000 + i, 0, 0, i, i))
         if i % 3 == 1:
-            log["pending"] = {"hp": [i, i * 14, i, i, 7], "nonces": [["%016x" % i, i]]}
+            log["pending"] = {"hp": [i, i * 14, i, i, 7], "nonces": [[f"{i:016x}", i]]}
             for k, v in log["pending"].items():
                 st.c[k] = v
             st.commit()
@@ -110,10 +111,8 @@ def test_power_loss_at_every_write_point(tmp_path, torn):
         d = tmp_path / f"n{n}"
         fs = FaultyFs(str(d), fail_at=n, torn=torn)
         log = {"acked": [], "committed": None, "pending": None}
-        try:
+        with contextlib.suppress(PowerLoss):
             _scenario(fs, log)
-        except PowerLoss:
-            pass
         st = Store(Fs(str(d)), seg_records=4, max_segments=3)  # reboot
         present = seqs(st)
         first = st.first_seq()

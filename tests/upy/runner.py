@@ -122,7 +122,7 @@ def run_upy(
     out: list[bytes] = []
     err: list[bytes] = []
     wasi = WasiConfig()
-    wasi.argv = ["micropython", "-X", "heapsize=%d" % heap_bytes, "-c",
+    wasi.argv = ["micropython", "-X", f"heapsize={heap_bytes}", "-c",
                  code if raw else _wrap(code, path)]
     wasi.env = []
     wasi.stdout_custom = lambda data: out.append(bytes(data))

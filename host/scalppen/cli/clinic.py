@@ -74,6 +74,8 @@ _ADVERSE_LOCK: Final = re.compile(r"18:adverse:(\d+)")
 _SERVICE_LOCK: Final = re.compile(r"16:service:(.+):(\d+)")
 #: Refusals ``lockouts`` leaves out: checked when a session starts, not a lockout.
 _NOT_LOCKOUTS: Final = frozenset({19})
+#: What lifts a refusal that is neither a lock nor a wait.
+_ACTION: Final = {17: "after a new screening (scalppen screen)"}
 
 profile_app = typer.Typer(help="Patient and clinician profiles.", no_args_is_help=True)
 
@@ -158,9 +160,7 @@ def profile_list(ctx: typer.Context) -> None:
 @handle_errors
 def profile_assign_pen(
     ctx: typer.Context,
-    serial: Annotated[
-        str, typer.Argument(help="the pen's serial number (or Bluetooth address)")
-    ],
+    serial: Annotated[str, typer.Argument(help="the pen's serial number (or Bluetooth address)")],
     profile: Annotated[str, typer.Argument(help="the owner's profile id or name")],
 ) -> None:
     """Make a profile the owner of a known pen.
@@ -193,7 +193,8 @@ def profile_assign_pen(
                 assign_profile(db, session.id, prof.id)
     before = pen.owner_profile_id
     was = f" (was profile {before})" if before not in (None, prof.id) else ""
-    moved = f"; {len(loose)} earlier sessions of the pen now count for it" if loose else ""
+    n = len(loose)
+    moved = f"; {n} earlier session{'s' if n > 1 else ''} of the pen now count for it" if n else ""
     _say(f"pen {pen.serial} belongs to profile {prof.id} {prof.name}{was}{moved}")
 
 
@@ -232,6 +233,11 @@ def parse_answers(text: str) -> dict[str, bool]:
     return answers
 
 
+def _interactive() -> bool:
+    """True if questions can be asked (standard input is a terminal)."""
+    return sys.stdin.isatty()
+
+
 def _ask(missing: list[str], name: str) -> dict[str, bool]:
     _say(f"Contraindication screening for {name} (rule 17): answer each question yes or no.")
     return {key: typer.confirm(CONTRAINDICATIONS[key], default=None) for key in missing}
@@ -260,7 +266,7 @@ def screen_cmd(
     if all_no:
         given = {key: given.get(key, False) for key in CONTRAINDICATIONS}
     missing = [key for key in CONTRAINDICATIONS if key not in given]
-    if missing and not sys.stdin.isatty():
+    if missing and not _interactive():
         if given:
             raise UsageError(
                 f"the screening needs every answer; missing: {', '.join(missing)}",
@@ -475,9 +481,7 @@ def clear_cmd(
         still = [k.lock_id for k in _locks_of(db, prof, found.serial, now) if not k.cleared]
     whose = f" for {prof.name}" if prof else ""
     title = RULE_TITLES.get(found.lock.rule, f"rule {found.lock.rule}")
-    _say(
-        f"cleared lock {lock_id} ({title}){whose} by {clinician.strip()}: reason recorded"
-    )
+    _say(f"cleared lock {lock_id} ({title}){whose} by {clinician.strip()}: reason recorded")
     if still:
         _say(f"still locked by: {', '.join(still)}")
 
@@ -513,7 +517,7 @@ def _rows_for(db: Store, prof: Profile, serial: str | None, now: datetime) -> li
     for r in decision.refusals:
         if r.lock_id is not None or r.rule in _NOT_LOCKOUTS:
             continue
-        lifts = _when(r.lifts_at, now) if r.lifts_at else "after the action it names"
+        lifts = _when(r.lifts_at, now) if r.lifts_at else _ACTION.get(r.rule, "see why")
         rows.append(_Row(prof.name, r.rule, r.reason, None, lifts, ""))
     for w in decision.warnings:
         if w.rule == 7 and w.at is not None:

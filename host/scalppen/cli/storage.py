@@ -78,9 +78,7 @@ def resolve_profile(db: Store, spec: str | None, *, owner_of: Pen | None = None)
             try:
                 return get_profile(db, int(text))
             except NotFoundError:
-                raise NotFoundError(
-                    f"no profile {text}: see `scalppen profile list`"
-                ) from None
+                raise NotFoundError(f"no profile {text}: see `scalppen profile list`") from None
         named = [p for p in list_profiles(db) if p.name.casefold() == text.casefold()]
         if len(named) == 1:
             return named[0]
