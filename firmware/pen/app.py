@@ -32,7 +32,7 @@ except ImportError:  # CPython: the virtual pen's clock
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set

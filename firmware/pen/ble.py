@@ -23,7 +23,7 @@ from binascii import hexlify, unhexlify
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 PEN_SERVICE_UUID = "4a780001-387c-4d32-bf79-1aa4c9d3edbc"
@@ -98,7 +98,7 @@ def advertising_payload(service_uuid, short_name=ADVERTISED_NAME_PREFIX):
     # the bytes left, the shortened name (the complete one is in the scan
     # response; passive scanners and bumble's virtual link see only this).
     payload = (_adv_field(_ADV_TYPE_FLAGS, b"\x06")
-               + _adv_field(_ADV_TYPE_UUID128_COMPLETE, bytes(bluetooth.UUID(service_uuid))))
+               + _adv_field(_ADV_TYPE_UUID128_COMPLETE, bytes(bluetooth.UUID(service_uuid))))  # type: ignore[call-overload]  # stub lacks bytes(UUID)
     room = _ADV_MAX - len(payload) - 2
     if room > 0 and short_name:
         payload += _adv_field(_ADV_TYPE_SHORT_NAME, short_name.encode()[:room])

@@ -6,7 +6,7 @@ import json
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 GRID_UM = const(250)  # the depth grid every setting must sit on (rule 2)

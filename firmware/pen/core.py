@@ -24,7 +24,7 @@ from pen.wear import Wear, cart_hex, F_FINISHED
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 FW_VERSION = "0.1.0"

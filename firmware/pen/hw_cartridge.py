@@ -120,8 +120,8 @@ class Cartridge:
         self.record = None  # dict for Inputs.cartridge, or None
         self.changed = False  # presence or record changed on the last poll
         self.errors = 0
-        self._image = None  # bytes the EEPROM should hold
-        self._stored = None  # bytes the EEPROM is known to hold
+        self._image = b""  # bytes the EEPROM should hold (b"" = nothing to write)
+        self._stored = None  # type: bytes | None  # bytes the EEPROM is known to hold
         self._rows = []  # row offsets still to program
         self._verify = -1  # row copied last tick, to read back
         self._tries = 0
@@ -241,7 +241,7 @@ class Cartridge:
             got = self._read_mem(self._base + off, 8)
             want = self._image[off : off + 8]
             if got == want:
-                self._stored = self._stored[:off] + want + self._stored[off + 8 :]
+                self._stored = self._stored[:off] + want + self._stored[off + 8 :]  # type: ignore[index]
                 self._tries = 0
                 if not self._rows:
                     rec = decode(self._stored)

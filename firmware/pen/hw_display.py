@@ -14,7 +14,7 @@ class Display:
         self._cols = d["cols"]
         self._rows = d["rows"]
         self._row_addr = d["row_addr"]
-        self._shown = [None] * self._rows
+        self._shown = [None] * self._rows  # type: list[str | None]
         self._text = None
         self.errors = 0
         try:

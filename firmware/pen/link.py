@@ -6,7 +6,7 @@ from pen import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 FIRST = const(0x80)

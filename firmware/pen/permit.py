@@ -11,7 +11,7 @@ from pen import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 BODY_FMT = "<HHII8s"

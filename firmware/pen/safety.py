@@ -5,7 +5,7 @@ from pen import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 DAY_S = const(86400)

@@ -19,7 +19,7 @@ from pen import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 REC_FMT = "<IIBBHHII"

@@ -9,7 +9,7 @@ from pen import wire
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 F_USED = const(1)  # a session has started on it (needles touched skin)

@@ -5,7 +5,7 @@ import struct
 try:
     from micropython import const
 except ImportError:
-    def const(x):
+    def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
 PROTOCOL_VERSION = const(1)

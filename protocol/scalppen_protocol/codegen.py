@@ -110,7 +110,7 @@ def render() -> str:
         "try:",
         "    from micropython import const",
         "except ImportError:",
-        "    def const(x):",
+        "    def const(x):  # type: ignore[misc]  # CPython fallback",
         "        return x",
         "",
         f"PROTOCOL_VERSION = const({codes.PROTOCOL_VERSION})",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from scalppen.cli.common import console
 from scalppen.cli.main import app
 
 Invoke = Callable[..., "Run"]
@@ -45,8 +46,12 @@ def db_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def cli(db_path: Path) -> Invoke:
-    """Run ``scalppen --db <db_path> ARGS...``; returns a :class:`Run`."""
+def cli(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """Run ``scalppen --db <db_path> ARGS...``; returns a :class:`Run`.
+
+    Tables are drawn 200 columns wide so that the words checked are not wrapped.
+    """
+    monkeypatch.setattr(console, "width", 200)
     runner = CliRunner()
 
     def invoke(*args: str, input: str | None = None, db: Path | None = None) -> Run:

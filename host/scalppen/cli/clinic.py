@@ -570,26 +570,24 @@ def lockouts_cmd(
     if not rows:
         _say(f"no locks or waits for {names} at {_when(now, now)}")
         return
+    several = len({row.who for row in rows}) > 1
     table = Table(title=f"Lockouts at {_when(now, now)}")
-    table.add_column("profile", overflow="fold")
-    table.add_column("rule", overflow="fold")
-    table.add_column("why", overflow="fold", ratio=3)
-    table.add_column("since", overflow="fold")
-    table.add_column("lifts", overflow="fold")
-    table.add_column("lock id", no_wrap=True)
+    if several:
+        table.add_column("profile", overflow="fold")
+    table.add_column("rule", justify="right", no_wrap=True)
+    table.add_column("why", overflow="fold", ratio=1)
+    table.add_column("lifts", overflow="fold", max_width=22)
+    with_ids = any(row.lock_id for row in rows)
+    if with_ids:
+        table.add_column("lock id", overflow="fold")
     for row in sorted(rows, key=lambda r: (r.who, r.rule)):
-        title = RULE_TITLES.get(row.rule, "")
-        table.add_row(
-            Text(row.who),
-            Text(f"{row.rule} {title}".strip()),
-            Text(row.reason),
-            _when(row.since, now),
-            Text(row.lifts),
-            Text(row.lock_id),
-        )
+        cells = [Text(str(row.rule)), Text(row.reason), Text(row.lifts)]
+        cells += [Text(row.lock_id)] if with_ids else []
+        table.add_row(*([Text(row.who)] if several else []), *cells)
     console.print(table)
-    if any(row.lock_id for row in rows):
-        _say(_clear_hint("LOCK_ID").replace("it with", "a lock with"))
+    if with_ids:
+        ids = ", ".join(dict.fromkeys(row.lock_id for row in rows if row.lock_id))
+        _say(_clear_hint("LOCK_ID").replace("it with", "a lock with") + f" (locks: {ids})")
 
 
 # ---------------------------------------------------------------------------- report
