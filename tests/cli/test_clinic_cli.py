@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -248,7 +249,7 @@ def test_lockouts_show_the_interval_and_the_topical_hold(cli: Invoke, db_path: P
     now = datetime.fromtimestamp(T_END, UTC) + timedelta(hours=1)
     run = cli("lockouts", "--now", now.isoformat())
     assert run.exit_code == 0, run.output
-    assert "6 Interval between sessions" in run.output
+    assert "needs 72 h of healing" in run.output
     assert "2026-03-04 10:00 UTC" in run.output  # 72 h after the 0.75 mm session
     assert "No minoxidil until" in run.output
     assert "2026-03-02 10:00 UTC" in run.output  # 24 h topical hold
@@ -257,17 +258,21 @@ def test_lockouts_show_the_interval_and_the_topical_hold(cli: Invoke, db_path: P
 
 
 def test_lockouts_service_life_lock_of_the_pen(cli: Invoke, db_path: Path) -> None:
+    # The clearance is stamped with the real clock, so the pen's first session is set
+    # 100 days before it: the 90-day service lock holds now.
+    first_end = int(time.time()) - 100 * 86400
     with S.open_store(db_path) as db:
         prof = S.add_profile(db, "Ann", birth_year=1990)
         S.upsert_pen(db, "SP-1", model="home", owner_profile_id=prof.id)
-        S.ingest_log_records(db, "SP-1", session_records(1, T_END, 500))
-    run = cli("lockouts", "--pen", "SP-1", "--now", "2026-06-15T12:00Z")
+        S.ingest_log_records(db, "SP-1", session_records(1, first_end, 500))
+    run = cli("lockouts", "--pen", "SP-1")
     assert run.exit_code == 0, run.output
-    assert "16:service:SP-1:" in run.output
-    lock_id = next(w for w in run.output.split() if w.startswith("16:service:SP-1:"))
+    lock_id = f"16:service:SP-1:{first_end - 600}"
+    assert lock_id in run.output
     cleared = cli("clear", lock_id, "--clinician", "Dr Lee", "--reason", "serviced on site")
     assert cleared.exit_code == 0, cleared.output
-    assert lock_id not in cli("lockouts", "--pen", "SP-1", "--now", "2026-06-15T12:00Z").output
+    assert "cleared lock 16:service:SP-1" in cleared.output
+    assert lock_id not in cli("lockouts", "--pen", "SP-1").output
 
 
 def test_lockouts_bad_now_is_one_line(cli: Invoke, db_path: Path) -> None:

@@ -11,6 +11,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from scalppen import store as S
 from scalppen.client import Pen, PenTimeout
@@ -127,7 +128,7 @@ async def _follow(
     stream = events
     while True:
         get = asyncio.ensure_future(stream.get(timeout=5.0))  # type: ignore[attr-defined]
-        waiters: set[asyncio.Future[object]] = {get}
+        waiters: set[asyncio.Future[Any]] = {get}
         stopper = None
         if stop_requested is not None:
             stopper = asyncio.ensure_future(stop_requested.wait())
