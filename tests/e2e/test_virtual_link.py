@@ -1,0 +1,283 @@
+"""End to end over the virtual BLE link, with the pen's full firmware.
+
+The pen is ``scalppen_hardware.virtual_pen.VirtualPen``: ``firmware/pen/app.py``
+(drivers, core, ``pen/ble.py``) on virtual hardware and a bumble controller. The
+host is the real host stack: ``Radio`` (a bumble central behind bleak's API),
+``BleTransport``, the ``Pen`` client, the pairing workflow and the safety policy.
+Only the air between them is simulated. Every scenario runs on its own event loop
+and every await is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+from bleak import BleakClient
+from bleak.exc import BleakGATTProtocolError
+
+from scalppen import store as S
+from scalppen.client import LinkLost, PenRefused
+from scalppen.policy import PermitFields
+from scalppen.results import CartridgeEvent
+from scalppen.transports.base import NotPaired, PairingFailed, TransportTimeout
+from scalppen.transports.ble import PenUuids, scan
+from scalppen.transports.ble_framing import BleFramer
+from scalppen.workflows.radio import Radio
+from scalppen_protocol import gatt
+from scalppen_protocol.codec import decode_frame, encode_frame
+from scalppen_protocol.codes import PROTOCOL_VERSION, ErrorCode, MsgType, PenState
+from tests.e2e.vpen_fixtures import Rig, radio_silence, rig, run, wait_until, within
+
+pytestmark = pytest.mark.timeout(60)
+
+INSUFFICIENT_AUTHENTICATION = 0x05
+
+
+def _pen_bonds(r: Rig) -> int:
+    return int(r.app.ble.bonds.count())
+
+
+def _host_bonds(r: Rig) -> dict[str, object]:
+    path = r.tmp / "host-bonds.json"
+    if not path.exists():
+        return {}
+    doc = json.loads(path.read_text() or "{}")
+    # bumble's JsonKeyStore: {namespace: {address: keys}}
+    return {addr: keys for ns in doc.values() for addr, keys in ns.items()}
+
+
+async def _raw_client(r: Rig) -> BleakClient:
+    """A plain BleakClient on the host's central (no transport, no HELLO)."""
+    assert r.radio.central is not None
+    client = BleakClient(r.address, backend=r.radio.central.client_backend, timeout=10.0)
+    await within(client.connect(), 15.0)
+    return client
+
+
+def _spy_notifications(client: BleakClient) -> list[tuple[int, bytes]]:
+    """Every notification the central's ATT client receives, subscribed or not."""
+    gatt_client = client._backend._conn.gatt_client  # type: ignore[attr-defined]
+    seen: list[tuple[int, bytes]] = []
+    original = gatt_client.on_att_handle_value_notification
+
+    def spy(notification: object) -> None:
+        seen.append((notification.attribute_handle,  # type: ignore[attr-defined]
+                     bytes(notification.attribute_value)))  # type: ignore[attr-defined]
+        original(notification)
+
+    gatt_client.on_att_handle_value_notification = spy
+    return seen
+
+
+# ---- discovery and security --------------------------------------------------------------
+
+
+def test_scan_finds_the_pen_by_its_service_uuid(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            found = await within(r.radio.scan(0.5))
+            assert [f.address.upper() for f in found] == [r.address]
+            assert found[0].name.startswith("ScalpPen")
+            # A scan for another service does not list the pen.
+            other = PenUuids("0000feed-0000-1000-8000-00805f9b34fb", gatt.REQUEST_CHAR_UUID,
+                             gatt.EVENT_CHAR_UUID)
+            assert r.radio.central is not None
+            assert await within(scan(0.3, backend=r.radio.central.scanner_backend,
+                                     uuids=other)) == []
+
+    run(scenario())
+
+
+def test_unpaired_central_is_refused_on_the_pen_characteristics(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            with pytest.raises(NotPaired) as refused:
+                await within(r.transport().connect(), 15.0)
+            assert refused.value.att_error == INSUFFICIENT_AUTHENTICATION
+
+            client = await _raw_client(r)
+            try:
+                # The standard services answer anyone: the model and serial of this pen.
+                model = await within(client.read_gatt_char(gatt.MODEL_NUMBER_CHAR_UUID))
+                serial = await within(client.read_gatt_char(gatt.SERIAL_NUMBER_CHAR_UUID))
+                assert model.decode() == r.app.board.model
+                assert serial.decode() == r.app.serial
+                hello = encode_frame(MsgType.HELLO, 1, {"proto_version": PROTOCOL_VERSION,
+                                                        "caps": 0})
+                frag = BleFramer(client.mtu_size).split(hello)[0]
+                with pytest.raises(BleakGATTProtocolError) as err:
+                    await within(client.write_gatt_char(gatt.REQUEST_CHAR_UUID, frag,
+                                                        response=True))
+                assert err.value.code == INSUFFICIENT_AUTHENTICATION
+                with pytest.raises(BleakGATTProtocolError) as err:
+                    await within(client.read_gatt_char(gatt.EVENT_CHAR_UUID))
+                assert err.value.code == INSUFFICIENT_AUTHENTICATION
+                with pytest.raises(BleakGATTProtocolError) as err:
+                    await within(client.start_notify(gatt.EVENT_CHAR_UUID, lambda c, d: None))
+                assert err.value.code == INSUFFICIENT_AUTHENTICATION
+                # Without response the write is dropped silently: the firmware never saw it.
+                await within(client.write_gatt_char(gatt.REQUEST_CHAR_UUID, frag,
+                                                    response=False))
+                await asyncio.sleep(0.05)  # 5 s of the pen's time
+                assert r.app.rx == [] and not r.app.handler.hello
+                assert not r.app.ble.authenticated and not r.app.ble.link_up
+            finally:
+                await within(client.disconnect())
+            assert _pen_bonds(r) == 0 and _host_bonds(r) == {}
+
+    run(scenario())
+
+
+def test_wrong_passkey_fails_leaves_no_bond_then_the_right_one_pairs(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            with pytest.raises(PairingFailed):
+                await within(r.radio.pair(r.address, r.passkey_provider(offset=1),
+                                          attempts=1), 20.0)
+            await wait_until(lambda: r.app.ble.conn is None, 5.0, "the pen to drop the link")
+            assert _pen_bonds(r) == 0, "a failed pairing left a bond on the pen"
+            assert _host_bonds(r) == {}, "a failed pairing left a bond on the host"
+            assert r.app.pen.key() is None
+            with pytest.raises(NotPaired):
+                await within(r.transport().connect(), 15.0)
+
+            paired = await r.pair()  # the passkey read off the display, typed right
+            assert paired.new_key and paired.info.serial == r.app.serial
+            assert paired.info.key_set == 0  # the pen had no key before this pairing
+            assert r.app.pen.key() == S.get_permit_key(r.db, r.serial)
+            assert _pen_bonds(r) > 0 and r.address in {a.split("/")[0].upper()
+                                                       for a in _host_bonds(r)}
+            assert len(r.passkeys_seen()) == 2  # one for the failed try, one for this
+            assert r.shown_passkey() is None  # the display went back to normal
+
+    run(scenario())
+
+
+def test_bond_survives_reconnect_and_reboot_without_a_new_passkey(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            await r.pair()
+            assert len(r.passkeys_seen()) == 1
+            for round_ in ("reconnect", "reboot"):
+                if round_ == "reboot":
+                    boots = r.vpen.boots
+                    await within(r.vpen.reboot())
+                    assert r.vpen.boots == boots + 1
+                    await wait_until(lambda: r.state == PenState.IDLE, 5.0, "homing")
+                pen = await r.pen()
+                try:
+                    assert pen.info is not None and pen.info.serial == r.serial
+                    assert pen.info.key_set == 1
+                    status = await within(pen.status())
+                    assert status.state == PenState.IDLE
+                    assert r.app.ble.authenticated and r.app.ble.link_up
+                finally:
+                    await within(pen.close())
+                await wait_until(lambda: r.app.ble.conn is None, 5.0, "disconnect")
+            assert len(r.passkeys_seen()) == 1, f"asked again: {r.passkeys_seen()}"
+            assert r.vpen.passkey is None
+
+    run(scenario())
+
+
+# ---- nothing is pushed before the host listens and says HELLO ----------------------------
+
+
+def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            await r.pair()
+            generated: list[tuple[int, dict[str, object]]] = []
+            handler = r.app.handler
+            encode_events = handler.event_frames
+
+            def event_frames(events: list[tuple[int, dict[str, object]]]) -> list[bytes]:
+                generated.extend(events)
+                return encode_events(events)
+
+            handler.event_frames = event_frames
+            hw = r.vpen.hw
+            hw.insert_cartridge("new")
+            await wait_until(lambda: r.app.pen.cart is not None, 5.0, "a cartridge")
+            generated.clear()
+
+            async def swap_cartridge() -> None:
+                """The core raises EV_CARTRIDGE (out, then in) whoever listens."""
+                before = len(generated)
+                hw.remove_cartridge()
+                await wait_until(lambda: len(generated) > before, 5.0, "a cartridge-out event")
+                hw.insert_cartridge("new")
+                await wait_until(lambda: len(generated) > before + 1, 5.0, "a cartridge-in event")
+                await asyncio.sleep(0.05)  # 5 s of the pen's time for anything to leak
+
+            # 1. A bonded raw client, connected and encrypted, not subscribed: silence.
+            client = await _raw_client(r)
+            try:
+                seen = _spy_notifications(client)
+                await wait_until(lambda: r.app.ble.authenticated, 5.0, "encryption")
+                await swap_cartridge()
+                assert seen == [], "the pen notified a client that had not subscribed"
+
+                # 2. Subscribed (the pen's link is up) but no HELLO: still silence.
+                got: list[bytes] = []
+                await within(client.start_notify(gatt.EVENT_CHAR_UUID,
+                                                 lambda _c, d: got.append(bytes(d))))
+                await wait_until(lambda: r.app.ble.link_up, 5.0, "the pen to see the CCCD")
+                await swap_cartridge()
+                assert seen == [] and got == [], "events flowed before HELLO"
+                assert {t for t, _ in generated} == {MsgType.EV_CARTRIDGE}
+
+                # 3. HELLO: the answer comes, and from now on the events too.
+                framer = BleFramer(client.mtu_size)
+                for frag in framer.split(encode_frame(
+                        MsgType.HELLO, 7, {"proto_version": PROTOCOL_VERSION, "caps": 0x3F})):
+                    await within(client.write_gatt_char(gatt.REQUEST_CHAR_UUID, frag,
+                                                        response=True))
+                frames: list = []
+
+                def drain() -> bool:
+                    while got:
+                        frame = framer.join(got.pop(0))
+                        if frame is not None:
+                            frames.append(decode_frame(frame))
+                    return bool(frames)
+
+                await wait_until(drain, 5.0, "INFO")
+                assert frames[0].msg_type == MsgType.INFO and frames[0].seq == 7
+                await swap_cartridge()
+                await wait_until(lambda: drain() and len(frames) >= 3, 5.0, "events after HELLO")
+                kinds = [(f.msg_type, f.fields.get("inserted")) for f in frames[1:3]]
+                assert kinds == [(MsgType.EV_CARTRIDGE, 0), (MsgType.EV_CARTRIDGE, 1)]
+            finally:
+                await within(client.disconnect())
+            await wait_until(lambda: r.app.ble.conn is None, 5.0, "disconnect")
+
+            # 4. The same through the host's transport: subscribed on connect, HELLO
+            #    is the client's first word; nothing arrives in between.
+            transport = r.transport()
+            await within(transport.connect(), 15.0)
+            try:
+                await wait_until(lambda: r.app.ble.link_up, 5.0, "the pen to see the CCCD")
+                assert not r.app.handler.hello  # a new link forgets the last HELLO
+                await swap_cartridge()
+                with pytest.raises(TransportTimeout):
+                    await transport.recv_frame(timeout=0.1)
+                from scalppen.client import Pen
+
+                pen = Pen(transport, timeout=5.0)
+                await within(pen.open())
+                await within(pen.hello())
+                events = pen.events()
+                await swap_cartridge()
+                first = await within(events.get(5.0))
+                second = await within(events.get(5.0))
+                assert isinstance(first, CartridgeEvent) and not first.inserted
+                assert isinstance(second, CartridgeEvent) and second.inserted
+                await within(pen.close())
+            finally:
+                await within(transport.close())
+
+    run(scenario())
