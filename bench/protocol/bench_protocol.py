@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "protocol"), str(ROOT / "firmware")]
 
 from pen import wire  # noqa: E402
+
 from scalppen_protocol.codec import decode_frame, encode_frame  # noqa: E402
 from scalppen_protocol.codes import MAX_PAGE_RECORDS, MsgType  # noqa: E402
 from scalppen_protocol.fragment import fragment  # noqa: E402

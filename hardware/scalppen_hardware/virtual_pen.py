@@ -27,8 +27,8 @@ from bumble.link import LocalLink
 
 from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.board import Board, load_board
-from scalppen_hardware.virtual_pen_hw import VirtualPenHardware
 from scalppen_hardware.upy.vclock import VirtualClock
+from scalppen_hardware.virtual_pen_hw import VirtualPenHardware
 
 _log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class VirtualPen:
     async def _tick_batch(self, ms: int) -> None:
         try:
             self.step(ms)
-        except BaseException as exc:  # noqa: BLE001 - machine.reset() is a BaseException
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             if self.hw.needs_reboot is None:

@@ -84,7 +84,8 @@ def encode_frame(msg_type: MsgType | int, seq: int, fields: dict[str, Any] | Non
     payload = encode_payload(mt, fields)
     if HEADER_SIZE + len(payload) > MAX_FRAME:
         raise ProtocolError(
-            ErrorCode.OVERSIZE, f"{mt.name} frame of {HEADER_SIZE + len(payload)} bytes > {MAX_FRAME}"
+            ErrorCode.OVERSIZE,
+            f"{mt.name} frame of {HEADER_SIZE + len(payload)} bytes > {MAX_FRAME}",
         )
     return _HEADER.pack(PROTOCOL_VERSION, mt, seq, len(payload)) + payload
 
@@ -146,7 +147,7 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
     payload = data[HEADER_SIZE:]
     try:
         parsed, used = _parse(_payload_def(mt, compiled), payload)
-    except Exception:  # noqa: BLE001 - classify with the reference parser below
+    except Exception:
         # Compiled parsers skip construct's bounds checks: classify the failure with
         # the reference parser, so both paths give the same defined error.
         parsed, used = _parse_checked(mt, payload, msg_type, seq)
@@ -179,7 +180,7 @@ def _parse_checked(mt: MsgType, payload: bytes, msg_type: int, seq: int) -> tupl
     except ConstructError as exc:
         code = ErrorCode.TRUNCATED if "stream read less" in str(exc) else ErrorCode.MALFORMED
         raise ProtocolError(code, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq) from None
-    except Exception as exc:  # noqa: BLE001 - a decoder raises only ProtocolError
+    except Exception as exc:
         raise ProtocolError(
             ErrorCode.MALFORMED, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq
         ) from None

@@ -21,14 +21,21 @@ from bleak.exc import BleakGATTProtocolError
 from scalppen import store as S
 from scalppen.client import LinkLost, PenRefused
 from scalppen.policy import PermitFields
-from scalppen.results import CartridgeEvent
+from scalppen.results import CartridgeEvent, NoticeEvent
 from scalppen.transports.base import NotPaired, PairingFailed, TransportTimeout
 from scalppen.transports.ble import PenUuids, scan
 from scalppen.transports.ble_framing import BleFramer
 from scalppen.workflows.radio import Radio
 from scalppen_protocol import gatt
 from scalppen_protocol.codec import decode_frame, encode_frame
-from scalppen_protocol.codes import PROTOCOL_VERSION, ErrorCode, MsgType, PenState
+from scalppen_protocol.codes import (
+    PROTOCOL_VERSION,
+    ErrorCode,
+    MsgType,
+    Notice,
+    PenState,
+    RecordKind,
+)
 from tests.e2e.vpen_fixtures import Rig, radio_silence, rig, run, wait_until, within
 
 pytestmark = pytest.mark.timeout(60)
@@ -281,3 +288,115 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
                 await within(transport.close())
 
     run(scenario())
+
+
+# ---- rule 21: a link lost during a session --------------------------------------------------
+
+#: From the first tick after the pen's radio reports the link down (virtual ms).
+CAM_STOPS_WITHIN_MS = 300  # the cam coasts to a stop (motor tau 40 ms, braked)
+NEEDLES_HOME_WITHIN_MS = 200  # 0.5 mm at the stepper's top speed is 4 ticks
+HOME_UM = 25
+QUIET_MS = 5_000  # watched afterwards: nothing moves by itself
+
+
+async def _drop(r: Rig, how: str, pen: object) -> None:
+    if how == "host_closes":  # the host app dies: its link goes, no STOP is sent
+        await within(pen.transport.close())  # type: ignore[attr-defined]
+    elif how == "central_off":  # the laptop's Bluetooth is switched off
+        assert r.radio.central is not None
+        await within(r.radio.central.close())
+    elif how == "radio_silence":  # out of range: the supervision timer expires
+        radio_silence(r.vpen, r.radio)
+    else:  # pragma: no cover
+        raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["host_closes", "central_off", "radio_silence"])
+def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
+    tmp_path: Path, how: str
+) -> None:
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            await r.pair()
+            pen = await r.pen()
+            permit = await r.start_session(pen, 500)
+            hw = r.vpen.hw
+            assert hw.motor.duty > 0 and r.app.ble.link_up
+
+            # Freeze the pen's time, cut the link, let the pen's radio notice.
+            r.vpen.pause()
+            r.record_ticks()
+            frozen = r.virtual_ms
+            elapsed_at_drop = r.app.pen.elapsed_ms
+            await _drop(r, how, pen)
+            await wait_until(lambda: not r.app.ble.link_up, 5.0, "the pen to see the link go")
+            assert r.virtual_ms == frozen and r.state == PenState.RUNNING
+            # The host learns it too: its requests fail at once.
+            with pytest.raises(LinkLost):
+                await within(pen.status())  # type: ignore[attr-defined]
+
+            # Now tick by tick: the first control tick stops the motor and pulls back.
+            await within(r.vpen.run_for(1_000))
+            first = r.trace[0]
+            assert not first.link_up
+            assert first.state == PenState.PAUSED, r.state_name()
+            assert first.duty == 0.0
+            stopped = next(t.ms for t in r.trace if t.rate < 1.0)
+            home = next(t.ms for t in r.trace if t.depth_um <= HOME_UM)
+            assert stopped - first.ms <= CAM_STOPS_WITHIN_MS
+            assert home - first.ms <= NEEDLES_HOME_WITHIN_MS
+            assert all(t.duty == 0.0 for t in r.trace)
+            assert r.app.pen.elapsed_ms == elapsed_at_drop  # the session clock stopped
+
+            # Back to running time, nobody connected: still paused, still.
+            r.vpen.resume()
+            mark = len(r.trace)
+            await wait_until(lambda: r.trace[-1].ms - r.trace[mark].ms >= QUIET_MS,
+                             10.0, "5 s of the pen's time")
+            assert all(t.duty == 0.0 and t.rate < 1.0 and t.depth_um <= HOME_UM
+                       for t in r.trace[mark:])
+            assert r.state == PenState.PAUSED
+
+            # The host comes back (a new central if the old one was switched off).
+            radio = r.radio
+            if how == "central_off":
+                radio = Radio(r.link, keystore=r.tmp / "host-bonds.json")
+                await within(radio.__aenter__())
+            try:
+                r.radio = radio
+                pen2 = await r.pen()
+                mark = len(r.trace)
+                status = await within(pen2.status())
+                assert status.state == PenState.PAUSED and status.elapsed_ms == elapsed_at_drop
+                assert status.permit_depth_um == permit.max_depth_um
+                await asyncio.sleep(0.05)  # 5 s of the pen's time, host connected, no START
+                assert all(t.duty == 0.0 and t.state == PenState.PAUSED
+                           for t in r.trace[mark:])
+                # The pen logged why it stopped.
+                page = await within(pen2.read_log(1))
+                lost = [x for x in page.records if x.kind == RecordKind.LINK_LOST]
+                assert len(lost) == 1 and lost[0].code == ErrorCode.FAULT_LINK_LOST
+
+                # Only an explicit new START moves the needles again (PROTOCOL.md).
+                events = pen2.events()
+                await within(pen2.start())
+                await wait_until(lambda: hw.stroke_rate > 90, 5.0, "the motor to run again")
+                resumed = await within(events.get(5.0))
+                assert isinstance(resumed, NoticeEvent) and resumed.code == Notice.RESUMED
+                # Once the session is closed its permit is spent: no START, no re-ARM.
+                await within(pen2.stop())
+                await wait_until(lambda: hw.stroke_rate < 1 and hw.depth_um <= HOME_UM,
+                                 5.0, "stopped")
+                with pytest.raises(PenRefused) as refused:
+                    await within(pen2.start())
+                assert refused.value.code == ErrorCode.NOT_ARMED
+                with pytest.raises(PenRefused) as refused:
+                    await within(pen2.arm(permit.as_dict()))
+                assert refused.value.code == ErrorCode.PERMIT_REPLAYED
+                assert hw.motor.duty == 0.0
+                await within(pen2.close())
+            finally:
+                if radio is not r.radio or how == "central_off":
+                    await within(radio.__aexit__(None, None, None))
+
+    run(scenario(), timeout=30.0)

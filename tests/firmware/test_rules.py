@@ -260,7 +260,7 @@ def test_rule09_silent_stall_within_stall_ms(r):
     running(r)
     r.plant.stall = True
     r.plant.stall_ma = 800
-    for i in range(20):
+    for i in range(20):  # noqa: B007 - the tick count is checked below
         out = r.tick()
         if r.pen.fault:
             break

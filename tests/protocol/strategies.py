@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from hypothesis import strategies as st
+
 from scalppen_protocol.codegen import struct_spec
 from scalppen_protocol.codes import MsgType
 from scalppen_protocol.messages import CATALOGUE

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pen import wire
+
 from scalppen_protocol import codegen
 from scalppen_protocol.codec import decode_frame, encode_frame
 from scalppen_protocol.codes import (
@@ -22,7 +23,6 @@ from scalppen_protocol.codes import (
 from scalppen_protocol.errors import ProtocolError
 from scalppen_protocol.messages import CATALOGUE
 from scalppen_protocol.vectors import CASES, load
-
 from tests.protocol.strategies import messages
 
 VECTORS = load()

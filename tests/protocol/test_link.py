@@ -6,6 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pen import link, wire
+
 from scalppen_protocol import fragment as hfrag
 from scalppen_protocol import serial_framing as hser
 from scalppen_protocol.codes import MAX_FRAME, MAX_MTU, MIN_MTU, ErrorCode

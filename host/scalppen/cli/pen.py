@@ -108,7 +108,8 @@ def status_cmd(ctx: typer.Context) -> None:
             ("pen", f"{info.model} {info.serial}, firmware {info.fw_version}"),
             ("state", getattr(st.state, "name", str(st.state)).lower()),
             ("fault", "none" if not st.fault else describe(st.fault)),
-            ("depth", f"set {st.depth_set_um / 1000:.2f} mm, actual {st.depth_actual_um / 1000:.2f} mm"),
+            ("depth", f"set {st.depth_set_um / 1000:.2f} mm, "
+                      f"actual {st.depth_actual_um / 1000:.2f} mm"),
             ("battery", f"{st.battery_pct} %" + (" (charging)" if st.charging else "")),
             ("cartridge", "inserted" if st.cartridge else "none"),
             ("skin contact", "yes" if st.contact else "no"),
