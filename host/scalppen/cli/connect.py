@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from scalppen import paths
 from scalppen import store as S
+from scalppen.cli import storage
 from scalppen.cli.common import UsageError
 from scalppen.cli.context import Options
 from scalppen.client import Pen
@@ -21,17 +22,14 @@ class Target:
 
 
 def resolve_pen(db: S.Store, wanted: str | None) -> Target:
-    """The known pen named by ``--pen`` (serial or address), or the only known pen."""
-    pens = S.list_pens(db)
+    """The known pen named by ``--pen`` (serial or address), or the only paired pen."""
     if wanted:
-        for p in pens:
-            if wanted in (p.serial, (p.ble_address or "")) or \
-                    wanted.upper() == (p.ble_address or "").upper():
-                if not p.ble_address:
-                    break
-                return Target(p.serial, p.ble_address)
-        raise UsageError(f"unknown pen {wanted!r}", "run `scalppen pair` first, or check --pen")
-    paired = [p for p in pens if p.ble_address]
+        pen = storage.resolve_pen(db, wanted)
+        if not pen.ble_address:
+            raise UsageError(f"pen {pen.serial} has no Bluetooth address",
+                             "pair it with `scalppen pair`")
+        return Target(pen.serial, pen.ble_address)
+    paired = [p for p in S.list_pens(db) if p.ble_address]
     if not paired:
         raise UsageError("no paired pen", "run `scalppen pair` first")
     if len(paired) > 1:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from scalppen import store as S
 from scalppen.cli.common import console, handle_errors, run
 from scalppen.cli.connect import connected_pen, resolve_pen
 from scalppen.cli.context import options
+from scalppen.cli.storage import open_db
 from scalppen.results import SyncProgress
 from scalppen.workflows.logsync import sync_log
 
@@ -21,7 +21,7 @@ def sync_cmd(ctx: typer.Context) -> None:
     opts = options(ctx)
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             target = resolve_pen(db, opts.pen)
             async with connected_pen(opts, target) as pen:
                 with Progress(TextColumn("syncing log"), BarColumn(), MofNCompleteColumn(),

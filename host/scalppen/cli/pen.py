@@ -14,6 +14,7 @@ from scalppen import store as S
 from scalppen.cli.common import UsageError, console, handle_errors, run
 from scalppen.cli.connect import connected_pen, radio_for, resolve_pen
 from scalppen.cli.context import options
+from scalppen.cli.storage import open_db
 from scalppen.refusals import describe
 from scalppen.workflows.pairing import pair_pen
 
@@ -71,7 +72,7 @@ def pair_cmd(
         )
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             async with radio_for(opts) as radio:
                 target = address
                 if target is None:
@@ -97,7 +98,7 @@ def status_cmd(ctx: typer.Context) -> None:
     opts = options(ctx)
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             target = resolve_pen(db, opts.pen)
         async with connected_pen(opts, target) as pen:
             st = await pen.status()
@@ -132,7 +133,7 @@ def wear_cmd(ctx: typer.Context) -> None:
     opts = options(ctx)
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             target = resolve_pen(db, opts.pen)
             async with connected_pen(opts, target) as pen:
                 wear = await pen.wear()

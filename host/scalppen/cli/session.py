@@ -15,6 +15,7 @@ from scalppen import store as S
 from scalppen.cli.common import UsageError, console, handle_errors, run
 from scalppen.cli.connect import connected_pen, resolve_pen
 from scalppen.cli.context import options
+from scalppen.cli.storage import open_db, resolve_profile
 from scalppen.policy.outcome import Refusal
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
 from scalppen.workflows.session import SessionPlan, SessionRefused, run_session
@@ -100,7 +101,8 @@ def start_cmd(
     depth: str = typer.Option(..., "--depth", help="needle depth in mm, on the 0.25 mm grid"),
     minutes: float = typer.Option(None, "--minutes", min=1, max=CAP_MIN,
                                   help="needling time (default: the most permitted, <= 15)"),
-    profile: int = typer.Option(None, "--profile", help="patient profile id (default: pen owner)"),
+    profile: str = typer.Option(None, "--profile",
+                                help="patient profile id or name (default: the pen's owner)"),
     speed: int = typer.Option(None, "--speed", min=0, max=7, help="speed level (0 = slowest)"),
     sterilised: bool = typer.Option(
         False, "--sterilised", help="confirm the cartridge area was cleaned with 70 % alcohol"
@@ -120,15 +122,12 @@ def start_cmd(
             raise UsageError("sessions need the sterilisation attestation (rule 19)")
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             target = resolve_pen(db, opts.pen)
             pen_row = S.get_pen(db, target.serial)
             ceiling = int((pen_row.limits or {}).get("ceiling_um", DEFAULT_CEILING_UM))
             parse_depth(depth, ceiling)
-            owner = profile if profile is not None else pen_row.owner_profile_id
-            if owner is None:
-                raise UsageError("no patient profile for this session",
-                                 "pass --profile ID (see `scalppen profile list`)")
+            owner = resolve_profile(db, profile, owner_of=pen_row).id
             plan = SessionPlan(owner, depth_um, int(minutes * 60) if minutes else None,
                                speed, attested=True)
             view = LiveView(plan.duration_s or CAP_MIN * 60)
@@ -168,7 +167,7 @@ def stop_cmd(ctx: typer.Context) -> None:
     opts = options(ctx)
 
     async def go() -> None:
-        with S.open_store(opts.db) as db:
+        with open_db(ctx) as db:
             target = resolve_pen(db, opts.pen)
         async with connected_pen(opts, target) as pen:
             await pen.stop()
