@@ -103,6 +103,7 @@ class VirtualPen:
         for listener in self._display_listeners:
             self.hw.display.add_listener(listener)
         self.app = App(str(self.flash_dir), on_pen=False)
+        self.app.drivers.start_watchdog()  # as run() does on the pen: rule 21
         self.now_ms = 0
         self.boots += 1
 
