@@ -13,8 +13,8 @@ import pytest
 
 from scalppen.policy.permits import permit_body, permit_tag
 from scalppen_hardware import ble_radio
-from scalppen_protocol.messages import LogRecord
 from scalppen_hardware.virtual_pen import VirtualPen
+from scalppen_protocol.messages import LogRecord
 
 pytestmark = pytest.mark.timeout(120)
 
