@@ -99,7 +99,7 @@ async def _story(
         raise RuntimeError("no passkey appeared on the pen's display")
 
     patient = S.add_profile(db, "Demo patient", birth_year=1988)
-    paired = await pair_pen(radio, db, address, read_passkey, now(), patient.id)
+    paired = await pair_pen(radio, db, address, read_passkey, now, patient.id)
     result.serial = paired.info.serial
     say(f"2. pair: passkey {result.passkey} read off the pen's display; paired with "
         f"{paired.info.model} {paired.info.serial}, permit key set")
@@ -169,6 +169,6 @@ async def _story(
             result.refusal_rule = r.rule
             result.lifts_at = r.lifts_at
             when = r.lifts_at.strftime("%Y-%m-%d %H:%M UTC") if r.lifts_at else "-"
-            say(f"7. next session refused: rule {r.rule}: {r.reason}; lifts {when}")
+            say(f"7. next session refused: rule {r.rule}: {r.reason.rstrip('.')}; lifts {when}")
     result.report = write_report(db, home / "report.html", now=now())
     say(f"8. report: {result.report}")

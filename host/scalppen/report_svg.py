@@ -6,6 +6,7 @@ escaped.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
@@ -43,14 +44,30 @@ def empty_svg(kind: str, title: str, message: str = "No data yet.") -> str:
     return "\n".join(parts)
 
 
-def _nice_max(value: float) -> float:
+def _nice_step(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k that is >= ``value``."""
     if value <= 0:
         return 1.0
-    magnitude = 10 ** len(str(int(value))) / 10
+    magnitude = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
+        if value <= step * magnitude * (1 + 1e-9):
             return step * magnitude
-    return value
+    return 10 * magnitude
+
+
+def _ticks(top: float) -> tuple[float, list[float]]:
+    """A round axis top at or above ``top`` and its 3 to 5 round ticks."""
+    step = _nice_step(top / 4)
+    n = max(1, math.ceil(top / step - 1e-9))
+    return step * n, [step * i for i in range(n + 1)]
+
+
+def _compact(n: int) -> str:
+    if n >= 1_000_000:
+        return f"{n / 1_000_000:.1f} M".replace(".0 M", " M")
+    if n >= 10_000:
+        return f"{n / 1000:.0f} k"
+    return f"{n:,}"
 
 
 def _fmt(value: float) -> str:
@@ -89,8 +106,11 @@ def time_series_svg(
     t0 = pts[0][0][0].timestamp()
     t1 = pts[-1][0][0].timestamp()
     span = max(t1 - t0, 86400.0)
-    top = y_max if y_max is not None else _nice_max(max(v for (_, v), _ in pts))
+    t0 -= span * 0.04  # keep the first and last marks off the axes
+    span *= 1.08
+    top = y_max if y_max is not None else max(v for (_, v), _ in pts)
     top = max(top, max((r for r, _ in ref_lines), default=0.0)) or 1.0
+    top, yticks = _ticks(top)
     x0, x1 = _M_LEFT, WIDTH - _M_RIGHT
     y0, y1 = HEIGHT - _M_BOTTOM, _M_TOP
 
@@ -106,14 +126,15 @@ def time_series_svg(
         f'<line x1="{x0}" y1="{y0}" x2="{x0}" y2="{y1}"/></g>'
     )
     parts.append('<g font-size="10" fill="#4a5568">')
-    for i in range(5):
-        v = top * i / 4
+    for v in yticks:
         parts.append(
             f'<text x="{x0 - 6}" y="{sy(v) + 3:.1f}" text-anchor="end">{escape(_fmt(v))}</text>'
         )
-    for i in range(6):
+    short = span < 4 * 86400
+    for i in range(1, 5):
         tick = t0 + span * i / 5
-        label = datetime.fromtimestamp(tick, pts[0][0][0].tzinfo).strftime("%Y-%m-%d")
+        moment = datetime.fromtimestamp(tick, pts[0][0][0].tzinfo)
+        label = moment.strftime("%m-%d %H:%M" if short else "%Y-%m-%d")
         parts.append(
             f'<text x="{sx(tick):.1f}" y="{y0 + 14}" text-anchor="middle">{escape(label)}</text>'
         )
@@ -193,7 +214,7 @@ def budget_bars_svg(
             f'<rect class="mark" x="{x0}" y="{y + 3}" width="{width:.1f}" height="14" '
             f'fill="{colour}"><title>{escape(f"{used:,} of {rated:,} {unit}")}</title></rect>'
             f'<text x="{x1 + 6}" y="{y + 14}" font-size="11">'
-            f"{escape(f'{pct} ({used:,} / {rated:,})')}</text>"
+            f"{escape(f'{pct} ({_compact(used)} / {_compact(rated)})')}</text>"
         )
     parts.append(
         f'<text x="{x0}" y="{height - 6}" font-size="10" fill="{MUTED}">'

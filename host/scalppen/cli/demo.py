@@ -25,7 +25,8 @@ def demo_cmd(
     home = out or Path(tempfile.mkdtemp(prefix="scalppen-demo-"))
     console.print(f"scalppen demo (files in {home})", style="bold")
     result = run(run_demo(home, say, speed=speed))
-    console.print(f"report written: {result.report}", style="bold green", markup=False)
+    console.print(f"demo finished; open the report: {result.report}", style="bold green",
+                  markup=False)
 
 
 def register(app: typer.Typer) -> None:

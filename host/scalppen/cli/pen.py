@@ -82,7 +82,7 @@ def pair_cmd(
                         raise UsageError("no pen found", "switch the pen on and bring it closer")
                     target = found[0].address
                     console.print(f"pairing with {found[0].name} ({target})")
-                paired = await pair_pen(radio, db, target, ask, datetime.now(UTC), profile)
+                paired = await pair_pen(radio, db, target, ask, lambda: datetime.now(UTC), profile)
         info = paired.info
         console.print(
             f"paired with {info.model} {info.serial} (firmware {info.fw_version}); "

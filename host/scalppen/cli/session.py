@@ -57,7 +57,7 @@ def refusal_lines(refusals: tuple[Refusal, ...] | list[Refusal]) -> list[str]:
             lifts = f"; lifts {r.lifts_at.astimezone().strftime('%Y-%m-%d %H:%M')}"
         elif r.clearable_by_clinician:
             lifts = "; a clinician can clear it (scalppen clear)"
-        lines.append(f"rule {r.rule}: {r.reason}{lifts}")
+        lines.append(f"rule {r.rule}: {r.reason.rstrip('.')}{lifts}")
     return lines
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import datetime
 
 from scalppen import store as S
@@ -31,7 +32,7 @@ async def pair_pen(
     db: S.Store,
     address: str,
     passkey: PasskeyProvider,
-    now: datetime,
+    now: Callable[[], datetime],
     owner_profile_id: int | None = None,
 ) -> Paired:
     """Pair with the pen at ``address`` and register it in the store.
@@ -46,7 +47,7 @@ async def pair_pen(
     async with Pen(transport) as pen:
         info = pen.info
         assert info is not None
-        await pen.set_time(int(now.timestamp()))
+        await pen.set_time(int(now().timestamp()))  # read now: pairing took a while
         known = _known_key(db, info.serial)
         new_key = False
         if not info.key_set or known is None:
@@ -63,7 +64,7 @@ async def pair_pen(
         S.upsert_pen(
             db, info.serial, model=info.model, fw_version=info.fw_version, hw_rev=info.hw_rev,
             ble_address=address, limits=info.limits.__dict__ if info.limits else None,
-            paired_at=now, owner_profile_id=owner_profile_id,
+            paired_at=now(), owner_profile_id=owner_profile_id,
         )
         if new_key:
             S.set_permit_key(db, info.serial, key)
