@@ -28,6 +28,7 @@ from bumble.link import LocalLink
 from scalppen import store as S
 from scalppen.client import Pen
 from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
+from scalppen.policy.permits import permit_body, permit_tag
 from scalppen.transports.ble import BleTransport
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
@@ -174,7 +175,7 @@ class Rig:
             S.record_screening(self.db, self.patient_id,
                                dict.fromkeys(CONTRAINDICATIONS, False), now=self.now())
         paired = await within(pair_pen(self.radio, self.db, self.address,
-                                       self.passkey_provider(), self.now(), self.patient_id),
+                                       self.passkey_provider(), self.now, self.patient_id),
                               15.0)
         self.serial = paired.info.serial
         return paired
@@ -196,11 +197,15 @@ class Rig:
         """A full cell, a new cartridge, the pen on the skin; wait until the pen sees them."""
         hw = self.vpen.hw
         hw.set_battery(90)
+        if hw.cartridge is not None:
+            hw.remove_cartridge()
+            await wait_until(lambda: self.app.pen.cart is None, 5.0, "the cartridge out")
         hw.insert_cartridge("new")
         hw.set_contact(True)
         await wait_until(lambda: self.app.pen.cart is not None and self.app.inp.contact,
                          5.0, "the pen to see its cartridge and the skin")
-        await wait_until(lambda: self.state == PenState.IDLE, 5.0, "the pen to be IDLE")
+        await wait_until(lambda: self.state in (PenState.IDLE, PenState.FINISHED), 5.0,
+                         "the pen to be ready")
 
     async def permit(self, pen: Pen, depth_um: int = 500, duration_s: int = 600) -> PermitFields:
         """A permit the host's policy signs for this pen (as ``run_session`` does)."""
@@ -219,6 +224,15 @@ class Rig:
         key = S.get_permit_key(self.db, pen.info.serial)
         assert key is not None
         return issue_permit(decision, key, moment)
+
+    def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
+        """A permit signed with the pen's key directly (no host policy), valid now."""
+        key = S.get_permit_key(self.db, self.serial)
+        assert key is not None
+        now = self.vpen.unix_time()
+        body = permit_body(depth_um, duration_s, now - 5, now + 300, nonce)
+        return {"max_depth_um": depth_um, "max_duration_s": duration_s, "issued_at": now - 5,
+                "expires_at": now + 300, "nonce": nonce, "tag": permit_tag(key, body)}
 
     async def start_session(self, pen: Pen, depth_um: int = 500) -> PermitFields:
         """ARM a fresh permit, set the depth, START; wait until needling at that depth."""
