@@ -75,6 +75,7 @@ class Pen:
         self.inp = None
         self.out = Outputs()
         self._events = []
+        self._handed = 0  # events of _events already handed out in Outputs
         self.store_ok = True
         self.broken = False  # an internal error happened: stop feeding the watchdog
         self.last_error = None
@@ -248,6 +249,8 @@ class Pen:
         lim = self.permit["s"]
         if lim > self.board.session_cap_s:
             lim = self.board.session_cap_s
+        if not self.session_open:
+            return lim  # a new session: the last one's needling time does not count
         rem = lim - self.elapsed_ms // 1000
         return rem if rem > 0 else 0
 
@@ -379,8 +382,10 @@ class Pen:
             self.depth.start_homing(now_ms)
         self.now_ms = now_ms
         self.inp = inp
-        if self._events:
-            self._events = []
+        # Events handed out by the last tick were sent; those raised by requests since
+        # (STOP's SESSION_FINISHED, START's RESUMED...) go out with this tick's.
+        if self._handed:
+            self._events = self._events[self._handed:]
         out.events = self._events
         out.cartridge_write = None
         try:
@@ -400,6 +405,7 @@ class Pen:
                 self.state = wire.S_FAULT
                 self.fault = wire.E_FAULT_WATCHDOG
         out.feed_wdt = not self.broken
+        self._handed = len(self._events)
         return out
 
     def _gate(self, out, inp):

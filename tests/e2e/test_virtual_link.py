@@ -500,11 +500,6 @@ def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware bug: pen/core.py Pen.tick() drops events raised while handling a request "
-    "(STOP's SESSION_FINISHED / PERMIT_USED, START's RESUMED) before they are sent",
-)
 def test_notices_raised_by_a_stop_request_reach_the_host(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with rig(tmp_path) as r:
@@ -527,12 +522,6 @@ def test_notices_raised_by_a_stop_request_reach_the_host(tmp_path: Path) -> None
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="firmware bug: START judges a new permit against the previous session's "
-    "elapsed_ms (pen/core.py Pen.start() calls remaining_s() before it resets them): "
-    "refused SESSION_CAP, and the rule-12 battery check sized for too short a session",
-)
 def test_a_second_session_on_the_same_boot_gets_its_permit_time(tmp_path: Path) -> None:
     """Session 1 uses its whole minute; session 2, a day later, gets its own minute."""
 
