@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, is_dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from scalppen import store as S
 from scalppen.client import Pen
 from scalppen.results import LogGap, SyncProgress
+
+_FIELDS = ("seq", "time", "kind", "flags", "code", "depth_um", "a", "b")
 
 
 @dataclass
@@ -44,9 +46,9 @@ async def sync_log(
     first_page = [last is None]
 
     def on_page(records: Sequence[Any], gaps: Sequence[LogGap]) -> None:
+        rows = [{f: getattr(r, f) for f in _FIELDS} for r in records]
         result = S.ingest_log_records(
-            db, serial, [asdict(r) if is_dataclass(r) else r for r in records],  # type: ignore[arg-type]
-            from_seq=start if first_page[0] else None, now=now,
+            db, serial, rows, from_seq=start if first_page[0] else None, now=now
         )
         first_page[0] = False
         summary.new += result.new
