@@ -76,6 +76,8 @@ HOST_CAPS: Final = (
 DEFAULT_TIMEOUT: Final = 5.0
 DEFAULT_RETRIES: Final = 2
 _LOG_PAGE_OVERHEAD: Final = HEADER_SIZE + 9  # header, first_seq, last_seq, count
+#: LOG_READ requests kept in flight by :meth:`Pen.sync_log`.
+SYNC_WINDOW: Final = 3
 _EVENT_BUFFER: Final = 1024
 
 __all__ = [
@@ -754,8 +756,38 @@ class Pen:
         """
         expected = max(1, int(from_seq))
         result = LogSync(from_seq=int(from_seq), next_seq=expected)
+        count = self.max_page_records() if page_size is None else int(page_size)
+        ahead: dict[int, asyncio.Future[LogPage]] = {}
+        try:
+            return await self._sync_pages(expected, count, result, ahead, progress, on_page)
+        finally:
+            for task in ahead.values():
+                task.cancel()
+            if ahead:
+                await asyncio.gather(*ahead.values(), return_exceptions=True)
+
+    async def _sync_pages(
+        self,
+        expected: int,
+        count: int,
+        result: LogSync,
+        ahead: dict[int, asyncio.Future[LogPage]],
+        progress: ProgressCallback | None,
+        on_page: PageCallback | None,
+    ) -> LogSync:
+        # Up to SYNC_WINDOW LOG_READs are in flight: while one page is stored, the
+        # next ones are on their way (a round trip costs connection intervals on air).
+        # The requests ahead assume contiguous pages; one that no longer fits is dropped.
         while True:
-            page = await self.read_log(expected, page_size)
+            task = ahead.pop(expected, None) or asyncio.ensure_future(
+                self.read_log(expected, count)
+            )
+            if result.last_seq:
+                for k in range(1, SYNC_WINDOW):
+                    seq = expected + k * count
+                    if seq <= result.last_seq and seq not in ahead:
+                        ahead[seq] = asyncio.ensure_future(self.read_log(seq, count))
+            page = await task
             result.first_available = page.first_seq
             result.last_seq = page.last_seq
             if expected > page.last_seq + 1:
