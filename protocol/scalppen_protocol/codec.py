@@ -145,6 +145,16 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
             msg_type=msg_type, seq=seq,
         ) from None
     payload = data[HEADER_SIZE:]
+    size = _fixed_size(mt)
+    if size is not None and size != length:
+        # Compiled parsers read fixed-size byte fields without checking their length:
+        # a short payload gets the reference parser's error (TRUNCATED), a long one
+        # is MALFORMED, as in the firmware's codec.
+        _parse_checked(mt, payload, msg_type, seq)
+        raise ProtocolError(
+            ErrorCode.MALFORMED, f"{mt.name}: payload of {length} bytes, expected {size}",
+            msg_type=msg_type, seq=seq,
+        )
     try:
         parsed, used = _parse(_payload_def(mt, compiled), payload)
     except Exception:
@@ -184,3 +194,16 @@ def _parse_checked(mt: MsgType, payload: bytes, msg_type: int, seq: int) -> tupl
         raise ProtocolError(
             ErrorCode.MALFORMED, f"{mt.name}: {exc}", msg_type=msg_type, seq=seq
         ) from None
+
+
+_SIZES: dict[MsgType, int | None] = {}
+
+
+def _fixed_size(mt: MsgType) -> int | None:
+    """The payload size of a fixed-size message, None for variable ones."""
+    if mt not in _SIZES:
+        try:
+            _SIZES[mt] = int(CATALOGUE[mt].sizeof())
+        except ConstructError:
+            _SIZES[mt] = None
+    return _SIZES[mt]

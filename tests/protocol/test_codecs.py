@@ -130,9 +130,11 @@ def _status_frame() -> bytes:
          ErrorCode.OVERSIZE),
         (b"\x01\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
         (b"\x01\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
+        (b"\x01\x0b\x1d\x5e\x01\x00\x90", ErrorCode.TRUNCATED),  # SET_KEY, 1 of 32 key bytes
+        (b"\x01\x0b\x1d\x5e\x21\x00" + bytes(33), ErrorCode.MALFORMED),  # SET_KEY + 1 byte
     ],
     ids=["short-header", "truncated", "trailing", "version", "unknown-type", "oversize",
-         "short-payload", "long-payload"],
+         "short-payload", "long-payload", "short-fixed-bytes", "long-fixed-bytes"],
 )
 def test_defined_errors_on_both_sides(data: bytes, code: ErrorCode) -> None:
     with pytest.raises(ProtocolError) as host:
