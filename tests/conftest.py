@@ -1,9 +1,23 @@
-"""Shared test set-up: the firmware tree is importable as ``pen`` under CPython."""
+"""Shared test set-up.
 
+- The firmware tree is importable as ``pen`` under CPython.
+- Hypothesis: under CI (``CI`` set) the examples are derived from each test's name,
+  so a run is repeatable and a landing never depends on luck; locally every run
+  draws new examples (and keeps failing ones in .hypothesis/). Long fuzzing runs
+  belong in bench/.
+"""
+
+import os
 import sys
 from pathlib import Path
+
+from hypothesis import settings
 
 ROOT = Path(__file__).resolve().parents[1]
 FIRMWARE = ROOT / "firmware"
 if str(FIRMWARE) not in sys.path:
     sys.path.insert(0, str(FIRMWARE))
+
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
