@@ -2,9 +2,12 @@
 
 The pen is the full firmware (``firmware/pen/app.py`` in
 ``scalppen_hardware.virtual_pen.VirtualPen``) on a bumble radio; the host is the
-real stack (``Radio``, ``BleTransport``, ``Pen``, ``sync_log`` into SQLite). Both
-ends share one process and one CPU, so the figures compare the protocol with the
-link it runs on; they say nothing about air time on a real radio.
+real stack (``Radio``, ``BleTransport``, ``Pen``, ``sync_log`` into SQLite). It runs
+twice: first with both ends in one process (one CPU for pen, radio and host: the
+costs add up), then with the pen in its own process (``pen_process.py``) reached
+over the HCI TCP bridge, as a pen and a laptop are two computers; the target is
+judged on the second. The figures compare the protocol with the link it runs on;
+they say nothing about air time on a real radio.
 
 1. sync: the pen's log is filled through the firmware's own store
    (``Store.append`` + ``commit``) with N records of ordinary sessions, then
@@ -376,8 +379,7 @@ async def sync_and_raw(vpen: VirtualPen, radio: Radio, db: S.Store, tmp: Path, r
     say("storing only (same pages, SQLite, no link)", f"{store_only:,.0f} records/s")
     say("predicted sync (one CPU: the two add up)",
         f"{1 / (1 / read_only + 1 / store_only):,.0f} records/s")
-    print(f"target sync >= {TARGET_SHARE:.0%} of raw: {'met' if share >= TARGET_SHARE else 'NOT met'}"
-          f" ({share:.0%})")
+    print(f"one process (pen, radio and host share one CPU): sync is {share:.0%} of raw")
     return share
 
 
@@ -468,8 +470,8 @@ async def two_process(records: int, rounds: int, payloads: int) -> float:
     say("raw notifications", f"{raw / 1000:,.0f} kB/s = {raw_records:,.0f} records/s "
         f"at {LOG_RECORD_SIZE} B/record")
     say("sync as a share of raw", f"{share:.0%}")
-    say("request round trip (GET_STATUS)", f"{rtt_ms:.1f} ms: the sync is bound by it "
-        f"({SYNC_WINDOW} LOG_READs in flight)")
+    say("request round trip (GET_STATUS)", f"{rtt_ms:.1f} ms ({SYNC_WINDOW} LOG_READs "
+        "kept in flight while pages are stored)")
     return share
 
 
@@ -522,9 +524,10 @@ if __name__ == "__main__":
     t = time.perf_counter()
     code = asyncio.run(main(args.records, args.rounds, args.payloads, args.speed))
     if not args.one_process:
-        print("pen and host in separate processes over the HCI TCP bridge (informational)")
+        print("pen and host in separate processes over the HCI TCP bridge "
+              "(as a pen and a laptop: each has its own CPU)")
         share2 = asyncio.run(two_process(args.records, args.rounds, args.payloads))
-        print(f"target sync >= {TARGET_SHARE:.0%} of raw (separate processes): "
+        print(f"target sync >= {TARGET_SHARE:.0%} of raw (pen and host apart): "
               f"{'met' if share2 >= TARGET_SHARE else 'NOT met'} ({share2:.0%})")
     print(f"total {time.perf_counter() - t:.1f} s")
     sys.exit(code)
