@@ -26,7 +26,6 @@ from scalppen.policy import (
     LOCKING_ADVERSE_KINDS,
     RULE_TITLES,
     AdverseKind,
-    ClearanceRecord,
     Lock,
     PatientHistory,
     PolicyConfig,
@@ -44,11 +43,11 @@ from scalppen.store import (
     Store,
     add_profile,
     assign_profile,
+    clearance_records,
     get_pen,
     get_session,
     handpiece_record,
     list_adverse_events,
-    list_clearances,
     list_pens,
     list_profiles,
     list_screenings,
@@ -386,27 +385,12 @@ class _Found:
     serial: str | None
 
 
-def _clearance_records(db: Store, profile_id: int | None) -> tuple[ClearanceRecord, ...]:
-    return tuple(
-        ClearanceRecord(
-            lock_id=c.lock_id,
-            rule=c.rule,
-            clinician_name=c.clinician_name,
-            role=c.role,
-            reason=c.reason,
-            at=c.at,
-        )
-        for c in list_clearances(db, profile_id)
-        if profile_id is not None or c.profile_id is None
-    )
-
-
 def _locks_of(db: Store, prof: Profile | None, serial: str | None, now: datetime) -> list[Lock]:
     if prof is not None:
         return find_locks(load_history(db, prof.id, pen_serial=serial), now)
     assert serial is not None
     history = PatientHistory(
-        handpiece=handpiece_record(db, serial), clearances=_clearance_records(db, None)
+        handpiece=handpiece_record(db, serial), clearances=clearance_records(db, None)
     )
     return find_locks(history, now)
 

@@ -29,7 +29,7 @@ from scalppen.store.errors import (
     StoreError,
 )
 from scalppen.store.export import DATASETS, FORMATS, dataset_rows, export
-from scalppen.store.history import handpiece_record, load_history
+from scalppen.store.history import clearance_records, handpiece_record, load_history
 from scalppen.store.logsync import (
     derive_sessions,
     ingest_log_records,
@@ -107,6 +107,7 @@ __all__ = [
     "add_profile",
     "assign_profile",
     "cartridge_wear",
+    "clearance_records",
     "dataset_rows",
     "derive_sessions",
     "export",

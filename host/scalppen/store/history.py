@@ -89,17 +89,7 @@ def load_history(
         )
         for e in list_adverse_events(db, profile_id)
     )
-    clearances = tuple(
-        ClearanceRecord(
-            lock_id=c.lock_id,
-            rule=c.rule,
-            clinician_name=c.clinician_name,
-            role=c.role,
-            reason=c.reason,
-            at=c.at,
-        )
-        for c in list_clearances(db, profile_id)
-    )
+    clearances = clearance_records(db, profile_id)
     att = latest_attestation(db, profile_id)
     return PatientHistory(
         profile_id=profile_id,
@@ -111,4 +101,21 @@ def load_history(
         handpiece=handpiece_record(db, pen_serial) if pen_serial else None,
         attestation=AttestationRecord(at=att.at, statement=att.statement) if att else None,
         pen_last_session=pen_last_session,
+    )
+
+
+def clearance_records(db: Store, profile_id: int | None) -> tuple[ClearanceRecord, ...]:
+    """The clearances of a profile as policy input; with None, those bound to no
+    profile (the pen's own locks, rule 16)."""
+    return tuple(
+        ClearanceRecord(
+            lock_id=c.lock_id,
+            rule=c.rule,
+            clinician_name=c.clinician_name,
+            role=c.role,
+            reason=c.reason,
+            at=c.at,
+        )
+        for c in list_clearances(db, profile_id)
+        if profile_id is not None or c.profile_id is None
     )
