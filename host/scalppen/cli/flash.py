@@ -21,8 +21,10 @@ DEFAULT_BUNDLE = Path("build") / "firmware"
 
 def project_root(start: Path | None = None) -> Path:
     """The nearest directory (from ``start`` or the working directory up) with ``firmware/``."""
+    from scalppen.paths import REPO_ROOT
+
     here = (start or Path.cwd()).resolve()
-    for d in (here, *here.parents):
+    for d in (here, *here.parents, REPO_ROOT):  # else the tree this toolkit runs from
         if (d / "firmware").is_dir() and (d / "hardware" / "boards").is_dir():
             return d
     raise UsageError("not inside the scalppen project (no firmware/ and hardware/boards/)",
