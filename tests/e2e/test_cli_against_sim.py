@@ -122,6 +122,11 @@ def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr + run.stdout
     assert "session ended" in run.stdout and "0.50 mm" in run.stdout
 
+    assert "scalppen session rate" in run.stdout  # no terminal: says how to record tolerance
+    rate = cli(home, sim.port, "session", "rate", "--tolerated")
+    assert rate.returncode == 0, rate.stderr
+    assert "0.50 mm): tolerated" in rate.stdout
+
     sync = cli(home, sim.port, "logs", "sync")
     assert sync.returncode == 0, sync.stderr
     assert "0 new" in sync.stdout  # the session already synced everything: stored once

@@ -154,11 +154,52 @@ def start_cmd(
             f"session ended ({outcome.ended_by}): {outcome.elapsed_s / 60:.1f} min, "
             f"{outcome.strokes:,} strokes at {depth_um / 1000:.2f} mm"
         )
+        _ask_tolerance(ctx, target.serial)
         if outcome.decision.topical_hold_until:
             hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
             console.print(f"no minoxidil until {hold} (rule 7)")
 
     run(go())
+
+
+def _ask_tolerance(ctx: typer.Context, serial: str) -> None:
+    """Ask (on a terminal) how the session was tolerated: rule 4 raises depth only after yes."""
+    if not console.is_terminal:
+        console.print("record how it was tolerated: scalppen session rate --tolerated "
+                      "(or --not-tolerated); the next depth step depends on it (rule 4)")
+        return
+    answer = typer.confirm(
+        "Was the session tolerated well (at most mild redness, no oozing, heat or pus)?",
+        default=True,
+    )
+    with open_db(ctx) as db:
+        sessions = S.list_sessions(db, pen_serial=serial)
+        if sessions:
+            S.set_tolerated(db, sessions[-1].id, answer)
+    if not answer:
+        console.print("noted; if you see oozing, extreme heat or pus, report it: "
+                      "scalppen adverse KIND (rule 18)")
+
+
+@handle_errors
+def rate_cmd(
+    ctx: typer.Context,
+    session: int = typer.Argument(None, help="session id (default: the latest)"),
+    tolerated: bool = typer.Option(..., "--tolerated/--not-tolerated",
+                                   help="how the session was tolerated"),
+) -> None:
+    """Record how a session was tolerated (rule 4: depth rises only after a tolerated one)."""
+    with open_db(ctx) as db:
+        if session is None:
+            target = resolve_pen(db, options(ctx).pen)
+            sessions = S.list_sessions(db, pen_serial=target.serial)
+            if not sessions:
+                raise UsageError("no session stored yet", "run `scalppen logs sync` first")
+            session = sessions[-1].id
+        row = S.set_tolerated(db, session, tolerated)
+    when = row.started_at.astimezone().strftime("%Y-%m-%d %H:%M") if row.started_at else "?"
+    console.print(f"session {row.id} ({when}, {row.depth_um / 1000:.2f} mm): "
+                  f"{'tolerated' if tolerated else 'not tolerated'}")
 
 
 @handle_errors
@@ -179,4 +220,5 @@ def stop_cmd(ctx: typer.Context) -> None:
 def register(app: typer.Typer) -> None:
     session_app.command("start")(start_cmd)
     session_app.command("stop")(stop_cmd)
+    session_app.command("rate")(rate_cmd)
     app.add_typer(session_app, name="session")
