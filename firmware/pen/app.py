@@ -90,6 +90,15 @@ class App:
                 "hardware": self.board.hw_rev, "battery": 100}
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
                           self._on_passkey, self._on_link)
+        # The bench UART (a test fixture's cable): the same frames, COBS + CRC-16,
+        # read-only plus STOP (see handler.BENCH_TYPES).
+        self.bench = None
+        cfg = doc.get("bench_uart")
+        if cfg:
+            self.bench = machine.UART(cfg["id"], baudrate=cfg["baud"], tx=cfg["tx"],
+                                      rx=cfg["rx"])
+            self.bench_rx = link.Deframer()
+            self.bench_handler = Handler(self.pen, bench=True)
         self._battery = -1
 
     # ---- radio callbacks (IRQ context: only record) -----------------------------
@@ -111,12 +120,16 @@ class App:
         inp = self.drivers.read(self.inp)
         inp.link_up = self.ble.link_up
         self._serve()
+        self._serve_bench()
         out = self.pen.tick(now_ms, inp)
         if self.passkey is not None:
             out.display = "PAIR %06d" % self.passkey
         self.drivers.apply(out)
         for frame in self.handler.event_frames(out.events):
             self._send(frame)
+        if self.bench is not None:
+            for frame in self.bench_handler.event_frames(out.events):
+                self.bench.write(link.encode_packet(frame))
         self.ticks += 1
         if self.ticks % 100 == 0:
             self._slow()
@@ -141,6 +154,20 @@ class App:
                 continue
             for resp in self.handler.handle(frame, self.ble.authenticated):
                 self._send(resp)
+
+    def _serve_bench(self):
+        uart = self.bench
+        if uart is None:
+            return
+        data = uart.read()
+        if not data:
+            return
+        for item in self.bench_rx.feed(data):
+            if isinstance(item, wire.WireError):
+                self.link_errors += 1  # a damaged packet: dropped, the stream goes on
+                continue
+            for resp in self.bench_handler.handle(item, False):
+                uart.write(link.encode_packet(resp))
 
     def _send(self, frame):
         for frag in link.fragment(frame, self.ble.mtu, self.counter):

@@ -7,10 +7,16 @@ from pen.core import FW_VERSION
 
 CAPS = wire.CAP_LOG | wire.CAP_WEAR | wire.CAP_TELEMETRY | wire.CAP_PERMIT
 
+# What an unauthenticated bench link (the board's UART) may ask: reading, and STOP,
+# which is always safe. Anything that arms, moves or re-clocks the pen needs the
+# paired BLE link.
+BENCH_TYPES = (wire.T_HELLO, wire.T_GET_STATUS, wire.T_LOG_READ, wire.T_GET_WEAR, wire.T_STOP)
+
 
 class Handler:
-    def __init__(self, pen, caps_extra=0):
+    def __init__(self, pen, caps_extra=0, bench=False):
         self.pen = pen
+        self.bench = bench  # serve only BENCH_TYPES (an unauthenticated wired link)
         self.caps = CAPS | caps_extra
         if pen.board.standalone_enabled:
             self.caps |= wire.CAP_STANDALONE
@@ -34,6 +40,8 @@ class Handler:
             t = frame[1] if len(frame) > 1 else 0
             seq = frame[2] | (frame[3] << 8) if len(frame) > 3 else 0
             return [self._nack(t, seq, wire.E_MALFORMED)]
+        if self.bench and t not in BENCH_TYPES:
+            return [self._nack(t, seq, wire.E_NOT_AUTHORIZED)]
         try:
             return [self._dispatch(t, seq, f, authenticated)]
         except wire.WireError as e:

@@ -33,6 +33,7 @@ from scalppen_hardware.models.ntc import NtcModel
 from scalppen_hardware.models.oled import CharOled
 from scalppen_hardware.models.stepper import StepperModel
 from scalppen_hardware.models.thermal import ThermalModel
+from scalppen_hardware.models.uart_port import UartPort
 from scalppen_hardware.upy.vclock import VirtualClock
 
 # reset causes, as machine.* on the ESP32 port
@@ -158,6 +159,7 @@ class PenBody:
         self.battery = BatteryModel(board["battery"], soc_pct)
         self.gauge = FuelGauge(self.battery)
         self.oled = CharOled(board["display"])
+        self.uarts: dict[int, UartPort] = {}  # bench UARTs by id, opened on first use
         self.cartridge: VirtualCartridge | None = None
         self.pulled: VirtualCartridge | None = None  # held out by "cartridge_pulled"
         self.contact = False
@@ -343,6 +345,13 @@ class VirtualPenHardware:
         if (scl, sda) in ((None, None), (pins["i2c_scl"], pins["i2c_sda"])):
             return _PoweredBus(self, self._i2c)
         return {}
+
+    def uart_port(self, uart_id: int) -> UartPort:
+        """The far end of UART ``uart_id`` (a pty; kept across reboots)."""
+        port = self.body.uarts.get(uart_id)
+        if port is None:
+            port = self.body.uarts[uart_id] = UartPort()
+        return port
 
     def onewire_bus(self, gpio: int) -> OneWireBus:
         if gpio != self._pins["onewire"]:

@@ -307,6 +307,26 @@ class I2C:
 SoftI2C = I2C
 
 
+class UART:
+    """A UART whose far end is a pseudo-terminal (``hw.uart_port(id).path``)."""
+
+    def __init__(self, id: int, baudrate: int = 115200, **kwargs: Any) -> None:
+        self._port = _get_hw().uart_port(int(id))
+        self.baudrate = baudrate
+
+    def init(self, baudrate: int = 115200, **kwargs: Any) -> None:
+        self.baudrate = baudrate
+
+    def any(self) -> int:
+        return 0  # unknown without reading; read() returns None when nothing waits
+
+    def read(self, nbytes: int = 4096) -> bytes | None:
+        return self._port.read(nbytes)
+
+    def write(self, buf: bytes) -> int:
+        return self._port.write(buf)
+
+
 class Timer:
     ONE_SHOT = 0
     PERIODIC = 1

@@ -43,8 +43,31 @@ def radio_for(opts: Options) -> Radio:
     return Radio(transport or "os", keystore=paths.keystore() if transport else None)
 
 
+def target_for(db: S.Store, opts: Options) -> Target | None:
+    """The pen a command talks to; None over the bench serial port (HELLO names it)."""
+    if opts.serial and not opts.pen:
+        return None
+    return resolve_pen(db, opts.pen)
+
+
 @asynccontextmanager
-async def connected_pen(opts: Options, target: Target) -> AsyncIterator[Pen]:
-    """Connect to a paired pen and say HELLO."""
+async def connected_pen(opts: Options, target: Target | None) -> AsyncIterator[Pen]:
+    """Connect to the pen (the paired BLE link, or the bench serial port) and say HELLO."""
+    if opts.serial:
+        from scalppen.transports.serial import SerialTransport
+
+        async with Pen(SerialTransport(opts.serial)) as pen:
+            yield pen
+        return
+    if target is None:
+        raise UsageError("no pen to connect to", "pair one with `scalppen pair`")
     async with radio_for(opts) as radio, Pen(radio.transport(target.address)) as pen:
         yield pen
+
+
+def pen_serial(target: Target | None, pen: Pen) -> str:
+    """The serial number of the connected pen."""
+    if target is not None:
+        return target.serial
+    assert pen.info is not None
+    return pen.info.serial

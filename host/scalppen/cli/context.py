@@ -22,6 +22,7 @@ class Options:
     db: Path
     ble: str
     pen: str | None
+    serial: str | None = None  # the bench UART (read-only plus STOP) instead of BLE
 
     def bumble_transport(self) -> str | None:
         """The bumble transport name, or None for the OS stack."""

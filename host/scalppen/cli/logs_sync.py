@@ -8,7 +8,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from scalppen.cli.common import console, handle_errors, run
-from scalppen.cli.connect import connected_pen, resolve_pen
+from scalppen.cli.connect import connected_pen, pen_serial, target_for
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db
 from scalppen.results import SyncProgress
@@ -22,7 +22,7 @@ def sync_cmd(ctx: typer.Context) -> None:
 
     async def go() -> None:
         with open_db(ctx) as db:
-            target = resolve_pen(db, opts.pen)
+            target = target_for(db, opts)
             async with connected_pen(opts, target) as pen:
                 with Progress(TextColumn("syncing log"), BarColumn(), MofNCompleteColumn(),
                               console=console, transient=True) as bar:
@@ -31,8 +31,8 @@ def sync_cmd(ctx: typer.Context) -> None:
                     def progress(p: SyncProgress) -> None:
                         bar.update(task, completed=p.fetched, total=p.fetched + p.remaining)
 
-                    summary = await sync_log(pen, db, target.serial, now=datetime.now(UTC),
-                                             progress=progress)
+                    summary = await sync_log(pen, db, pen_serial(target, pen),
+                                             now=datetime.now(UTC), progress=progress)
         console.print(
             f"log synced up to record {summary.last_seq}: {summary.new} new, "
             f"{summary.duplicates} already stored, {summary.sessions} sessions"

@@ -30,10 +30,16 @@ def _root(
     pen_name: str = typer.Option(
         None, "--pen", envvar="SCALPPEN_PEN", help="which known pen (serial or address)"
     ),
+    serial: str = typer.Option(
+        None, "--serial", envvar="SCALPPEN_SERIAL",
+        help="reach the pen through its bench UART (a serial port) instead of BLE: "
+        "reading and STOP only",
+    ),
 ) -> None:
     from scalppen import paths
 
-    ctx.obj = Options(db=db or paths.default_db(), ble=validate_ble(ble), pen=pen_name)
+    ctx.obj = Options(db=db or paths.default_db(), ble=validate_ble(ble), pen=pen_name,
+                      serial=serial)
 
 
 pen.register(app)

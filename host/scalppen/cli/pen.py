@@ -12,7 +12,7 @@ from rich.table import Table
 
 from scalppen import store as S
 from scalppen.cli.common import UsageError, console, handle_errors, run
-from scalppen.cli.connect import connected_pen, radio_for, resolve_pen
+from scalppen.cli.connect import connected_pen, pen_serial, radio_for, target_for
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db
 from scalppen.refusals import describe
@@ -99,7 +99,7 @@ def status_cmd(ctx: typer.Context) -> None:
 
     async def go() -> None:
         with open_db(ctx) as db:
-            target = resolve_pen(db, opts.pen)
+            target = target_for(db, opts)
         async with connected_pen(opts, target) as pen:
             st = await pen.status()
             info = pen.info
@@ -134,10 +134,11 @@ def wear_cmd(ctx: typer.Context) -> None:
 
     async def go() -> None:
         with open_db(ctx) as db:
-            target = resolve_pen(db, opts.pen)
+            target = target_for(db, opts)
             async with connected_pen(opts, target) as pen:
                 wear = await pen.wear()
-            S.record_wear(db, target.serial, asdict(wear), at=datetime.now(UTC))
+                serial = pen_serial(target, pen)
+            S.record_wear(db, serial, asdict(wear), at=datetime.now(UTC))
         show_wear(asdict(wear))
 
     run(go())

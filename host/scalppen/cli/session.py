@@ -13,7 +13,7 @@ from rich.text import Text
 
 from scalppen import store as S
 from scalppen.cli.common import UsageError, console, handle_errors, run
-from scalppen.cli.connect import connected_pen, resolve_pen
+from scalppen.cli.connect import connected_pen, resolve_pen, target_for
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db, resolve_profile
 from scalppen.policy.outcome import Refusal
@@ -111,6 +111,9 @@ def start_cmd(
     """Start a session after the safety policy passes; live timer until it ends."""
     opts = options(ctx)
     depth_um = parse_depth(depth, ABS_CEILING_UM)
+    if opts.serial:
+        raise UsageError("sessions run over the paired BLE link only",
+                         "the bench serial port reads the pen and can STOP it; drop --serial")
     if not sterilised:
         if not console.is_terminal:
             raise UsageError("the sterilisation attestation is missing (rule 19)",
@@ -209,7 +212,7 @@ def stop_cmd(ctx: typer.Context) -> None:
 
     async def go() -> None:
         with open_db(ctx) as db:
-            target = resolve_pen(db, opts.pen)
+            target = target_for(db, opts)
         async with connected_pen(opts, target) as pen:
             await pen.stop()
         console.print("stopped")

@@ -1,0 +1,100 @@
+"""The pen's bench UART: the same frames over a serial line (COBS + CRC-16), read-only
+plus STOP, served by the real firmware; the host's SerialTransport and the command
+line's ``--serial`` against it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from scalppen.client import Pen, PenRefused
+from scalppen.transports.serial import SerialTransport
+from scalppen_hardware import ble_radio
+from scalppen_hardware.virtual_pen import VirtualPen
+from scalppen_protocol.codes import ErrorCode, MsgType
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _run(tmp_path: Path, scenario: Callable[[VirtualPen, str], Awaitable[None]]) -> None:
+    async def main() -> None:
+        vpen = VirtualPen(tmp_path / "flash", ble_radio.new_link(), speed=50, epoch=time.time())
+        await vpen.start()
+        try:
+            cfg = vpen.board["bench_uart"]
+            port = vpen.hw.uart_port(int(cfg["id"])).path
+            await asyncio.wait_for(scenario(vpen, port), 90)
+        finally:
+            await vpen.stop()
+
+    asyncio.run(main())
+
+
+def test_bench_uart_serves_reads_and_stop_only(tmp_path: Path) -> None:
+    async def scenario(vpen: VirtualPen, port: str) -> None:
+        async with Pen(SerialTransport(port), timeout=5.0) as pen:
+            assert pen.info is not None and pen.info.serial == vpen.app.serial
+            status = await pen.status()
+            assert status.battery_pct > 0
+            page = await pen.read_log(1, 20)
+            assert page.records and page.records[0].seq == 1
+            await pen.wear()
+            await pen.stop()  # always allowed: STOP is safe from anywhere
+            for call, msg in (
+                (pen.set_time(int(time.time())), MsgType.SET_TIME),
+                (pen.set_key(bytes(range(32))), MsgType.SET_KEY),
+                (pen.set_depth(500), MsgType.SET_DEPTH),
+                (pen.start(), MsgType.START),
+            ):
+                with pytest.raises(PenRefused) as refused:
+                    await call
+                assert refused.value.code == ErrorCode.NOT_AUTHORIZED, msg
+            assert vpen.app.pen.store.c["key"] in (None, "")  # nothing was changed
+
+    _run(tmp_path, scenario)
+
+
+def test_bench_uart_survives_damaged_packets(tmp_path: Path) -> None:
+    async def scenario(vpen: VirtualPen, port: str) -> None:
+        fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
+        try:
+            os.write(fd, b"\x05\x01\x02\x03\x04\x00" + bytes(range(1, 200)) + b"\x00")
+        finally:
+            os.close(fd)
+        await vpen.run_for(200)
+        async with Pen(SerialTransport(port), timeout=5.0) as pen:
+            assert (await pen.status()).battery_pct > 0
+        assert vpen.app.link_errors >= 2
+
+    _run(tmp_path, scenario)
+
+
+def test_command_line_over_the_bench_uart(tmp_path: Path) -> None:
+    async def cli(*args: str) -> tuple[int, str]:
+        env = dict(os.environ, SCALPPEN_HOME=str(tmp_path), COLUMNS="200")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "scalppen.cli", "--db", str(tmp_path / "db"), *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env)
+        out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        return int(proc.returncode or 0), out.decode()
+
+    async def scenario(vpen: VirtualPen, port: str) -> None:
+        code, out = await cli("--serial", port, "status")
+        assert code == 0, out
+        assert vpen.app.serial in out and "idle" in out
+        code, out = await cli("--serial", port, "logs", "sync")
+        assert code == 0, out
+        assert "new" in out
+        code, out = await cli("--serial", port, "session", "start", "--depth", "0.5",
+                              "--sterilised")
+        assert code == 2 and "paired BLE link" in out and "Traceback" not in out
+
+    _run(tmp_path, scenario)
+
+
