@@ -74,16 +74,18 @@ Status = Struct(
 
 SetTime = Struct("unix" / Int32ul)
 
-#: A session permit. ``tag`` = HMAC-SHA256(key, the 20 packed bytes before it).
-Permit = Struct(
+#: What a permit's tag covers (the first 20 bytes of a Permit).
+PermitBody = Struct(
     "max_depth_um" / Int16ul,
     "max_duration_s" / Int16ul,
     "issued_at" / Int32ul,
     "expires_at" / Int32ul,
     "nonce" / Bytes(8),
-    "tag" / Bytes(32),
 )
 PERMIT_BODY_SIZE: Final = 20
+
+#: A session permit. ``tag`` = HMAC-SHA256(key, PermitBody of the same fields).
+Permit = Struct(*PermitBody.subcons, "tag" / Bytes(32))
 
 SetDepth = Struct("depth_um" / Int16ul)
 SetSpeed = Struct("level" / Int8ul)

@@ -2,8 +2,8 @@
 
 A permit is ``max_depth_um`` u16, ``max_duration_s`` u16, ``issued_at`` u32,
 ``expires_at`` u32 (Unix seconds), ``nonce`` 8 bytes, then ``tag`` =
-HMAC-SHA256(key, the 20 packed bytes before it). :func:`permit_body` is the one
-place that packs those bytes; it matches ``scalppen_protocol.messages.Permit``.
+HMAC-SHA256(key, the 20 packed bytes before it). Those bytes are the protocol's
+``PermitBody`` (``scalppen_protocol.messages``); :func:`permit_body` builds them.
 """
 
 from __future__ import annotations
@@ -11,17 +11,18 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import struct
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
+from construct import ConstructError
+
 from scalppen.policy.decision import Decision
 from scalppen.policy.errors import PermitNotAllowedError
 from scalppen.policy.history import require_aware
+from scalppen_protocol.messages import PERMIT_BODY_SIZE, PermitBody
 
-_BODY: Final = struct.Struct("<HHII8s")
-BODY_SIZE: Final = _BODY.size
+BODY_SIZE: Final = PERMIT_BODY_SIZE
 NONCE_SIZE: Final = 8
 KEY_SIZE: Final = 32
 TAG_SIZE: Final = 32
@@ -71,8 +72,11 @@ def permit_body(
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
     try:
-        return _BODY.pack(max_depth_um, max_duration_s, issued_at, expires_at, nonce)
-    except struct.error as exc:
+        return bytes(PermitBody.build({
+            "max_depth_um": max_depth_um, "max_duration_s": max_duration_s,
+            "issued_at": issued_at, "expires_at": expires_at, "nonce": nonce,
+        }))
+    except ConstructError as exc:
         raise ValueError(f"permit field out of range: {exc}") from exc
 
 
