@@ -16,6 +16,8 @@ import onewire
 from machine import Pin
 from micropython import const
 
+from pen.crc import crc8, crc16
+
 _FMT = "<2sBBIIIIIB5sH"
 _SIZE = const(32)
 _VERSION = const(1)
@@ -29,29 +31,6 @@ _RETRIES = const(3)
 _MISSES_OUT = const(2)
 
 FIELDS = ("needles", "rated", "expiry", "made", "first_use", "used", "finished")
-
-
-def crc16(data, crc=0xFFFF):
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            if crc & 0x8000:
-                crc = ((crc << 1) ^ 0x1021) & 0xFFFF
-            else:
-                crc = (crc << 1) & 0xFFFF
-    return crc
-
-
-def crc8(data):
-    crc = 0
-    for b in data:
-        for _ in range(8):
-            mix = (crc ^ b) & 1
-            crc >>= 1
-            if mix:
-                crc ^= 0x8C
-            b >>= 1
-    return crc
 
 
 def encode(rec):

@@ -2,6 +2,7 @@
 # Mirrors scalppen_protocol.fragment and scalppen_protocol.serial_framing; the
 # differential tests in tests/protocol prove both sides equal.
 from pen import wire
+from pen.crc import crc16
 
 try:
     from micropython import const
@@ -102,18 +103,6 @@ class Reassembler:
             self.reset()
             raise wire.WireError(wire.E_OVERSIZE, "too many fragments")
         return None
-
-
-def crc16(data, crc=0xFFFF):
-    # CRC-16/CCITT-FALSE, bitwise (small code, no table in RAM).
-    for b in data:
-        crc ^= b << 8
-        for _ in range(8):
-            if crc & 0x8000:
-                crc = ((crc << 1) ^ 0x1021) & 0xFFFF
-            else:
-                crc = (crc << 1) & 0xFFFF
-    return crc
 
 
 def cobs_encode(data):

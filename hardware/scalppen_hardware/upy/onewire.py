@@ -10,21 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from scalppen_hardware.models.cartridge import crc8 as _crc8
+
 
 class OneWireError(Exception):
     pass
-
-
-def _crc8(data: Any) -> int:
-    crc = 0
-    for b in bytes(data):
-        for _ in range(8):
-            mix = (crc ^ b) & 1
-            crc >>= 1
-            if mix:
-                crc ^= 0x8C
-            b >>= 1
-    return crc
 
 
 class OneWire:
@@ -73,4 +63,4 @@ class OneWire:
         return [bytearray(rom) for rom in self._bus.roms()]
 
     def crc8(self, data: Any) -> int:
-        return _crc8(data)
+        return _crc8(bytes(data))
