@@ -25,7 +25,7 @@ from scalppen.results import NoticeEvent, PenEvent, TelemetryEvent
 from scalppen.workflows.logsync import sync_log
 from scalppen.workflows.pairing import pair_pen
 from scalppen.workflows.radio import Radio
-from scalppen.workflows.session import SessionPlan, SessionRefused, decide, run_session
+from scalppen.workflows.session import SessionPlan, decide, run_session
 from scalppen_protocol.codes import Notice
 
 PASSKEY_ON_DISPLAY = re.compile(r"PAIR (\d{6})")
@@ -159,16 +159,12 @@ async def _story(
         decision = decide(db, result.serial, SessionPlan(patient.id, FIRST_DEPTH_UM,
                           attested=True), PenLimits.from_info(asdict(pen.info.limits)),
                           now(), last)
-        try:
-            if decision.allowed:
-                raise RuntimeError("the interval lockout did not refuse the next session")
-            raise SessionRefused(decision)
-        except SessionRefused as refused:
-            r = next((x for x in refused.decision.refusals if x.rule == 6),
-                     refused.decision.refusals[0])
-            result.refusal_rule = r.rule
-            result.lifts_at = r.lifts_at
-            when = r.lifts_at.strftime("%Y-%m-%d %H:%M UTC") if r.lifts_at else "-"
-            say(f"7. next session refused: rule {r.rule}: {r.reason.rstrip('.')}; lifts {when}")
+        if decision.allowed:
+            raise RuntimeError("the interval lockout did not refuse the next session")
+        r = next((x for x in decision.refusals if x.rule == 6), decision.refusals[0])
+        result.refusal_rule = r.rule
+        result.lifts_at = r.lifts_at
+        when = r.lifts_at.strftime("%Y-%m-%d %H:%M UTC") if r.lifts_at else "-"
+        say(f"7. next session refused: rule {r.rule}: {r.reason.rstrip('.')}; lifts {when}")
     result.report = write_report(db, home / "report.html", now=now())
     say(f"8. report: {result.report}")
