@@ -38,6 +38,7 @@ except ImportError:
 _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
 _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
+_RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
 
 
 def _join(root, name):
@@ -138,8 +139,13 @@ class App:
         return out
 
     def _serve(self):
+        # A bounded share of each tick: requests beyond it wait in the queue for the
+        # next tick, so a flood from the host slows answers, never the control loop.
+        limit = _RX_PER_TICK
+        if self.pen.state == wire.S_RUNNING:
+            limit = _RX_PER_TICK_RUNNING
         n = 0
-        while self.rx and n < _RX_PER_TICK:
+        while self.rx and n < limit:
             n += 1
             data = self.rx.pop(0)
             try:

@@ -31,6 +31,19 @@ class Fs:
         finally:
             f.close()
 
+    def read_at(self, name, offset, size):
+        # Up to size bytes from offset (b"" past the end), or None when the file
+        # does not exist. Log reads use it so a page costs its own bytes only.
+        try:
+            f = open(self.path(name), "rb")
+        except OSError:
+            return None
+        try:
+            f.seek(offset)
+            return f.read(size)
+        finally:
+            f.close()
+
     def flush(self, f):
         f.flush()
 

@@ -66,8 +66,11 @@ class Handler:
             return wire.encode(wire.T_INFO, seq, self.info())
         if t == wire.T_LOG_READ:
             n = f["max_records"]
-            if n > wire.MAX_PAGE_RECORDS:
-                n = wire.MAX_PAGE_RECORDS
+            cap = wire.MAX_PAGE_RECORDS
+            if pen.state == wire.S_RUNNING:
+                cap = wire.RUNNING_PAGE_RECORDS  # a page must not stretch a control tick
+            if n > cap:
+                n = cap
             first, last, recs = pen.store.read(f["from_seq"], n)
             return wire.encode(wire.T_LOG_PAGE, seq, {"first_seq": first, "last_seq": last,
                                                       "records": recs})

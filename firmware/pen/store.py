@@ -196,7 +196,8 @@ class Store:
 
     def read(self, from_seq, max_records):
         # -> (first_seq, last_seq, [22-byte records]) from from_seq on, skipping
-        # records whose CRC fails (a gap the reader sees).
+        # records whose CRC fails (a gap the reader sees). Reads the segments in
+        # chunks of about a page, never a whole segment at once.
         out = []
         segs = self.segs
         for i in range(len(segs)):
@@ -205,13 +206,31 @@ class Store:
             end = segs[i + 1] if i + 1 < len(segs) else self.next_seq
             if end <= from_seq:
                 continue
-            data = self.fs.read(_seg_name(segs[i])) or b""
-            for j in range(len(data) // DISK_SIZE):
-                if len(out) >= max_records:
-                    break
-                off = j * DISK_SIZE
-                if struct.unpack_from("<I", data, off)[0] < from_seq:
-                    continue
-                if _good(data, j):
-                    out.append(data[off:off + REC_SIZE])
+            name = _seg_name(segs[i])
+            # Without burnt numbers the record with seq `want` is at index
+            # want - first: start there. When the record found there is not that
+            # one, or is damaged, scan the segment from its start instead.
+            want = from_seq if from_seq > segs[i] else segs[i]
+            off = (want - segs[i]) * DISK_SIZE
+            probe = off > 0
+            while len(out) < max_records:
+                size = (max(max_records - len(out), 16)) * DISK_SIZE
+                data = self.fs.read_at(name, off, size) or b""
+                if probe:
+                    probe = False
+                    if not (len(data) >= DISK_SIZE and _good(data, 0)
+                            and struct.unpack_from("<I", data, 0)[0] == want):
+                        off = 0
+                        continue
+                for j in range(len(data) // DISK_SIZE):
+                    if len(out) >= max_records:
+                        break
+                    o = j * DISK_SIZE
+                    if struct.unpack_from("<I", data, o)[0] < from_seq:
+                        continue
+                    if _good(data, j):
+                        out.append(data[o:o + REC_SIZE])
+                if len(data) < size:
+                    break  # the end of this segment
+                off += size
         return self.first_seq(), self.last_seq(), out

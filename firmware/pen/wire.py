@@ -12,6 +12,7 @@ PROTOCOL_VERSION = const(1)
 MAX_FRAME = const(4096)
 HEADER_SIZE = const(6)
 MAX_PAGE_RECORDS = const(160)
+RUNNING_PAGE_RECORDS = const(16)
 
 # message types
 T_HELLO = const(1)

@@ -117,6 +117,7 @@ def render() -> str:
         f"MAX_FRAME = const({codes.MAX_FRAME})",
         f"HEADER_SIZE = const({codes.HEADER_SIZE})",
         f"MAX_PAGE_RECORDS = const({codes.MAX_PAGE_RECORDS})",
+        f"RUNNING_PAGE_RECORDS = const({codes.RUNNING_PAGE_RECORDS})",
         "",
         "# message types",
         *_const_lines("T_", codes.MsgType),

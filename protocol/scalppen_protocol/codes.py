@@ -13,6 +13,9 @@ PROTOCOL_VERSION: Final = 1
 MAX_FRAME: Final = 4096  # header + payload, bytes
 HEADER_SIZE: Final = 6
 MAX_PAGE_RECORDS: Final = 160
+# While needles move the pen answers LOG_READ with at most this many records, so
+# that reading the log cannot stretch a control tick (the host reads on).
+RUNNING_PAGE_RECORDS: Final = 16
 FRAGMENT_HEADER_SIZE: Final = 2
 ATT_HEADER_SIZE: Final = 3
 MIN_MTU: Final = 23

@@ -10,6 +10,10 @@ class MemFs:
         d = self.files.get(name)
         return bytes(d) if d is not None else None
 
+    def read_at(self, name, offset, size):
+        d = self.files.get(name)
+        return bytes(d[offset:offset + size]) if d is not None else None
+
     def write(self, name, data):
         self.files[name] = bytearray(data)
 

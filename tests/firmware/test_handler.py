@@ -120,3 +120,21 @@ def test_log_records_are_wire_records(r):
     _, _, f = r.req(wire.T_LOG_READ, {"from_seq": 0, "max_records": 5})
     raw = r.store.read(0, 5)[2]
     assert [unpack_record(x) for x in raw] == f["records"]
+
+
+def test_log_read_pages_are_short_while_needles_move(r):
+    # A full page is about ten control ticks of work on the pen; while a session runs
+    # the page is capped so that a log read cannot stretch a tick (hazard: flood).
+    for i in range(200):
+        r.store.append(wire.K_BOOT, 0, 0, 0, i, i)
+    req = {"from_seq": 1, "max_records": wire.MAX_PAGE_RECORDS}
+    assert len(r.req(wire.T_LOG_READ, req)[2]["records"]) == wire.MAX_PAGE_RECORDS
+    assert r.start_session(1000, 600) == 0
+    r.run(1500)
+    assert r.pen.state == wire.S_RUNNING
+    t, _, f = r.req(wire.T_LOG_READ, req)
+    assert t == wire.T_LOG_PAGE and len(f["records"]) == wire.RUNNING_PAGE_RECORDS
+    assert [x["seq"] for x in f["records"]] == list(range(1, 1 + wire.RUNNING_PAGE_RECORDS))
+    assert r.code(wire.T_STOP) == 0
+    r.run(500)
+    assert len(r.req(wire.T_LOG_READ, req)[2]["records"]) == wire.MAX_PAGE_RECORDS
