@@ -113,8 +113,12 @@ class App:
         self.passkey = passkey
 
     def _on_link(self, up):
+        # Writes queued from the old connection are dropped with it: a request
+        # must never outlive the link it came on (a START would run unwatched).
         self.handler.link_reset()
         self.reasm.reset()
+        self.dropped += len(self.rx)
+        self.rx = []
 
     # ---- the control tick -----------------------------------------------------------
     def step(self, now_ms):

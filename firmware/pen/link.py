@@ -47,6 +47,7 @@ class Reassembler:
     # feed(fragment) -> frame bytes when complete, else None; raises wire.WireError.
     def __init__(self, max_frame=wire.MAX_FRAME):
         self.max_frame = max_frame
+        self.interrupted = 0  # incomplete messages dropped for a new one
         self.reset()
 
     def reset(self):
@@ -73,7 +74,12 @@ class Reassembler:
             self.reset()
             self._tag = tag
             if interrupted:
-                self._accept(chunk, control)
+                # The incomplete message is dropped. A new message that is whole in
+                # this fragment is still delivered (it may be the STOP that follows).
+                frame = self._accept(chunk, control)
+                self.interrupted += 1
+                if frame is not None:
+                    return frame
                 raise wire.WireError(wire.E_OUT_OF_ORDER, "message interrupted")
             return self._accept(chunk, control)
         if self._tag < 0:

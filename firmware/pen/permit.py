@@ -17,6 +17,7 @@ except ImportError:
 BODY_FMT = "<HHII8s"
 BLOCK = const(64)
 MAX_SKEW_S = const(300)  # a permit issued this far in the pen's future is refused
+MAX_WINDOW_S = const(7200)  # a decision is for now: longer validity is refused
 
 
 def _xor(key, pad):
@@ -82,5 +83,7 @@ def check(p, key, now, used, nonce_floor, board):
     if d > board.ceiling_um or d > board.abs_depth_um or d < board.min_depth_um:
         return wire.E_PERMIT_OVER_LIMIT
     if s > board.session_cap_s or s <= 0:
+        return wire.E_PERMIT_OVER_LIMIT
+    if p["expires_at"] - p["issued_at"] > MAX_WINDOW_S:
         return wire.E_PERMIT_OVER_LIMIT
     return 0

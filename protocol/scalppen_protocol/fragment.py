@@ -66,6 +66,8 @@ class Reassembler:
 
     def __init__(self, max_frame: int = MAX_FRAME) -> None:
         self.max_frame = max_frame
+        #: Incomplete messages dropped because a new one began.
+        self.interrupted = 0
         self._parts: list[bytes] = []
         self._size = 0
         self._tag = -1
@@ -104,7 +106,12 @@ class Reassembler:
             self.reset()
             self._tag = tag
             if interrupted:
-                self._accept(chunk, control)
+                # The incomplete message is dropped; a new message that is whole in
+                # this fragment is still delivered.
+                frame = self._accept(chunk, control)
+                self.interrupted += 1
+                if frame is not None:
+                    return frame
                 raise ProtocolError(
                     ErrorCode.OUT_OF_ORDER, "new message before the last one was complete"
                 )

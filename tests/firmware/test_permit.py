@@ -106,6 +106,16 @@ def test_over_limit(r):
     assert refusals(r) == [wire.E_PERMIT_OVER_LIMIT] * 3
 
 
+def test_validity_window_longer_than_two_hours_refused(r):
+    # Only the key holder can sign, yet a permit valid for days would outlive the
+    # decision it stands for: the pen caps the window (the host issues one hour).
+    long = _host_permit(issued_at=T0 - 5, expires_at=T0 - 5 + 7201)
+    assert r.code(wire.T_ARM, long) == wire.E_PERMIT_OVER_LIMIT
+    assert refusals(r) == [wire.E_PERMIT_OVER_LIMIT]
+    ok = _host_permit(issued_at=T0 - 5, expires_at=T0 - 5 + 7200, nonce=b"host0002")
+    assert r.code(wire.T_ARM, ok) == 0
+
+
 def test_set_key_rules():
     r = Rig(MemFs(), key=None)
     assert r.code(wire.T_SET_KEY, {"key": KEY}, auth=False) == wire.E_NOT_AUTHORIZED

@@ -91,6 +91,15 @@ def test_new_message_interrupts_an_incomplete_one() -> None:
     assert host == fw == [ErrorCode.OUT_OF_ORDER, _frame(60)]
 
 
+def test_whole_message_after_an_incomplete_one_is_delivered() -> None:
+    # A one-fragment request (a STOP, say) right after a cut-off message is not lost.
+    a = hfrag.fragment(_frame(100), 23, 1)
+    b = hfrag.fragment(_frame(10), 23, 2)
+    assert len(b) == 1
+    host, fw = _both([a[0], *b])
+    assert host == fw == [_frame(10)]
+
+
 def test_oversized_message_is_refused() -> None:
     size = hfrag.chunk_size(517)
     n = MAX_FRAME // size + 2
