@@ -286,6 +286,10 @@ class FrameLinkBase:
             if not task.done():
                 task.cancel()
         if task in done:
+            if task.cancelled():
+                # Nobody here cancelled it: the radio stack dropped the operation
+                # (bumble cancels a pending ATT write when the connection goes).
+                raise LinkLost(f"{what} was dropped by the radio (the link went)")
             return task.result()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await task
