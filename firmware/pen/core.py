@@ -91,6 +91,7 @@ class Pen:
         self._t_disp = -DISPLAY_MS
         self._disp_state = -1
         self._write = None  # cartridge fields waiting for the next tick's outputs
+        self._write_cart = ""  # hex id of the cartridge those fields belong to
         self._finish_cart = ""  # cartridge of an interrupted session, to mark finished
         self._ticked = False
         self.depth.setting_um = board.min_depth_um
@@ -227,11 +228,16 @@ class Pen:
         if code:
             self._log(wire.K_START_REFUSED, code, um, 0, st, wire.T_SET_DEPTH)
             return code
+        if st == wire.S_RUNNING and um > self.session_depth:
+            # rule 6: a reset must not forget the deeper setting: persisted first
+            old = self.session_depth
+            self.session_depth = um
+            if not self._checkpoint():
+                self.session_depth = old
+                return self._refuse(wire.K_START_REFUSED, wire.T_SET_DEPTH, wire.E_STORAGE_FULL)
         self.depth.setting_um = um
         if st == wire.S_RUNNING:
             self.depth.set_target(um, self.now_ms)
-            if um > self.session_depth:
-                self.session_depth = um
         return 0
 
     def set_speed(self, level):
@@ -273,12 +279,17 @@ class Pen:
         inp = self.inp
         if inp is None:
             return self._refuse(wire.K_START_REFUSED, req, wire.E_WRONG_STATE)
+        if not p["standalone"] and not inp.link_up:
+            # A START that was queued before the link went: nobody would be watching.
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_FAULT_LINK_LOST)
         c = self.store.c
         if inp.cartridge is not None and self.cart is not None:
             self.cart_code = self.wear.code(self.cart, now)
         code, detail = safety.check_start(
             self.board, inp, now, self.depth.homed, self.depth.setting_um, p["depth"],
             self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"])
+        if not code and self.cart is None:
+            code = wire.E_NO_CARTRIDGE  # inserted since the last tick: not checked yet
         if code:
             return self._refuse(wire.K_START_REFUSED, req, code, detail)
         um = self.depth.setting_um
@@ -288,12 +299,23 @@ class Pen:
             self.elapsed_ms = 0
             self.strokes = 0
             self.warned = False
-            self._merge_write(self.wear.begin(self.cart, now))
+            self._merge_write(self.cart, self.wear.begin(self.cart, now))
             self.wear.session_started(now)
             c["sess"] = [now, um, now, 0, 0]
-            self._commit()
+            if not self._commit():  # no needling on a session the pen could not record
+                c["sess"] = None
+                self.session_open = False
+                return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
             self._log(wire.K_SESSION_START, 0, um, self.remaining_s(), self.motor.target_sps)
         else:
+            # rule 6: the session is as deep as its deepest part, and a reset ends it
+            # no earlier than this resume: both persisted before the needles move
+            old = self.session_depth
+            if um > old:
+                self.session_depth = um
+            if not self._checkpoint():
+                self.session_depth = old
+                return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
             self._notice(wire.N_RESUMED, self.elapsed_ms)
         self._faults = 0
         self.fault = 0
@@ -318,12 +340,27 @@ class Pen:
         return 0
 
     # ---- internal transitions -------------------------------------------------
-    def _merge_write(self, w):
-        if self._write is None:
+    def _merge_write(self, cart, w):
+        # Pending EEPROM fields stay bound to their cartridge: a write for one that
+        # was swapped out before the next tick is never programmed into another.
+        h = cart_hex(cart)
+        if self._write is None or self._write_cart != h:
             self._write = w
+            self._write_cart = h
         else:
             for k in w:
                 self._write[k] = w[k]
+
+    def _checkpoint(self):
+        # Persist the open session's record (rule 6 after a reset: its last needling
+        # time and deepest depth; strokes and needling time for the log).
+        s = self.store.c["sess"]
+        if s:
+            s[2] = self.clock()
+            s[1] = self.session_depth
+            s[3] = self.strokes
+            s[4] = self.elapsed_ms
+        return self._commit()
 
     def _halt(self):
         hall = self.inp.hall_count if self.inp is not None else 0
@@ -348,7 +385,7 @@ class Pen:
         c["sess"] = None
         self.wear.add_run_ms(0)
         if self.cart is not None:
-            self._merge_write(self.wear.write_back(self.cart, True))
+            self._merge_write(self.cart, self.wear.write_back(self.cart, True))
             self.cart_code = self.wear.code(self.cart, now)
         self._log(wire.K_SESSION_END, code, self.session_depth, self.elapsed_ms, self.strokes)
         self._commit()
@@ -475,7 +512,8 @@ class Pen:
         out.home_seek = homing
         out.stepper_enable = homing or self.depth.homed
         out.depth_target_um = self.depth.target_um if self.state == wire.S_RUNNING else 0
-        if self._write is not None and inp.cartridge is not None:
+        if (self._write is not None and self.cart is not None and self._cart_id
+                and cart_hex(self.cart) == self._write_cart):
             out.cartridge_write = self._write
             self._write = None
         if self.state != self._disp_state or now_ms - self._t_disp >= DISPLAY_MS:
@@ -522,15 +560,9 @@ class Pen:
             self._event(wire.T_EV_TELEMETRY, self.telemetry(inp))
         if now_ms - self._t_ckpt >= CHECKPOINT_MS:
             self._t_ckpt = now_ms
-            s = self.store.c["sess"]
-            if s:
-                s[2] = self.clock()
-                s[1] = self.session_depth
-                s[3] = self.strokes
-                s[4] = self.elapsed_ms
-            self._commit()
+            self._checkpoint()
             if self.cart is not None:
-                self._merge_write(self.wear.write_back(self.cart))
+                self._merge_write(self.cart, self.wear.write_back(self.cart))
 
     def _cartridge(self, inp):
         cart = inp.cartridge
@@ -545,6 +577,10 @@ class Pen:
             return
         now = self.clock()
         dirty = False
+        if self.state == wire.S_RUNNING and cart is not None and self.cart is not None:
+            # swapped for another between two polls: the new one was never checked
+            # (rules 13-15), so the session stops as if the old one was pulled
+            self._enter_fault(wire.E_FAULT_CARTRIDGE_PULLED)
         if self.cart is not None and self._cart_id:
             self.wear.removed(self.cart)
             self._log(wire.K_CARTRIDGE_OUT, 0, 0, 0, 0)
@@ -558,7 +594,7 @@ class Pen:
             if cid:
                 dirty = self.wear.inserted(cart) or dirty
                 if self._finish_cart and self._finish_cart == cart_hex(cart):
-                    self._merge_write(self.wear.write_back(cart, True))
+                    self._merge_write(cart, self.wear.write_back(cart, True))
                     self._finish_cart = ""
             self._log(wire.K_CARTRIDGE_IN, self.cart_code, 0, cart.get("used", 0) if cid else 0,
                       cart.get("rated", 0) if cid else 0)

@@ -188,6 +188,46 @@ def _pack(spec, fields, out):
             _pack(seg[2], fields[seg[1]], out)
 
 
+def _utf8_ok(b):
+    # Strict UTF-8 as CPython decodes it (MicroPython's decode() accepts overlong
+    # forms, surrogates and code points above U+10FFFF): no overlong form, no
+    # surrogate, nothing above U+10FFFF.
+    i = 0
+    n = len(b)
+    while i < n:
+        c = b[i]
+        if c < 0x80:
+            i += 1
+            continue
+        lo = 0x80
+        hi = 0xBF
+        if 0xC2 <= c <= 0xDF:
+            k = 1
+        elif 0xE0 <= c <= 0xEF:
+            k = 2
+            if c == 0xE0:
+                lo = 0xA0
+            elif c == 0xED:
+                hi = 0x9F
+        elif 0xF0 <= c <= 0xF4:
+            k = 3
+            if c == 0xF0:
+                lo = 0x90
+            elif c == 0xF4:
+                hi = 0x8F
+        else:
+            return False
+        if i + k >= n:
+            return False
+        if not lo <= b[i + 1] <= hi:
+            return False
+        for j in range(i + 2, i + k + 1):
+            if not 0x80 <= b[j] <= 0xBF:
+                return False
+        i += k + 1
+    return True
+
+
 def _unpack(spec, buf, off, end, fields):
     for seg in spec:
         kind = seg[0]
@@ -206,10 +246,10 @@ def _unpack(spec, buf, off, end, fields):
             n = buf[off]
             if off + 1 + n > end:
                 raise WireError(E_TRUNCATED, "payload truncated")
-            try:
-                fields[seg[1]] = bytes(buf[off + 1:off + 1 + n]).decode()
-            except Exception:
+            raw = bytes(buf[off + 1:off + 1 + n])
+            if not _utf8_ok(raw):
                 raise WireError(E_MALFORMED, "bad utf-8")
+            fields[seg[1]] = raw.decode()
             off += 1 + n
         elif kind == "a":
             if off + 1 > end:

@@ -508,6 +508,21 @@ def test_rule21_link_loss_stops_and_retracts(r):
     assert r.code(wire.T_START) == 0
 
 
+def test_rule21_start_while_the_link_is_down_is_refused(r):
+    # A START queued just before the link went must not run with nobody connected.
+    assert r.arm(depth=1000) == 0
+    assert r.code(wire.T_SET_DEPTH, {"depth_um": 1000}) == 0
+    r.plant.inp.link_up = False
+    r.run(20)
+    assert r.code(wire.T_START) == wire.E_FAULT_LINK_LOST
+    r.run(500)
+    assert r.max_duty == 0 and r.pen.state != wire.S_RUNNING
+    assert wire.E_FAULT_LINK_LOST in refused(r, wire.K_START_REFUSED)
+    r.plant.inp.link_up = True
+    r.run(20)
+    assert r.code(wire.T_START) == 0
+
+
 def test_rule21_reset_mid_session_stops_and_locks_interval():
     fs = MemFs()
     rr = Rig(fs)

@@ -180,3 +180,31 @@ def test_protocol_doc_tables_are_current() -> None:
     from scalppen_protocol import docgen
 
     assert docgen.DOC.read_text() == docgen.current_doc()
+
+
+def test_firmware_utf8_check_equals_cpython_decode() -> None:
+    # MicroPython's bytes.decode() accepts overlong forms and code points above
+    # U+10FFFF; the generated codec checks UTF-8 itself, exactly as CPython decodes.
+    import itertools
+    import random
+
+    def cpython_ok(b: bytes) -> bool:
+        try:
+            b.decode()
+        except UnicodeDecodeError:
+            return False
+        return True
+
+    cases = [bytes(p) for p in itertools.product(range(256), repeat=2)]
+    rnd = random.Random(7)
+    leads = [0xC0, 0xC1, 0xC2, 0xDF, 0xE0, 0xE1, 0xED, 0xEE, 0xEF, 0xF0, 0xF1, 0xF4, 0xF5, 0xFF]
+    for _ in range(60_000):
+        n = rnd.randint(1, 6)
+        b = bytearray(rnd.choice([*leads, rnd.randrange(256)]) if rnd.random() < 0.4
+                      else rnd.randrange(0x80, 0xC0) for _ in range(n))
+        cases.append(bytes(b))
+    cases += [b"\xc1\xa9", b"\xe0\x82\xac", b"\xf4\x90\x80\x80", b"\xed\xa0\x80", b"\xf5\x80\x80\x80",
+              "ScalpPen é ✓ 𝄞".encode()]
+    bad = [b for b in cases if wire._utf8_ok(b) != cpython_ok(b)]
+    assert not bad, bad[:5]
+    assert not wire._utf8_ok(b"\xc1\xa9") and wire._utf8_ok("é✓𝄞".encode())
