@@ -124,11 +124,18 @@ class BondStore:
         self.load()
 
     def load(self):
+        # The file, or the temporary file a save left when power went between its
+        # remove and rename (where rename cannot replace): bonds survive either way.
         self.entries = []
-        try:
-            with open(self.path, "r") as f:
-                raw = json.load(f)
-        except (OSError, ValueError):
+        raw = None
+        for path in (self.path, self.path + ".tmp"):
+            try:
+                with open(path, "r") as f:
+                    raw = json.load(f)
+                break
+            except (OSError, ValueError):
+                pass
+        if not isinstance(raw, list):
             return
         for item in raw:
             try:
@@ -142,10 +149,13 @@ class BondStore:
         with open(tmp, "w") as f:
             json.dump(raw, f)
         try:
-            os.remove(self.path)
+            os.rename(tmp, self.path)  # atomic replace on littlefs
         except OSError:
-            pass
-        os.rename(tmp, self.path)
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
+            os.rename(tmp, self.path)
 
     def get(self, sec_type, index, key):
         if key is None:
