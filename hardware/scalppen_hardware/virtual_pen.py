@@ -76,6 +76,7 @@ class VirtualPen:
         self.clock = VirtualClock()
         if epoch is not None:
             self.clock.set_epoch(epoch)
+            self.clock.set_calendar(epoch)
         self.hw = VirtualPenHardware(self.board, self.clock, soc_pct=soc_pct)
         self.radio = ble_radio.VirtualRadio(link, address, name="pen")
         self.app: Any = None

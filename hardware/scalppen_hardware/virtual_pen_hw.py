@@ -549,10 +549,11 @@ class VirtualPenHardware:
             th.temp_c = float(temp_c)
 
     def make_cartridge(self, kind: str = "new", **kw: Any) -> VirtualCartridge:
-        """A cartridge dated against the pen's clock, with the board's default rating."""
+        """A cartridge dated by the world's calendar (not the pen's RTC, which a power
+        cut resets), with the board's default rating."""
         kw.setdefault("rated", int(self._lim["cartridge_rated_strokes"]))
         kw.setdefault("shelf_life_s", int(self._lim["cartridge_shelf_life_s"]))
-        return VirtualCartridge.make(kind, now=self.clock.epoch(), **kw)
+        return VirtualCartridge.make(kind, now=self.clock.calendar(), **kw)
 
     def insert_cartridge(self, cart: VirtualCartridge | str = "new", **kw: Any) -> VirtualCartridge:
         """Put a cartridge in the slot: an existing one, or a new one of a kind

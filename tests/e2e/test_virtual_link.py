@@ -550,3 +550,28 @@ def test_a_second_session_on_the_same_boot_gets_its_permit_time(tmp_path: Path) 
                 await within(pen.close())
 
     run(scenario())
+
+
+def test_no_permit_is_issued_while_the_pen_has_a_session_open(tmp_path: Path) -> None:
+    """The host asks the pen first: with a session running (or paused) it issues and
+    records no new permit, and says how to go on."""
+    from scalppen.workflows.session import SessionOpen, SessionPlan, run_session
+
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            await r.pair()
+            pen = await r.pen()
+            try:
+                await r.start_session(pen, 500)
+                issued = len(S.list_permits(r.db, r.serial))
+                assert r.patient_id is not None
+                plan = SessionPlan(r.patient_id, 500, 600, attested=True)
+                with pytest.raises(SessionOpen, match="session open") as err:
+                    await within(run_session(pen, r.db, plan, r.now))
+                assert "scalppen session stop" in err.value.hint
+                assert len(S.list_permits(r.db, r.serial)) == issued
+                assert r.state == PenState.RUNNING
+            finally:
+                await within(pen.close())
+
+    run(scenario())

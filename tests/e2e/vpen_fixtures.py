@@ -107,8 +107,9 @@ class Rig:
 
     # -- clocks -----------------------------------------------------------------------
     def now(self) -> datetime:
-        """The host's clock runs with the pen's virtual wall time (as in the demo)."""
-        return datetime.fromtimestamp(self.vpen.unix_time(), UTC)
+        """The host's clock: the virtual world's true date (the pen's RTC starts
+        from its cold value after a power cut; the laptop's clock does not)."""
+        return datetime.fromtimestamp(self.vpen.clock.calendar(), UTC)
 
     @property
     def virtual_ms(self) -> float:

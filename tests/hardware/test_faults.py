@@ -75,6 +75,17 @@ def test_power_loss_and_reboot(rig, clock) -> None:  # type: ignore[no-untyped-d
     assert not rig2.inp.homed and rig2.inp.depth_um == pytest.approx(1000, abs=5)
 
 
+def test_cartridge_made_after_a_power_cut_is_dated_by_the_calendar(rig, clock) -> None:  # type: ignore[no-untyped-def]
+    # The RTC restarts cold at a power cut; a new cartridge from the box is still
+    # made this year, not in 2000 (else the pen would refuse it as expired).
+    before = rig.hw.make_cartridge("new")
+    rig.hw.inject("power_loss")
+    hw2 = rig.hw.reboot()
+    assert clock.epoch() < EPOCH <= clock.calendar()
+    after = hw2.make_cartridge("new")
+    assert after.record["expiry"] >= before.record["expiry"] > clock.calendar()
+
+
 def test_brownout_reported_after_reboot(rig) -> None:  # type: ignore[no-untyped-def]
     rig.tick()
     assert not rig.inp.brownout

@@ -546,3 +546,23 @@ def test_refusals_say_rule_reason_and_lift_time() -> None:
     assert [r.rule for r in d.refusals] == sorted(r.rule for r in d.refusals)
     assert d.max_depth_um == 0 and d.max_duration_s == 0
     assert d.next_possible_at is None
+
+
+def test_rule19_fresh_attestation_counts_after_the_clock_was_set_back(tmp_path) -> None:
+    # The computer's clock was an hour fast when the user last confirmed; after it is
+    # corrected, a new confirmation must count (the old one is now in the future).
+    from scalppen import store as S
+    from scalppen.policy import attestation
+    from scalppen.policy.history import PatientHistory
+    from scalppen.policy.rules import PolicyConfig
+
+    db = S.open_store(tmp_path / "s.db")
+    pid = S.add_profile(db, "P", birth_year=1980).id
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    S.record_attestation(db, pid, at=now + timedelta(hours=1))
+    S.record_attestation(db, pid, at=now)
+    att = S.latest_attestation(db, pid)
+    assert att is not None and att.at == now
+    result = attestation.check_attestation(PatientHistory(attestation=att), now, PolicyConfig())
+    assert not result.refusals
+    db.close()

@@ -44,6 +44,7 @@ class VirtualClock:
         self.boot_us = 0
         self.ticks_origin_ms = ticks_origin_ms
         self._epoch_offset_us = int(epoch_s * 1_000_000)
+        self._calendar_offset_us = self._epoch_offset_us
         # Who advances physics when the firmware sleeps (the installed hardware).
         self.sleeper: Callable[[int], None] | None = None
 
@@ -92,6 +93,16 @@ class VirtualClock:
     def set_epoch(self, epoch_s: float) -> None:
         """Set the RTC (what ``machine.RTC().datetime(...)`` does)."""
         self._epoch_offset_us = int(epoch_s * 1_000_000) - self.world_us
+
+    def calendar(self) -> int:
+        """The true date in the pen's world, in Unix seconds: what a factory stamps
+        on a cartridge and a laptop's clock shows. The RTC may be wrong (lost at a
+        power cut, set by a host); this is not."""
+        return (self.world_us + self._calendar_offset_us) // 1_000_000
+
+    def set_calendar(self, epoch_s: float) -> None:
+        """Set the world's true date (the RTC is set with :meth:`set_epoch`)."""
+        self._calendar_offset_us = int(epoch_s * 1_000_000) - self.world_us
 
     def rtc_lost(self) -> None:
         """Power was lost: the RTC restarts from its cold-boot value."""

@@ -229,9 +229,13 @@ def record_attestation(
 
 
 def latest_attestation(db: Store, profile_id: int) -> Attestation | None:
-    """The profile's most recent attestation."""
+    """The profile's attestation recorded last.
+
+    By the order of recording, not by its time: after the computer's clock was set
+    back, a fresh confirmation must not hide behind an older, now future-dated one.
+    """
     row = db.query_one(
-        "SELECT * FROM attestations WHERE profile_id = ? ORDER BY at DESC, id DESC LIMIT 1",
+        "SELECT * FROM attestations WHERE profile_id = ? ORDER BY id DESC LIMIT 1",
         (profile_id,),
     )
     return _attestation(row) if row else None

@@ -21,6 +21,16 @@ from scalppen.workflows.logsync import SyncSummary, sync_log
 from scalppen_protocol.codes import ErrorCode, Notice, PenState
 
 
+class SessionOpen(Exception):
+    """The pen already has a session open (running or paused): no new permit."""
+
+    hint = "stop it first: scalppen session stop"
+
+    def __init__(self, state: str) -> None:
+        super().__init__(f"the pen has a session open ({state.lower()}); no new permit "
+                         "was issued")
+
+
 class SessionRefused(Exception):
     """The host's safety policy refused the session; ``decision.refusals`` say why."""
 
@@ -81,6 +91,7 @@ async def run_session(
     """Run one session on a connected pen (HELLO done) and store what happened.
 
     Raises:
+        SessionOpen: the pen already has a session open (nothing was issued).
         SessionRefused: the policy refused (nothing was sent to the pen).
         PenRefused: the pen refused a step (its hard limits, its own lockouts).
     """
@@ -88,6 +99,8 @@ async def run_session(
     assert info is not None and info.limits is not None
     serial = info.serial
     status = await pen.status()
+    if status.state in (PenState.RUNNING, PenState.PAUSED):
+        raise SessionOpen(PenState(status.state).name)
     last = None
     if status.last_session_end:
         last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
