@@ -12,6 +12,7 @@
 # is closed in the log and counts for the interval lockout, and nothing runs
 # again without a new permit and START (rule 21).
 import binascii
+import json
 
 from pen import wire
 from pen import safety
@@ -299,11 +300,17 @@ class Pen:
             self.elapsed_ms = 0
             self.strokes = 0
             self.warned = False
+            # what the start changes in RAM, put back if it cannot reach flash
+            cart = self.cart
+            assert cart is not None  # refused above (NO_CARTRIDGE)
+            undo = (json.dumps(c), cart.get("first_use"), self._write, self._write_cart)
             self._merge_write(self.cart, self.wear.begin(self.cart, now))
             self.wear.session_started(now)
             c["sess"] = [now, um, now, 0, 0]
             if not self._commit():  # no needling on a session the pen could not record
-                c["sess"] = None
+                self.store.c = json.loads(undo[0])
+                cart["first_use"] = undo[1]
+                self._write, self._write_cart = undo[2], undo[3]
                 self.session_open = False
                 return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
             self._log(wire.K_SESSION_START, 0, um, self.remaining_s(), self.motor.target_sps)

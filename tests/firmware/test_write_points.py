@@ -303,10 +303,15 @@ def test_storage_error_at_session_start_refuses_the_start():
     """Rules 6, 13: a session whose record cannot reach flash never needles."""
     r = Rig(FullFs())
     assert r.arm() == 0
+    assert r.code(wire.T_SET_DEPTH, {"depth_um": 500}) == 0
+    before = json.dumps(r.pen.store.c, sort_keys=True)
     r.fs.full = True
     assert r.code(wire.T_START) == wire.E_STORAGE_FULL
     r.run(500)
     assert r.max_duty == 0 and r.pen.store.c["sess"] is None
+    # nothing of the refused start stays in RAM: no session counted, cartridge unused
+    assert json.dumps(r.pen.store.c, sort_keys=True) == before
+    assert not r.plant.writes and not r.pen.cart.get("first_use")
 
 
 def test_storage_error_at_resume_keeps_the_session_paused():
