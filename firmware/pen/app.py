@@ -47,6 +47,14 @@ def _join(root, name):
     return root + "/" + name
 
 
+def _is_stop(data):
+    # A whole STOP request in one fragment (FIRST and LAST): fragment header (2 bytes),
+    # then the frame header (version, type, ...).
+    whole = link.FIRST | link.LAST
+    return len(data) >= 4 and data[0] & whole == whole and data[1] == 0 \
+        and data[3] == wire.T_STOP
+
+
 def _reset_code():
     cause = machine.reset_cause()
     if cause == machine.WDT_RESET:
@@ -104,10 +112,19 @@ class App:
 
     # ---- radio callbacks (IRQ context: only record) -----------------------------
     def _on_rx(self, conn, data):
+        data = bytes(data)
+        if _is_stop(data):
+            # STOP is always safe: it goes to the head of the queue, so a flood of
+            # other requests can neither delay it nor push it out.
+            self.rx.insert(0, data)
+            if len(self.rx) > _RX_LIMIT:
+                self.rx.pop()
+                self.dropped += 1
+            return
         if len(self.rx) >= _RX_LIMIT:
             self.rx.pop(0)
             self.dropped += 1
-        self.rx.append(bytes(data))
+        self.rx.append(data)
 
     def _on_passkey(self, conn, passkey):
         self.passkey = passkey

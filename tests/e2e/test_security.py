@@ -687,6 +687,54 @@ def test_safety_stop_during_a_request_flood_cuts_the_motor_at_the_very_next_tick
     run(scenario(), timeout=30.0)
 
 
+def test_stop_overtakes_a_full_queue_of_requests_and_stops_the_needles_at_once(
+    tmp_path: Path,
+) -> None:
+    """A STOP written behind a flood that filled the pen's queue is neither pushed
+    out nor kept waiting: it goes to the head of the queue, and the first control
+    tick after it arrives stops the motor while the flood is still queued."""
+
+    async def scenario() -> None:
+        async with rig(tmp_path) as r:
+            pen, flood, _dropped, _since = await _running(r)
+            arrived: list[int] = []
+            take = r.app.ble._on_rx
+
+            def on_rx(conn: int, data: bytes) -> None:
+                take(conn, data)
+                if bytes(data)[2:3] == b"\x01" and bytes(data)[3] == MsgType.STOP:
+                    arrived.append(len(flood.ticks))
+
+            r.app.ble._on_rx = on_rx
+            try:
+                r.vpen.pause()
+                framer = BleFramer(_client(pen).mtu_size)
+                for n in range(100):
+                    frame = encode_frame(MsgType.LOG_READ, 0x9000 + n,
+                                         {"from_seq": 1, "max_records": 160})
+                    for frag in framer.split(frame):
+                        await _client(pen).write_gatt_char(gatt.REQUEST_CHAR_UUID, frag,
+                                                           response=False)
+                stop = framer.split(encode_frame(MsgType.STOP, 0x9999, {}))
+                assert len(stop) == 1
+                await _client(pen).write_gatt_char(gatt.REQUEST_CHAR_UUID, stop[0],
+                                                   response=False)
+                await wait_until(lambda: bool(arrived), 5.0, "the STOP at the pen's radio")
+                rx_limit = int(sys.modules[type(r.app).__module__]._RX_LIMIT)
+                assert len(r.app.rx) == rx_limit  # the queue is full of the flood
+                assert r.state == PenState.RUNNING
+                r.vpen.resume()
+                await _ticks(r, 3)
+                first = flood.ticks[arrived[0]]
+                assert first.state == PenState.RUNNING and first.after != PenState.RUNNING
+                # served first: the whole flood was still queued behind it
+                assert first.duty == 0.0 and first.queued == rx_limit and first.handled == 1
+            finally:
+                await within(pen.close())
+
+    run(scenario(), timeout=30.0)
+
+
 # ---- a request must not outlive its link ------------------------------------------------------
 
 
