@@ -605,13 +605,6 @@ class Pen:
             if isinstance(exc, LinkLost):
                 raise
             raise LinkLost(f"link lost: {exc}") from exc
-        except asyncio.CancelledError:
-            task = asyncio.current_task()
-            if task is None or task.cancelling():
-                raise  # this request was cancelled: pass it on
-            # Nobody cancelled this request: the transport's own work was cancelled
-            # under it (bumble cancels a pending ATT write when the link drops).
-            raise LinkLost(f"link lost while sending {msg_type.name}") from None
         finally:
             if self._pending.get(seq) is entry:
                 del self._pending[seq]
