@@ -47,14 +47,6 @@ def _join(root, name):
     return root + "/" + name
 
 
-def _is_stop(data):
-    # A whole STOP request in one fragment (FIRST and LAST): fragment header (2 bytes),
-    # then the frame header (version, type, ...).
-    whole = link.FIRST | link.LAST
-    return len(data) >= 4 and data[0] & whole == whole and data[1] == 0 \
-        and data[3] == wire.T_STOP
-
-
 def _reset_code():
     cause = machine.reset_cause()
     if cause == machine.WDT_RESET:
@@ -113,7 +105,7 @@ class App:
     # ---- radio callbacks (IRQ context: only record) -----------------------------
     def _on_rx(self, conn, data):
         data = bytes(data)
-        if _is_stop(data):
+        if link.whole_type(data) == wire.T_STOP:
             # STOP is always safe: it goes to the head of the queue, so a flood of
             # other requests can neither delay it nor push it out.
             self.rx.insert(0, data)

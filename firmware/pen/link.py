@@ -43,6 +43,14 @@ def fragment(frame, mtu, counter):
     return out
 
 
+def whole_type(frag):
+    # The message type of a fragment that holds a whole message (FIRST and LAST at
+    # index 0), read from the frame header after the fragment header; else -1.
+    if len(frag) < 4 or frag[0] & (FIRST | LAST) != FIRST | LAST or frag[1] != 0:
+        return -1
+    return frag[3]
+
+
 class Reassembler:
     # feed(fragment) -> frame bytes when complete, else None; raises wire.WireError.
     def __init__(self, max_frame=wire.MAX_FRAME):

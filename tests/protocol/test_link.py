@@ -9,7 +9,8 @@ from pen import link, wire
 
 from scalppen_protocol import fragment as hfrag
 from scalppen_protocol import serial_framing as hser
-from scalppen_protocol.codes import MAX_FRAME, MAX_MTU, MIN_MTU, ErrorCode
+from scalppen_protocol.codec import encode_frame
+from scalppen_protocol.codes import MAX_FRAME, MAX_MTU, MIN_MTU, ErrorCode, MsgType
 from scalppen_protocol.errors import ProtocolError
 
 
@@ -168,3 +169,12 @@ def test_serial_arbitrary_bytes_agree(data: bytes) -> None:
         return [i if isinstance(i, bytes) else int(i.code) for i in items]  # type: ignore[attr-defined]
 
     assert norm(hser.Deframer().feed(data)) == norm(link.Deframer().feed(data))
+
+
+def test_whole_type_names_only_single_fragment_messages() -> None:
+    # The shell peeks at it to put a STOP at the head of its queue.
+    stop = hfrag.fragment(encode_frame(MsgType.STOP, 9, {}), 23, 4)
+    assert len(stop) == 1 and link.whole_type(stop[0]) == MsgType.STOP
+    long = hfrag.fragment(_frame(100), 23, 5)
+    assert [link.whole_type(f) for f in long] == [-1] * len(long)
+    assert link.whole_type(b"\xc0\x00\x01") == -1
