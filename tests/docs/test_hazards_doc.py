@@ -75,3 +75,16 @@ def test_every_fault_is_covered_by_a_row_with_tests() -> None:
     for fault in FAULTS:
         assert any(fault.lower() in r.lower() for r in rows), \
             f"no hazard row with tests mentions {fault!r}"
+
+
+def test_write_point_table_is_the_one_the_firmware_test_keeps() -> None:
+    # The page holds a copy of `python tests/firmware/writepoints_table.py`; the
+    # firmware test keeps that table equal to what the firmware writes.
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "firmware"))
+    from test_write_points import write_point_rows
+    from writepoints_table import markdown
+
+    assert markdown(write_point_rows()) in PAGE.read_text(), (
+        "docs/hazards.md: paste the output of python tests/firmware/writepoints_table.py")
