@@ -53,7 +53,7 @@ from bleak import BleakClient  # noqa: E402
 
 from scalppen import store as S  # noqa: E402
 from scalppen.client import SYNC_WINDOW, Pen  # noqa: E402
-from scalppen.policy.permits import permit_body, permit_tag  # noqa: E402
+from scalppen.policy.permits import sign_permit  # noqa: E402
 from scalppen.workflows.logsync import sync_log  # noqa: E402
 from scalppen.workflows.pairing import pair_pen  # noqa: E402
 from scalppen.workflows.radio import Radio  # noqa: E402
@@ -218,9 +218,7 @@ async def measure_raw(vpen: VirtualPen, radio: Radio, address: str, payloads: in
 
 
 def sign(key: bytes, depth_um: int, duration_s: int, now: int, nonce: bytes) -> dict[str, Any]:
-    body = permit_body(depth_um, duration_s, now - 5, now + 300, nonce)
-    return {"max_depth_um": depth_um, "max_duration_s": duration_s, "issued_at": now - 5,
-            "expires_at": now + 300, "nonce": nonce, "tag": permit_tag(key, body)}
+    return sign_permit(key, depth_um, duration_s, now - 5, now + 300, nonce).as_dict()
 
 
 async def powered_pen(tmp: Path, link: Any, name: str, address: str,

@@ -35,7 +35,7 @@ from bleak.exc import BleakGATTProtocolError
 from scalppen import store as S
 from scalppen.client import Pen, PenRefused
 from scalppen.policy import PenLimits
-from scalppen.policy.permits import issue_permit, permit_body, permit_tag
+from scalppen.policy.permits import issue_permit, sign_permit
 from scalppen.transports.ble_framing import BleFramer
 from scalppen.transports.bumble_bleak import open_central
 from scalppen.workflows.session import SessionPlan, decide
@@ -57,9 +57,7 @@ HOUR = 3600
 def _permit(key: bytes, depth_um: int, duration_s: int, issued_at: int, expires_at: int,
             nonce: bytes) -> dict[str, Any]:
     """A permit signed with ``key`` exactly as given (no host policy in the way)."""
-    body = permit_body(depth_um, duration_s, issued_at, expires_at, nonce)
-    return {"max_depth_um": depth_um, "max_duration_s": duration_s, "issued_at": issued_at,
-            "expires_at": expires_at, "nonce": nonce, "tag": permit_tag(key, body)}
+    return sign_permit(key, depth_um, duration_s, issued_at, expires_at, nonce).as_dict()
 
 
 def _key(r: Rig) -> bytes:
@@ -279,9 +277,8 @@ def test_permit_signed_with_another_pens_key_is_refused(tmp_path: Path) -> None:
                 assert await _refused(pen, for_b) == ErrorCode.PERMIT_BAD_TAG
                 assert r.state == PenState.IDLE
                 # The same fields signed with this pen's key: accepted (nonce unspent).
-                mine = {**for_b, "tag": permit_tag(_key(r), permit_body(
-                    for_b["max_depth_um"], for_b["max_duration_s"], for_b["issued_at"],
-                    for_b["expires_at"], for_b["nonce"]))}
+                mine = _permit(_key(r), for_b["max_depth_um"], for_b["max_duration_s"],
+                               for_b["issued_at"], for_b["expires_at"], for_b["nonce"])
                 await within(pen.arm(mine))
                 assert r.state == PenState.ARMED
                 codes = [x["code"] for x in _log(r, RecordKind.PERMIT_REFUSED)]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from scalppen.policy.permits import permit_body, permit_tag
+from scalppen.policy.permits import sign_permit
 from scalppen_hardware import ble_radio
 from scalppen_hardware.virtual_pen import VirtualPen
 from scalppen_protocol.messages import LogRecord
@@ -22,10 +22,7 @@ KEY = bytes(range(1, 33))
 
 
 def _permit(unix: int, depth_um: int = 500, seconds: int = 600) -> dict[str, Any]:
-    nonce = os.urandom(8)
-    body = permit_body(depth_um, seconds, unix, unix + 300, nonce)
-    return {"max_depth_um": depth_um, "max_duration_s": seconds, "issued_at": unix,
-            "expires_at": unix + 300, "nonce": nonce, "tag": permit_tag(KEY, body)}
+    return sign_permit(KEY, depth_um, seconds, unix, unix + 300, os.urandom(8)).as_dict()
 
 
 def _running_pen(vpen: VirtualPen) -> Any:

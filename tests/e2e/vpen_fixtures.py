@@ -28,7 +28,7 @@ from bumble.link import LocalLink
 from scalppen import store as S
 from scalppen.client import Pen
 from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
-from scalppen.policy.permits import permit_body, permit_tag
+from scalppen.policy.permits import sign_permit
 from scalppen.transports.ble import BleTransport
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
@@ -231,9 +231,7 @@ class Rig:
         key = S.get_permit_key(self.db, self.serial)
         assert key is not None
         now = self.vpen.unix_time()
-        body = permit_body(depth_um, duration_s, now - 5, now + 300, nonce)
-        return {"max_depth_um": depth_um, "max_duration_s": duration_s, "issued_at": now - 5,
-                "expires_at": now + 300, "nonce": nonce, "tag": permit_tag(key, body)}
+        return sign_permit(key, depth_um, duration_s, now - 5, now + 300, nonce).as_dict()
 
     async def start_session(self, pen: Pen, depth_um: int = 500) -> PermitFields:
         """ARM a fresh permit, set the depth, START; wait until needling at that depth."""

@@ -85,6 +85,17 @@ def permit_tag(key: bytes, body: bytes) -> bytes:
     return hmac.new(key, body, hashlib.sha256).digest()
 
 
+def sign_permit(
+    key: bytes, max_depth_um: int, max_duration_s: int, issued_at: int, expires_at: int,
+    nonce: bytes,
+) -> PermitFields:
+    """The permit with these fields, signed with ``key``: the mechanism alone, no
+    policy (:func:`issue_permit` decides what to sign)."""
+    body = permit_body(max_depth_um, max_duration_s, issued_at, expires_at, nonce)
+    return PermitFields(max_depth_um, max_duration_s, issued_at, expires_at, nonce,
+                        permit_tag(key, body))
+
+
 def verify_permit(fields: PermitFields, key: bytes) -> bool:
     """True if the permit's tag matches its fields under ``key`` (constant time)."""
     return hmac.compare_digest(permit_tag(key, fields.body()), fields.tag)
@@ -133,12 +144,5 @@ def issue_permit(
     nonce = secrets.token_bytes(NONCE_SIZE) if nonce is None else nonce
     issued_at = int(now.timestamp())
     expires_at = issued_at + ttl_s
-    body = permit_body(decision.max_depth_um, decision.max_duration_s, issued_at, expires_at, nonce)
-    return PermitFields(
-        max_depth_um=decision.max_depth_um,
-        max_duration_s=decision.max_duration_s,
-        issued_at=issued_at,
-        expires_at=expires_at,
-        nonce=nonce,
-        tag=permit_tag(key, body),
-    )
+    return sign_permit(key, decision.max_depth_um, decision.max_duration_s, issued_at,
+                       expires_at, nonce)
