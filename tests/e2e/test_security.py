@@ -71,18 +71,6 @@ def _pen_now(r: Rig) -> int:
     return int(r.app.pen.clock())
 
 
-def _log(r: Rig, kind: RecordKind) -> list[dict[str, int]]:
-    """The pen's log records of ``kind``, oldest first (from its flash)."""
-    from pen.store import unpack_record  # the firmware module of the running boot
-
-    recs: list[dict[str, int]] = []
-    while True:
-        _first, _last, page = r.app.store.read(recs[-1]["seq"] + 1 if recs else 1, 160)
-        if not page:
-            return [x for x in recs if x["kind"] == kind]
-        recs += [unpack_record(p) for p in page]
-
-
 def _snapshot(r: Rig) -> dict[str, Any]:
     """What a request could change on the pen: state, permit, settings, flash, link."""
     app, pen = r.app, r.app.pen
@@ -199,7 +187,7 @@ def test_expired_future_dated_and_inverted_permits_are_refused_and_logged(tmp_pa
                 for permit, code in cases:
                     assert await _refused(pen, permit) == code
                     assert r.state == PenState.IDLE and r.app.pen.permit is None
-                refusals = _log(r, RecordKind.PERMIT_REFUSED)
+                refusals = r.pen_log(RecordKind.PERMIT_REFUSED)
                 assert [x["code"] for x in refusals] == [code for _, code in cases]
                 assert [x["a"] for x in refusals] == [p["issued_at"] for p, _ in cases]
                 now = _pen_now(r)
@@ -238,7 +226,7 @@ def test_permit_beyond_the_firmware_hard_limits_is_refused_though_correctly_sign
                                      b"limit-%02d" % i)
                     assert await _refused(pen, permit) == ErrorCode.PERMIT_OVER_LIMIT, permit
                     assert r.state == PenState.IDLE and r.app.pen.permit is None
-                codes = [x["code"] for x in _log(r, RecordKind.PERMIT_REFUSED)]
+                codes = [x["code"] for x in r.pen_log(RecordKind.PERMIT_REFUSED)]
                 assert codes == [ErrorCode.PERMIT_OVER_LIMIT] * len(over)
                 # At the limits exactly, the same key and clock arm.
                 await within(pen.arm(_permit(key, lim.ceiling_um, lim.session_cap_s, now - 5,
@@ -281,7 +269,7 @@ def test_permit_signed_with_another_pens_key_is_refused(tmp_path: Path) -> None:
                                for_b["issued_at"], for_b["expires_at"], for_b["nonce"])
                 await within(pen.arm(mine))
                 assert r.state == PenState.ARMED
-                codes = [x["code"] for x in _log(r, RecordKind.PERMIT_REFUSED)]
+                codes = [x["code"] for x in r.pen_log(RecordKind.PERMIT_REFUSED)]
                 assert codes == [ErrorCode.PERMIT_BAD_TAG]
             finally:
                 await within(pen.close())
@@ -762,7 +750,7 @@ def test_start_written_just_before_the_link_drops_never_runs_the_needles(tmp_pat
             await wait_until(lambda: len(r.trace) >= 300, 10.0, "3 s of the pen's time")
             assert all(t.duty == 0.0 and t.rate < 1.0 for t in r.trace)
             assert r.state != PenState.RUNNING
-            assert not _log(r, RecordKind.SESSION_START)
+            assert not r.pen_log(RecordKind.SESSION_START)
             with contextlib.suppress(Exception):
                 await within(pen.close())
 

@@ -442,12 +442,7 @@ def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
 
 def _refusals(r: Rig) -> list[int]:
     """Codes of the pen's PERMIT_REFUSED log records, oldest first."""
-    from pen.store import unpack_record  # the firmware module of the running boot
-
-    *_, recs = r.app.store.read(1, 10_000)
-
-    return [rec["code"] for rec in map(unpack_record, recs)
-            if rec["kind"] == RecordKind.PERMIT_REFUSED]
+    return [rec["code"] for rec in r.pen_log(RecordKind.PERMIT_REFUSED)]
 
 
 def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path) -> None:

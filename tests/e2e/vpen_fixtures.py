@@ -128,6 +128,17 @@ class Rig:
     def state_name(self) -> str:
         return STATE.get(self.state, str(self.state))
 
+    def pen_log(self, kind: int | None = None) -> list[dict[str, int]]:
+        """The pen's log records (of ``kind``), oldest first, read from its flash."""
+        from pen.store import unpack_record  # the firmware module of the running boot
+
+        recs: list[dict[str, int]] = []
+        while True:
+            _first, _last, page = self.app.store.read(recs[-1]["seq"] + 1 if recs else 1, 160)
+            if not page:
+                return [x for x in recs if kind is None or x["kind"] == kind]
+            recs += [unpack_record(p) for p in page]
+
     def record_ticks(self) -> None:
         """Record a :class:`Tick` after every control tick of the current boot."""
         app = self.vpen.app
