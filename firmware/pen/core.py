@@ -230,12 +230,9 @@ class Pen:
             self._log(wire.K_START_REFUSED, code, um, 0, st, wire.T_SET_DEPTH)
             return code
         if st == wire.S_RUNNING and um > self.session_depth:
-            # rule 6: a reset must not forget the deeper setting: persisted first
-            old = self.session_depth
-            self.session_depth = um
-            if not self._checkpoint():
-                self.session_depth = old
-                return self._refuse(wire.K_START_REFUSED, wire.T_SET_DEPTH, wire.E_STORAGE_FULL)
+            code = self._persist_session(um, wire.T_SET_DEPTH)
+            if code:
+                return code
         self.depth.setting_um = um
         if st == wire.S_RUNNING:
             self.depth.set_target(um, self.now_ms)
@@ -304,7 +301,7 @@ class Pen:
             cart = self.cart
             assert cart is not None  # refused above (NO_CARTRIDGE)
             undo = (json.dumps(c), cart.get("first_use"), self._write, self._write_cart)
-            self._merge_write(self.cart, self.wear.begin(self.cart, now))
+            self._merge_write(cart, self.wear.begin(cart, now))
             self.wear.session_started(now)
             c["sess"] = [now, um, now, 0, 0]
             if not self._commit():  # no needling on a session the pen could not record
@@ -315,14 +312,9 @@ class Pen:
                 return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
             self._log(wire.K_SESSION_START, 0, um, self.remaining_s(), self.motor.target_sps)
         else:
-            # rule 6: the session is as deep as its deepest part, and a reset ends it
-            # no earlier than this resume: both persisted before the needles move
-            old = self.session_depth
-            if um > old:
-                self.session_depth = um
-            if not self._checkpoint():
-                self.session_depth = old
-                return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
+            code = self._persist_session(um, req)
+            if code:
+                return code
             self._notice(wire.N_RESUMED, self.elapsed_ms)
         self._faults = 0
         self.fault = 0
@@ -368,6 +360,18 @@ class Pen:
             s[3] = self.strokes
             s[4] = self.elapsed_ms
         return self._commit()
+
+    def _persist_session(self, um, req):
+        # Rule 6: the session is as deep as its deepest part, and a reset ends it no
+        # earlier than now. Both reach flash before the needles move at depth um;
+        # if they cannot, the request is refused and nothing changes.
+        old = self.session_depth
+        if um > old:
+            self.session_depth = um
+        if self._checkpoint():
+            return 0
+        self.session_depth = old
+        return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
 
     def _halt(self):
         hall = self.inp.hall_count if self.inp is not None else 0

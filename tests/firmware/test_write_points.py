@@ -132,7 +132,8 @@ def _writes(site, func):
     recv = ast.unparse(func.value)
     if recv.endswith("fs") and func.attr in ("write", "append", "rename", "remove"):
         return (site, func.attr) not in DELEGATED
-    helper = ((recv == "self" and func.attr in ("_log", "_commit", "_refuse", "_checkpoint"))
+    pen_helpers = {h.rsplit(".", 1)[1] for h in HELPERS if h.startswith("core.Pen.")}
+    helper = ((recv == "self" and func.attr in pen_helpers)
               or (recv.endswith("store") and func.attr in ("append", "commit"))
               or (site.startswith("store.") and recv == "self" and func.attr == "append"))
     return helper and site not in HELPERS

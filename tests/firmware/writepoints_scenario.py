@@ -38,7 +38,7 @@ DAY_S = 86400
 # Storage helpers: a write they make is put down to the firmware function that
 # called them (the one that decided to write).
 HELPERS = {"store.Store.append", "store.Store.commit", "core.Pen._log", "core.Pen._commit",
-           "core.Pen._refuse", "core.Pen._checkpoint"}
+           "core.Pen._refuse", "core.Pen._checkpoint", "core.Pen._persist_session"}
 DELEGATED = {("store.Store.append", "append"), ("store.Store.commit", "write"),
              ("store.Store.commit", "rename")}
 
