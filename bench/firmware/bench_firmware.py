@@ -26,11 +26,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "protocol"))
 
 from tests.upy.runner import CASES, FIRMWARE, TEST_FIRMWARE, run_upy  # noqa: E402
 
+from scalppen_protocol.codes import RUNNING_PAGE_RECORDS  # noqa: E402
+
 HEAP_TARGET = 64 * 1024
-RUNNING_PAGE = 16  # RUNNING_PAGE_RECORDS
 N = 1000
 
 SETUP = """
@@ -167,7 +169,7 @@ def main() -> int:
     print(f"    running control tick (pen + plant)    : {us_tick:8.0f}")
     print(f"    GET_STATUS request                    : {us_status:8.0f}")
     print(f"    LOG_READ, full 160-record page        : {us_page:8.0f}")
-    print(f"    LOG_READ, page while running ({RUNNING_PAGE} rec.) : {us_short:8.0f}")
+    print(f"    LOG_READ, page while running ({RUNNING_PAGE_RECORDS} rec.) : {us_short:8.0f}")
     print(f"    worst running tick ({per_rx_running} request/tick)    : {worst_running:8.0f}"
           f"  ({worst_running / us_tick:.1f} x a running tick)")
     print(f"    requests in an idle tick ({per_rx}/tick)     : {worst_idle:8.0f}"
