@@ -56,3 +56,20 @@ def test_malformed_frames():
             assert False, bad
         except wire.WireError as e:
             assert e.code == code, (bad, e.code)
+
+
+def test_strings_must_be_strict_utf8():
+    # MicroPython's bytes.decode() accepts overlong forms and code points above
+    # U+10FFFF; the codec refuses them as CPython does (the host's verdict).
+    info = None
+    for v in _vectors():
+        if v["type"] == wire.T_INFO:
+            info = bytes.fromhex(v["frame"])
+    assert info is not None and wire.decode(info)[0] == wire.T_INFO
+    i = info.index(b"Sc")
+    for bad in (b"\xc1\xa9", b"\xc0\x80", b"\xed\xa0", b"\xf5\x80"):
+        try:
+            wire.decode(info[:i] + bad + info[i + 2:])
+            assert False, bad
+        except wire.WireError as e:
+            assert e.code == wire.E_MALFORMED, (bad, e.code)
