@@ -126,6 +126,10 @@ class OneWireBus:
     def _cart(self) -> VirtualCartridge | None:
         return self._hw.body.cartridge if self._hw.running else None
 
+    def present(self) -> bool:
+        """Whether a reset now would see a presence pulse (no side effects)."""
+        return self._cart() is not None
+
     def reset(self) -> bool:
         self.resets += 1
         cart = self._cart()

