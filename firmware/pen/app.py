@@ -213,8 +213,14 @@ class App:
         self.ble.shutdown()
 
 
+# The App that run() is running: what a debugger (and the twin's probe) looks at.
+current = None
+
+
 def run():
+    global current
     app = App("/")
+    current = app
     app.drivers.start_watchdog()
     tick = app.board.tick_ms
     now = 0

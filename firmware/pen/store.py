@@ -24,6 +24,7 @@ except ImportError:
 
 REC_FMT = "<IIBBHHII"
 REC_SIZE = const(22)
+_READ_CHUNK = const(16)  # records per file read while paging the log
 DISK_SIZE = const(26)
 STATE = "state.dat"
 STATE_TMP = "state.tmp"
@@ -197,7 +198,8 @@ class Store:
     def read(self, from_seq, max_records):
         # -> (first_seq, last_seq, [22-byte records]) from from_seq on, skipping
         # records whose CRC fails (a gap the reader sees). Reads the segments in
-        # chunks of about a page, never a whole segment at once.
+        # chunks of at most _READ_CHUNK records: a page never needs one large
+        # block of a fragmented heap (a 160-record read failed on MicroPython).
         out = []
         segs = self.segs
         for i in range(len(segs)):
@@ -214,7 +216,7 @@ class Store:
             off = (want - segs[i]) * DISK_SIZE
             probe = off > 0
             while len(out) < max_records:
-                size = (max(max_records - len(out), 16)) * DISK_SIZE
+                size = _READ_CHUNK * DISK_SIZE
                 data = self.fs.read_at(name, off, size) or b""
                 if probe:
                     probe = False

@@ -55,12 +55,14 @@ Say = Callable[[str], None]
 async def run_demo(home: Path, say: Say, *, speed: float = SPEED) -> DemoResult:
     """Run the story in ``home`` (database, pen flash, report); returns what happened."""
     from scalppen_hardware import ble_radio
-    from scalppen_hardware.virtual_pen import VirtualPen
+
+    from scalppen.twin import make_twin
 
     result = DemoResult()
     home.mkdir(parents=True, exist_ok=True)
     link = ble_radio.new_link()
-    vpen = VirtualPen(home / "pen-flash", link, speed=speed, epoch=time.time())
+    # The twin: the firmware bundle `scalppen build` makes, in a MicroPython process.
+    vpen = make_twin(home / "pen-flash", link, speed=speed, epoch=time.time())
     vpen.on_display(result.display.append)
 
     def now() -> datetime:  # the host's clock runs with the pen's virtual time

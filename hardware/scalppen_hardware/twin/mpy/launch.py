@@ -8,7 +8,8 @@ import os
 import sys
 
 _twin_dir = sys.path[0]
-import _twin  # noqa: E402  (found next to this file)
+sys.path.insert(0, os.getenv("SCALPPEN_TWIN_LIB") or _twin_dir)  # the compiled stand-ins
+import _twin  # noqa: E402
 
 _twin.connect(os.getenv("SCALPPEN_TWIN_SOCK"))
 for _name in ("machine", "bluetooth", "onewire"):
@@ -17,6 +18,11 @@ import vtime  # noqa: E402
 
 sys.modules["time"] = vtime
 sys.modules["utime"] = vtime
+import gc  # noqa: E402
+
+gc.collect()
+# What the stand-ins themselves hold (on the pen these are C modules in flash).
+_twin.standin_heap = gc.mem_alloc()
 
 
 class _Os:

@@ -1,0 +1,85 @@
+"""The host and the twin (the firmware bundle in a MicroPython process) on one link.
+
+:func:`twin_rig` builds the bundle as ``scalppen build`` does, lays it on a blank
+flash, boots it in the unix port, and opens the host's radio and an empty store.
+What the tests learn about the pen they learn as a host does (over Bluetooth),
+from its body (the CPython models) or, where a test must look inside, with
+:meth:`TwinPen.probe` at a tick boundary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scalppen import store as S
+from scalppen.client import Pen
+from scalppen.policy import CONTRAINDICATIONS
+from scalppen.twin import make_twin
+from scalppen.workflows.pairing import Paired, pair_pen
+from scalppen.workflows.radio import Radio
+from scalppen_hardware import ble_radio, upy
+from scalppen_hardware.twin.pen import TwinPen
+from tests.e2e.vpen_fixtures import wait_until, within
+
+EPOCH = 1_780_000_000
+
+
+@dataclass
+class TwinRig:
+    tmp: Path
+    twin: TwinPen
+    radio: Radio
+    db: S.Store
+    address: str
+    patient_id: int | None = None
+    serial: str = ""
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.twin.clock.calendar(), UTC)
+
+    async def passkey(self) -> str:
+        await wait_until(lambda: self.twin.passkey is not None, 10.0,
+                         "a passkey on the pen's display")
+        shown = self.twin.passkey
+        assert shown is not None
+        return f"{shown:06d}"
+
+    async def pair(self) -> Paired:
+        if self.patient_id is None:
+            self.patient_id = S.add_profile(self.db, "Twin patient", birth_year=1985).id
+            S.record_screening(self.db, self.patient_id,
+                               dict.fromkeys(CONTRAINDICATIONS, False), now=self.now())
+        paired = await within(pair_pen(self.radio, self.db, self.address, self.passkey,
+                                       self.now, self.patient_id), 30.0)
+        self.serial = paired.info.serial
+        return paired
+
+    async def pen(self) -> Pen:
+        pen = Pen(self.radio.transport(self.address, attempts=2, retry_delay=0.1), timeout=10.0)
+        await within(pen.__aenter__(), 20.0)
+        return pen
+
+
+@contextlib.asynccontextmanager
+async def twin_rig(tmp: Path, *, speed: float | None = 50.0) -> AsyncIterator[TwinRig]:
+    link = ble_radio.new_link()
+    twin = make_twin(tmp / "pen-flash", link, speed=speed, epoch=EPOCH)
+    twin.hw.insert_cartridge("new")
+    twin.hw.set_contact(True)
+    try:
+        await within(twin.start(), 30.0)
+        db = S.open_store(tmp / "host.db")
+        try:
+            async with Radio(link, keystore=tmp / "host-bonds.json") as radio:
+                yield TwinRig(tmp, twin, radio, db, twin.radio.address.to_string(False))
+        finally:
+            db.close()
+    finally:
+        with contextlib.suppress(Exception):
+            await within(twin.stop(), 10.0)
+        ble_radio.attach(None)
+        upy.uninstall()
