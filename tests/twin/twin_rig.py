@@ -15,9 +15,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from dataclasses import asdict
+
 from scalppen import store as S
 from scalppen.client import Pen
-from scalppen.policy import CONTRAINDICATIONS
+from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
+from scalppen.workflows.session import SessionPlan, decide
+from scalppen_protocol.codes import PenState
 from scalppen.twin import make_twin
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
@@ -57,6 +61,27 @@ class TwinRig:
                                        self.now, self.patient_id), 30.0)
         self.serial = paired.info.serial
         return paired
+
+    async def start_session(self, pen: Pen, depth_um: int = 500,
+                            duration_s: int = 600) -> PermitFields:
+        """A permit the host's policy signs, ARM, depth, START; wait until needling."""
+        assert pen.info is not None and pen.info.limits is not None
+        assert self.patient_id is not None, "pair first"
+        decision = decide(self.db, pen.info.serial,
+                          SessionPlan(self.patient_id, depth_um, duration_s, attested=True),
+                          PenLimits.from_info(asdict(pen.info.limits)), self.now(), None)
+        assert decision.allowed, decision.refusals
+        key = S.get_permit_key(self.db, pen.info.serial)
+        assert key is not None
+        permit = issue_permit(decision, key, self.now())
+        await within(pen.arm(permit.as_dict()))
+        await within(pen.set_depth(depth_um))
+        await within(pen.start())
+        hw = self.twin.hw
+        await wait_until(lambda: hw.stroke_rate > 90 and abs(hw.depth_um - depth_um) <= 50,
+                         20.0, f"needling at {depth_um} um")
+        assert (await within(pen.status())).state == PenState.RUNNING
+        return permit
 
     async def pen(self) -> Pen:
         pen = Pen(self.radio.transport(self.address, attempts=2, retry_delay=0.1), timeout=10.0)

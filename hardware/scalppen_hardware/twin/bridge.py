@@ -109,6 +109,8 @@ class Bridge:
         self._probe_ids = itertools.count(1)
         self._probe_queue: list[list[Any]] = []
         self.wdt_started = False
+        #: Ctrl-C came in on the console while the program ran: raise it in the twin.
+        self.kbd_intr = False
         upy.install(hw)
         self._machine = upy.module("machine")
         self._onewire = upy.module("onewire")
@@ -168,6 +170,9 @@ class Bridge:
             if self._probe_queue:
                 tail["probe"] = self._probe_queue
                 self._probe_queue = []
+        if self.kbd_intr:
+            self.kbd_intr = False
+            tail["kbd_intr"] = True
         if result is not None:
             tail["result"] = result
         if error is not None:
@@ -176,8 +181,9 @@ class Bridge:
         adc = [(a.read_uv(), a.read()) for a in self.adcs]
         present = bytes(1 if ow._bus.present() else 0 for ow in self.onewires)
         epoch_us = clock.epoch_us() - _ESP32_EPOCH_US
-        return w.encode_reply(clock.ticks_ms(), clock.ticks_us(), epoch_us, levels, adc,
-                              present, edges, tail or None)
+        reply = w.encode_reply(clock.ticks_ms(), clock.ticks_us(), epoch_us, levels, adc,
+                               present, edges, tail or None)
+        return reply
 
     def _uart_input(self) -> dict[str, str]:
         rx: dict[str, str] = {}

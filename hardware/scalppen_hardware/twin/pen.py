@@ -47,6 +47,9 @@ DEFAULT_ADDRESS = "C0:5C:A1:00:00:01"
 _PASSKEY = re.compile(r"PAIR (\d{6})")
 _CONNECT_TIMEOUT = 20.0
 _CONSOLE_KEEP = 64 * 1024
+_IDLE_AFTER_S = 0.05  # wall seconds without a message before the body runs on its own
+_IDLE_POLL_S = 0.02
+_RUNNING_WITHIN_S = 0.2  # the program talked to the bridge this recently: it runs
 
 
 def provision(flash_dir: Path, bundle_dir: Path) -> bool:
@@ -135,6 +138,14 @@ class TwinPen:
         self._sock_path = os.path.join(self._tmp, "bridge.sock")
         self._next_mode = "friendly"
         self._booted = asyncio.Event()
+        #: The REPL is in raw mode (as far as its output tells).
+        self.repl_raw = False
+        self._hide_until_prompt = False
+        self._raw_asked = False
+        self._hidden = bytearray()
+        self._last_out = 0
+        self._usb: Any = None
+        self._last_message = time.monotonic()
         board_file = self.flash_dir / "board.json"
         if not board_file.exists():
             board_file.write_text(self.board.to_json())
@@ -166,6 +177,11 @@ class TwinPen:
             self._task = None
         self._kill()
         self.hw.body.motor.duty = 0.0
+        if self._usb is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self._usb._master)
+            self._usb.close()
+            self._usb = None
         await self.radio.power_off()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
@@ -254,12 +270,53 @@ class TwinPen:
             del self.console[: len(self.console) - _CONSOLE_KEEP]
         if b"Traceback" in data:
             self.errors.append(data.decode("utf-8", "replace"))
+        raw_at = data.rfind(b"raw REPL; CTRL-B to exit")
+        friendly_at = data.rfind(b">>> ")
+        if raw_at >= 0 or friendly_at >= 0:
+            self.repl_raw = raw_at > friendly_at
+        if self._hide_until_prompt:
+            # A soft reset asked from the raw REPL: the ESP32 comes back in the raw
+            # REPL; the unix port starts its friendly REPL, so switch it over unseen.
+            self._hidden += data
+            if not self._raw_asked and self._hidden.endswith(b">>> "):
+                self._raw_asked = True
+                self.write_console(b"\x01")
+            at = self._hidden.find(b"raw REPL; CTRL-B to exit")
+            if at < 0:
+                return
+            data = bytes(self._hidden[at:])
+            self._hide_until_prompt = False
+            self._hidden = bytearray()
+        data = self._cook(data)
         for listener in self._console_listeners:
             listener(data)
 
+    def _cook(self, data: bytes) -> bytes:
+        # The ESP32 port writes "\r\n" for every "\n" a program prints
+        # (mp_hal_stdout_tx_strn_cooked); the unix port writes "\n".
+        out = bytearray()
+        prev = self._last_out
+        for b in data:
+            if b == 0x0A and prev != 0x0D:
+                out.append(0x0D)
+            out.append(b)
+            prev = b
+        self._last_out = prev
+        return bytes(out)
+
     def write_console(self, data: bytes) -> None:
-        """Bytes typed on the pen's USB serial."""
-        if self._master >= 0:
+        """Bytes typed on the pen's USB serial.
+
+        While the program runs (it talks to the bridge), Ctrl-C is taken out of the
+        stream and raised in the program at its next tick, as the ESP32's UART
+        driver does; in the REPL it is a character like any other.
+        """
+        bridge = self.bridge
+        running = time.monotonic() - self._last_message < _RUNNING_WITHIN_S
+        if bridge is not None and running and b"\x03" in data:
+            bridge.kbd_intr = True
+            data = data.replace(b"\x03", b"")
+        if data and self._master >= 0:
             with contextlib.suppress(BlockingIOError, OSError):
                 os.write(self._master, data)
 
@@ -277,8 +334,6 @@ class TwinPen:
         radio = self.radio
         bridge = Bridge(self.hw, lambda: self._make_ble(radio, bridge))
         self.bridge = bridge
-        for listener in self._display_listeners:
-            self.hw.display.add_listener(listener)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._sock_path)
         connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = (
@@ -294,13 +349,18 @@ class TwinPen:
                                                      heap_kb=self.heap_kb, mode=mode)
         loop.add_reader(self._master, self._on_console)
         self.boots += 1
+        self._hide_until_prompt = mode == "raw"
+        self._raw_asked = False
+        self._hidden = bytearray()
         try:
             reader, writer = await asyncio.wait_for(connected, _CONNECT_TIMEOUT)
         finally:
             server.close()
+        idle = asyncio.create_task(self._idle_clock(), name="twin-idle-clock")
         try:
             await self._serve(reader, writer, bridge)
         finally:
+            idle.cancel()
             writer.close()
             self._kill()
             await radio.power_off()
@@ -325,10 +385,15 @@ class TwinPen:
                 head = await reader.readexactly(4)
                 body = await reader.readexactly(struct.unpack("<I", head)[0])
             except (asyncio.IncompleteReadError, ConnectionError):
-                # The process ended: a soft reset from the REPL or a crash.
-                self.hw.request_reset(SOFT_RESET)
-                self._emit(b"MPY: soft reboot\r\n")
+                if self.hw.needs_reboot is None:
+                    # The process ended by itself: a soft reset from the REPL
+                    # (Ctrl-D) or a crash; the ESP32 port soft-reboots.
+                    self.hw.request_reset(SOFT_RESET)
+                    self._emit(b"MPY: soft reboot\r\n")
+                    if self.repl_raw:
+                        self._next_mode = "raw"
                 return
+            self._last_message = time.monotonic()
             if body[0] == w.K_HELLO:
                 self._booted.set()
             if body[0] == w.K_SYNC:
@@ -356,6 +421,43 @@ class TwinPen:
             if since_yield >= 4:
                 since_yield = 0
                 await asyncio.sleep(0)
+
+    async def _idle_clock(self) -> None:
+        # While the firmware does not sleep (it sits in the REPL after Ctrl-C, or
+        # computes), the pen's body and its watchdog go on in virtual time.
+        while True:
+            await asyncio.sleep(_IDLE_POLL_S)
+            if not self._paused.is_set():
+                continue
+            quiet = time.monotonic() - self._last_message
+            if quiet < _IDLE_AFTER_S:
+                continue
+            ms = int(quiet * 1000 * (self.speed or 1.0))
+            self._last_message = time.monotonic()
+            if ms > 0 and self.hw.needs_reboot is None:
+                self.hw.advance(ms)
+                self._wake_waiters()
+            if self.hw.needs_reboot is not None and self.proc is not None:
+                # the watchdog (or a power cut) ends this process: _serve sees EOF
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+
+    # ---- the USB serial port --------------------------------------------------------------------
+    def open_serial(self) -> str:
+        """The pen's USB serial (its REPL) as a pty for mpremote or ``scalppen flash``;
+        it stays open across resets, as a USB-UART bridge does. Returns its path."""
+        if self._usb is None:
+            from scalppen_hardware.models.uart_port import UartPort
+
+            self._usb = UartPort()
+            asyncio.get_running_loop().add_reader(self._usb._master, self._on_usb)
+            self.on_console(self._usb.write)
+        return str(self._usb.path)
+
+    def _on_usb(self) -> None:
+        data = self._usb.read(4096)
+        if data:
+            self.write_console(data)
 
     def _emit(self, data: bytes) -> None:
         self.console += data

@@ -2,8 +2,7 @@
 
 :func:`spawn` starts ``micropython -X heapsize=... -i launch.py`` in its own
 session with a new pty as its controlling terminal (``setsid`` + ``TIOCSCTTY``),
-as the pen's USB serial is its REPL: Ctrl-C (0x03) on the terminal raises
-KeyboardInterrupt in the running program, and once ``main.py`` ends, ``-i`` offers
+as the pen's USB serial is its REPL: once ``main.py`` ends, ``-i`` offers
 the REPL with raw and raw-paste mode (``shared/runtime/pyexec.c``, the same code
 as the ESP32 port). The CPython side keeps the pty's master end.
 """
@@ -72,12 +71,14 @@ def standins() -> Path:
 
 
 def _console_mode(fd: int) -> None:
-    # A UART-like line: no echo and no line editing by the kernel (MicroPython's
-    # REPL echoes and edits itself), but Ctrl-C still signals the program.
+    # A UART-like line: no echo, no line editing and no signals from the kernel.
+    # MicroPython's REPL echoes and edits itself; Ctrl-C while the program runs
+    # reaches it over the bridge (see TwinPen.write_console), as the ESP32's UART
+    # driver takes the character; bytes go out as written (the relay cooks "\n").
     attrs = termios.tcgetattr(fd)
     attrs[0] &= ~(termios.ICRNL | termios.IXON)
-    attrs[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN)
-    attrs[3] |= termios.ISIG
+    attrs[1] &= ~termios.OPOST
+    attrs[3] &= ~(termios.ECHO | termios.ICANON | termios.IEXTEN | termios.ISIG)
     attrs[6][termios.VMIN] = 1
     attrs[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, attrs)

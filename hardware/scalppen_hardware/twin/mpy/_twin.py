@@ -37,7 +37,6 @@ _HDR = "<IIq"  # ticks_ms, ticks_us, epoch_us (the ESP32's 2000 epoch)
 _sock = None
 _ops = bytearray()
 _dirty = False
-_head = bytearray(4)
 
 ticks_ms = 0
 ticks_us = 0
@@ -73,18 +72,27 @@ def _read_exactly(n):
     return buf
 
 
+def _read_msg():
+    n = struct.unpack("<I", _read_exactly(4))[0]
+    return _read_exactly(n)
+
+
 def _exchange(kind, arg, tail):
     global _ops, _dirty
-    body_len = 9 + len(_ops) + len(tail)
-    _sock.write(struct.pack("<IBII", body_len, kind, arg, len(_ops)))
+    _sock.write(struct.pack("<IBII", 9 + len(_ops) + len(tail), kind, arg, len(_ops)))
     if _ops:
         _sock.write(_ops)
     if tail:
         _sock.write(tail)
     _ops = bytearray()
     _dirty = False
-    n = struct.unpack("<I", _read_exactly(4))[0]
-    return _apply(_read_exactly(n))
+    return _apply(_read_msg())
+
+
+def flush():
+    # Send what is queued now (the program ends: its last outputs must reach the pins).
+    if _ops:
+        call(-1, "snapshot")
 
 
 def _apply(buf):
@@ -130,6 +138,12 @@ def _apply(buf):
     err = tail.get("error")
     if err is not None:
         _raise(err)
+    if tail.get("kbd_intr"):
+        # Ctrl-C arrived on the console while the program ran: the ESP32's UART
+        # driver takes the character and schedules KeyboardInterrupt
+        # (mp_sched_keyboard_interrupt); here it is raised at the tick boundary,
+        # after the whole reply was taken.
+        raise KeyboardInterrupt
     return tail.get("result")
 
 

@@ -50,7 +50,44 @@ def _rename(old, new, rename=os.rename):
     return rename(_rel(old), _rel(new))
 
 
+_BLOCK = 4096
+_FLASH = int(os.getenv("SCALPPEN_TWIN_FLASH_SIZE") or 2097152)
+
+
+def _ilistdir(path=".", ilistdir=os.ilistdir, stat=os.stat):
+    # littlefs gives (name, type, inode, size); VfsPosix only the first three.
+    prefix = path if path.endswith("/") else path + "/"
+    for e in ilistdir(path):
+        if len(e) >= 4:
+            yield e
+        elif e[1] & 0x4000:
+            yield (e[0], e[1], e[2], 0)
+        else:
+            yield (e[0], e[1], e[2], stat(prefix + e[0])[6])
+
+
+def _used(path, ilistdir=os.ilistdir, stat=os.stat):
+    n = 1
+    for e in ilistdir(path):
+        full = path.rstrip("/") + "/" + e[0]
+        if e[1] & 0x4000:
+            n += _used(full)
+        else:
+            n += max(1, (stat(full)[6] + _BLOCK - 1) // _BLOCK)
+    return n
+
+
+def _statvfs(path="/"):
+    # The pen's littlefs partition, not this computer's disk: _FLASH bytes in
+    # 4 KiB blocks, each file taking whole blocks (at least one), each directory one.
+    total = _FLASH // _BLOCK
+    free = total - _used("/")
+    return (_BLOCK, _BLOCK, total, max(0, free), max(0, free), 0, 0, 0, 0, 255)
+
+
 _os.rename = _rename
+_os.ilistdir = _ilistdir
+_os.statvfs = _statvfs
 _os.__name__ = "os"
 sys.modules["os"] = _os
 sys.modules["uos"] = _os
@@ -70,7 +107,11 @@ def _run(path):
 
 
 _mode = os.getenv("SCALPPEN_TWIN_MODE") or "friendly"
-_run("boot.py")
-if _mode == "friendly":
-    _run("main.py")
+try:
+    _run("boot.py")
+    if _mode == "friendly":
+        _run("main.py")
+finally:
+    # What the program last wrote to the pins takes effect, as on the pen.
+    _twin.flush()
 del _run, _mode
