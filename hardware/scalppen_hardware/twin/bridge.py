@@ -13,6 +13,7 @@ answers with the snapshot of every input and the IRQs that came due.
 from __future__ import annotations
 
 import asyncio
+import collections
 import errno
 import itertools
 import json
@@ -105,6 +106,8 @@ class Bridge:
         self.messages = 0
         self.syncs = 0
         self.calls = 0
+        #: Synchronous calls by method name (what costs round trips).
+        self.call_names: collections.Counter[str] = collections.Counter()
         self.probes: dict[int, asyncio.Future[Any]] = {}
         self._probe_ids = itertools.count(1)
         self._probe_queue: list[list[Any]] = []
@@ -133,6 +136,7 @@ class Bridge:
         elif kind == w.K_CALL:
             self.calls += 1
             obj, name, args = json.loads(tail)
+            self.call_names[name] += 1
             try:
                 result = self._call(int(obj), str(name), list(args))
             except TwinReset:
@@ -406,12 +410,13 @@ class Bridge:
             written = bytes(attr.value).hex() if attr is not None else ""
         self.ble_events.append([event, w.wire(data), ask_id, written])
 
-    def probe(self, expr: str) -> asyncio.Future[Any]:
-        """Evaluate ``expr`` in the running firmware at the next tick boundary."""
+    def probe(self, expr: str, mode: str = "eval") -> asyncio.Future[Any]:
+        """Evaluate ``expr`` (or exec statements) in the running firmware at the next
+        tick boundary."""
         probe_id = next(self._probe_ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.probes[probe_id] = fut
-        self._probe_queue.append([probe_id, expr])
+        self._probe_queue.append([probe_id, expr, mode])
         return fut
 
     def close(self) -> None:

@@ -146,6 +146,8 @@ class TwinPen:
         self._last_out = 0
         self._usb: Any = None
         self._last_message = time.monotonic()
+        #: Wall microseconds of each tick in the twin, when a benchmark asks (a list).
+        self.tick_samples: list[float] | None = None
         board_file = self.flash_dir / "board.json"
         if not board_file.exists():
             board_file.write_text(self.board.to_json())
@@ -222,12 +224,14 @@ class TwinPen:
     def unix_time(self) -> int:
         return int(self.clock.epoch())
 
-    async def probe(self, expr: str, timeout: float = 10.0) -> Any:
+    async def probe(self, expr: str, timeout: float = 10.0, *, exec_: bool = False) -> Any:
         """Evaluate ``expr`` in the running firmware (``app`` is its ``pen.app.App``)
-        at the next tick boundary, as a debugger would read the pen's memory."""
+        at the next tick boundary, as a debugger would read the pen's memory. With
+        ``exec_`` the text is statements and the answer is what they bind to ``result``."""
         if self.bridge is None:
             raise RuntimeError("the twin is not running")
-        answer = await asyncio.wait_for(self.bridge.probe(expr), timeout)
+        answer = await asyncio.wait_for(
+            self.bridge.probe(expr, "exec" if exec_ else "eval"), timeout)
         if "error" in answer:
             raise RuntimeError(f"probe {expr!r}: {answer['error']}")
         return w.unwire(answer.get("value", answer.get("repr", answer)))
@@ -380,6 +384,7 @@ class TwinPen:
         wall0 = time.monotonic()
         virt0 = self.clock.world_us
         since_yield = 0
+        replied = time.perf_counter()
         while not self._stopping:
             try:
                 head = await reader.readexactly(4)
@@ -396,6 +401,9 @@ class TwinPen:
             self._last_message = time.monotonic()
             if body[0] == w.K_HELLO:
                 self._booted.set()
+            if self.tick_samples is not None and body[0] == w.K_SYNC:
+                # what the firmware took between two sleeps (a tick), bridge included
+                self.tick_samples.append((time.perf_counter() - replied) * 1e6)
             if body[0] == w.K_SYNC:
                 if not self._paused.is_set():
                     await self._paused.wait()
@@ -416,6 +424,7 @@ class TwinPen:
             if self.hw.needs_reboot is not None:
                 return
             writer.write(reply)
+            replied = time.perf_counter()
             self._wake_waiters()
             since_yield += 1
             if since_yield >= 4:

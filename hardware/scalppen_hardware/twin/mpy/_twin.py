@@ -133,8 +133,8 @@ def _apply(buf):
             ble._deliver(ev)
     probes = tail.get("probe")
     if probes:
-        for probe_id, expr in probes:
-            push_json(["probe", [probe_id, _probe(expr)]])
+        for probe_id, expr, mode in probes:
+            push_json(["probe", [probe_id, _probe(expr, mode)]])
     err = tail.get("error")
     if err is not None:
         _raise(err)
@@ -147,13 +147,17 @@ def _apply(buf):
     return tail.get("result")
 
 
-def _probe(expr):
+def _probe(expr, mode):
     # A test's look inside the running firmware (the debugger's view of a pen):
     # `app` is the running pen.app.App. Values that JSON cannot carry come back
-    # as their repr.
-    env = {"app": getattr(sys.modules.get("pen.app"), "current", None)}
+    # as their repr. mode "exec" runs statements and answers the name `result`.
+    env = {"app": getattr(sys.modules.get("pen.app"), "current", None), "result": None}
     try:
-        value = eval(expr, env)
+        if mode == "exec":
+            exec(expr, env)
+            value = env["result"]
+        else:
+            value = eval(expr, env)
     except Exception as e:
         return {"error": repr(e)}
     try:
