@@ -15,12 +15,13 @@ import machine
 from pen import bootok, link, wire
 from pen.ble import PenBle
 from pen.board import Board
-from pen.core import FW_VERSION, Pen
+from pen.core import Pen
 from pen.drivers import Drivers
 from pen.fsio import Fs
 from pen.handler import Handler
 from pen.io import Inputs
 from pen.store import Store
+from pen.version import VERSION
 
 try:
     from time import sleep_ms, ticks_diff, ticks_ms
@@ -36,6 +37,11 @@ except ImportError:
         return x
 
 _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
+# MicroPython's time.time()/gmtime()/mktime() and the RTC count from the port's
+# epoch: 2000-01-01 on the ESP32 (MICROPY_EPOCH_IS_2000, docs/library/time.rst),
+# 1970 on others. The core and the wire speak Unix seconds; this converts at the
+# edges, whatever the target says.
+_UNIX_OFFSET = 946684800 if clock.gmtime(0)[0] == 2000 else 0
 _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
@@ -56,7 +62,8 @@ def _reset_code():
 
 
 def _rtc_unix():
-    t = clock.time()
+    # The RTC in Unix seconds, 0 when it was never set.
+    t = clock.time() + _UNIX_OFFSET
     if t >= _PLAUSIBLE_UNIX:
         return int(t)
     return 0
@@ -88,7 +95,7 @@ class App:
         self.good = False
         self.ticks = 0
         info = {"name": "ScalpPen-" + self.serial[-4:], "manufacturer": "Scalppen",
-                "model": self.board.model, "serial": self.serial, "firmware": FW_VERSION,
+                "model": self.board.model, "serial": self.serial, "firmware": VERSION,
                 "hardware": self.board.hw_rev, "battery": 100}
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
                           self._on_passkey, self._on_link)
@@ -123,18 +130,26 @@ class App:
         self.passkey = passkey
 
     def _on_link(self, up):
-        # Writes queued from the old connection are dropped with it: a request
-        # must never outlive the link it came on (a START would run unwatched).
+        # A central came or went, or the link's authentication changed. Writes
+        # queued from the old link are dropped with it: a request must never
+        # outlive the link it came on (a START would run unwatched); the host
+        # says HELLO again before events flow (handler.link_reset).
         self.handler.link_reset()
         self.reasm.reset()
         self.dropped += len(self.rx)
         self.rx = []
 
     # ---- the control tick -----------------------------------------------------------
+    def link_up(self):
+        # A host is linked: an authenticated link on which it said HELLO (it
+        # subscribed before that; NimBLE never tells the pen about the CCCD).
+        return self.ble.link_up and self.handler.hello
+
     def step(self, now_ms):
         inp = self.drivers.read(self.inp)
-        inp.link_up = self.ble.link_up
+        inp.link_up = self.link_up()
         self._serve()
+        inp.link_up = self.link_up()  # a HELLO just served, or the link gone
         self._serve_bench()
         out = self.pen.tick(now_ms, inp)
         if self.passkey is not None:
@@ -204,7 +219,7 @@ class App:
         unix = self.pen.clock()
         if unix and abs(unix - _rtc_unix()) > 2:
             try:
-                t = clock.gmtime(unix)
+                t = clock.gmtime(unix - _UNIX_OFFSET)
                 machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
             except Exception:
                 pass

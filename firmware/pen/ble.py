@@ -11,10 +11,15 @@
 # central types the 6-digit passkey the pen shows (on_passkey). Bonds are kept in
 # a JSON file of hex strings (secrets_path), so they survive a reboot.
 #
-# The pen notifies only a client that enabled notifications on the event
-# characteristic (CCCD write, seen as _IRQ_GATTS_WRITE on value_handle + 1) on an
-# authenticated link. Fragmentation of frames into ATT payloads is pen/link.py's
-# job; this module moves single ATT payloads.
+# Subscriptions: MicroPython's NimBLE binding never reports a CCCD write (no
+# _IRQ_GATTS_WRITE for it: extmod/nimble/modbluetooth_nimble.c, "This is event is
+# not called for the CCCD") and gatts_notify sends whether or not the client
+# subscribed. So this module does not know who listens: send() notifies on any
+# authenticated link, and the app pushes nothing until the host said HELLO on it
+# (the host subscribes before its HELLO). The battery level goes out with
+# gatts_write(..., True), where NimBLE notifies the clients that subscribed.
+# Fragmentation of frames into ATT payloads is pen/link.py's job; this module
+# moves single ATT payloads.
 import bluetooth
 import json
 import os
@@ -206,7 +211,9 @@ class PenBle:
     # on_rx(conn, data): one ATT write to the request characteristic; called from
     #   the BLE IRQ, so it should only queue the bytes.
     # on_passkey(conn, passkey): show passkey (int) on the display; None clears.
-    # on_link(up): up is True while a paired client listens for events.
+    # on_link(up): called when a central connects or goes, and when the link's
+    #   authentication changes; up is True on an authenticated (encrypted + MITM)
+    #   link. Whether the host listens is the app's business (HELLO).
 
     def __init__(self, ble, info, secrets_path, on_rx, on_passkey=None, on_link=None,
                  passkey_source=random_passkey):
@@ -221,8 +228,6 @@ class PenBle:
         self.mtu = _DEFAULT_MTU
         self.encrypted = False
         self.authenticated = False
-        self.subscribed = False
-        self.battery_subscribed = False
         self.passkey = None
         self._link_up = False
         self.advertising = False
@@ -235,9 +240,6 @@ class PenBle:
         self.rx_handle, self.tx_handle = handles[0]
         self.dis_handles = handles[1]
         self.battery_handle = handles[2][0]
-        # A notify characteristic's CCCD follows its value handle.
-        self.tx_cccd = self.tx_handle + 1
-        self.battery_cccd = self.battery_handle + 1
         ble.gatts_set_buffer(self.rx_handle, _RX_BUFFER)
         for i in range(len(_DIS_FIELDS)):
             value = info.get(_DIS_FIELDS[i]) or ""
@@ -272,8 +274,9 @@ class PenBle:
 
     def send(self, data):
         # Notify one ATT payload on the event characteristic. False (nothing
-        # sent) unless a paired client subscribed.
-        if self.conn is None or not self.subscribed or not self.authenticated:
+        # sent) unless the link is authenticated. NimBLE sends it whether or not
+        # the client subscribed: the caller decides when the host listens.
+        if self.conn is None or not self.authenticated:
             return False
         if len(data) > self.mtu - _ATT_HEADER:
             raise ValueError("payload larger than MTU - 3")
@@ -281,10 +284,9 @@ class PenBle:
         return True
 
     def set_battery(self, pct):
-        pct = self._pct(pct)
-        self._ble.gatts_write(self.battery_handle, bytes((pct,)))
-        if self.conn is not None and self.battery_subscribed:
-            self._ble.gatts_notify(self.conn, self.battery_handle)
+        # send_update: the stack notifies the clients that subscribed (NimBLE's
+        # ble_gatts_chr_updated; the pen cannot see the CCCD itself).
+        self._ble.gatts_write(self.battery_handle, bytes((self._pct(pct),)), True)
 
     def disconnect(self):
         if self.conn is not None:
@@ -306,11 +308,11 @@ class PenBle:
         return 0 if pct < 0 else (100 if pct > 100 else pct)
 
     def _update_link(self):
-        up = self.conn is not None and self.authenticated and self.subscribed
-        if up != self._link_up:
-            self._link_up = up
-            if self._on_link is not None:
-                self._on_link(up)
+        # A new link, a lost one or a change of its authentication: the caller
+        # drops what it queued from the link before (even when up stays False).
+        self._link_up = self.conn is not None and self.authenticated
+        if self._on_link is not None:
+            self._on_link(self._link_up)
 
     def _show_passkey(self, conn, passkey):
         self.passkey = passkey
@@ -324,13 +326,6 @@ class PenBle:
                 payload = self._ble.gatts_read(self.rx_handle)
                 if payload:
                     self._on_rx(conn, payload)
-            elif handle == self.tx_cccd:
-                value = self._ble.gatts_read(self.tx_cccd)
-                self.subscribed = len(value) > 0 and (value[0] & 1) != 0
-                self._update_link()
-            elif handle == self.battery_cccd:
-                value = self._ble.gatts_read(self.battery_cccd)
-                self.battery_subscribed = len(value) > 0 and (value[0] & 1) != 0
         elif event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             if self.conn is not None:
@@ -341,8 +336,6 @@ class PenBle:
             self.mtu = _DEFAULT_MTU
             self.encrypted = False
             self.authenticated = False
-            self.subscribed = False
-            self.battery_subscribed = False
             self.advertising = False
             try:
                 self._ble.gattc_exchange_mtu(conn)
@@ -356,8 +349,6 @@ class PenBle:
             self.mtu = _DEFAULT_MTU
             self.encrypted = False
             self.authenticated = False
-            self.subscribed = False
-            self.battery_subscribed = False
             if self.passkey is not None:
                 self._show_passkey(data[0], None)
             self._update_link()
@@ -370,11 +361,13 @@ class PenBle:
             conn, encrypted, authenticated, _bonded, _key_size = data
             if conn != self.conn:
                 return
+            was = self.authenticated
             self.encrypted = bool(encrypted)
             self.authenticated = bool(encrypted and authenticated)
             if self.passkey is not None:
                 self._show_passkey(conn, None)
-            self._update_link()
+            if self.authenticated != was:
+                self._update_link()
         elif event == _IRQ_PASSKEY_ACTION:
             conn, action, _number = data
             if action == _PASSKEY_ACTION_DISPLAY:

@@ -28,7 +28,6 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-FW_VERSION = "0.1.0"
 TELEMETRY_MS = const(500)
 CHECKPOINT_MS = const(30000)  # counters and cartridge record while running
 FAULT_HOLD_MS = const(500)  # FAULT is shown this long, then the pen re-homes

@@ -2,8 +2,12 @@
 # decode is answered with NACK(the decoder's code) and changes nothing; a request
 # type the pen does not serve gets NACK(NOT_SUPPORTED). Events from the core's
 # tick are encoded here too (event_frames), numbered by the pen's own counter.
+import gc
+
 from pen import wire
-from pen.core import FW_VERSION
+from pen.version import VERSION
+
+_SHORT_PAGE = 8  # records in a LOG_PAGE when the heap has no room for a full one
 
 CAPS = wire.CAP_LOG | wire.CAP_WEAR | wire.CAP_TELEMETRY | wire.CAP_PERMIT
 
@@ -11,6 +15,8 @@ CAPS = wire.CAP_LOG | wire.CAP_WEAR | wire.CAP_TELEMETRY | wire.CAP_PERMIT
 # which is always safe. Anything that arms, moves or re-clocks the pen needs the
 # paired BLE link.
 BENCH_TYPES = (wire.T_HELLO, wire.T_GET_STATUS, wire.T_LOG_READ, wire.T_GET_WEAR, wire.T_STOP)
+# Requests that change nothing: out of heap, they are answered BUSY (the host retries).
+READ_TYPES = (wire.T_HELLO, wire.T_GET_STATUS, wire.T_LOG_READ, wire.T_GET_WEAR)
 
 
 class Handler:
@@ -25,7 +31,8 @@ class Handler:
         self._detail = 0
 
     def link_reset(self):
-        # The app calls this when a central connects or disconnects.
+        # The app calls this when a central connects or goes, or the link's
+        # authentication changes: the host says HELLO again on the new link.
         self.hello = False
 
     def handle(self, frame, authenticated):
@@ -35,6 +42,13 @@ class Handler:
         except wire.WireError as e:
             t = e.msg_type if e.msg_type is not None else 0
             return [self._nack(t & 0xFF, e.seq or 0, e.code)]
+        except MemoryError:
+            # No room to decode it (a fragmented heap): nothing changed; BUSY, and
+            # the host retries a read.
+            gc.collect()
+            t = frame[1] if len(frame) > 1 else 0
+            seq = frame[2] | (frame[3] << 8) if len(frame) > 3 else 0
+            return [self._nack(t, seq, wire.E_BUSY)]
         except Exception:
             # the decoder itself failed: still answer, from the raw header
             t = frame[1] if len(frame) > 1 else 0
@@ -46,6 +60,11 @@ class Handler:
             return [self._dispatch(t, seq, f, authenticated)]
         except wire.WireError as e:
             return [self._nack(t, seq, e.code)]
+        except MemoryError:
+            if t not in READ_TYPES:
+                raise  # a change half made is not answered: the fail-safe takes over
+            gc.collect()
+            return [self._nack(t, seq, wire.E_BUSY)]
 
     def _ack_or_nack(self, t, seq, code):
         if code:
@@ -71,9 +90,18 @@ class Handler:
                 cap = wire.RUNNING_PAGE_RECORDS  # a page must not stretch a control tick
             if n > cap:
                 n = cap
-            first, last, recs = pen.store.read(f["from_seq"], n)
-            return wire.encode(wire.T_LOG_PAGE, seq, {"first_seq": first, "last_seq": last,
-                                                      "records": recs})
+            try:
+                first, last, recs = pen.store.read(f["from_seq"], n)
+                return wire.encode(wire.T_LOG_PAGE, seq, {"first_seq": first,
+                                                          "last_seq": last, "records": recs})
+            except MemoryError:
+                # A fragmented heap has no room for a full page: answer a short one
+                # (the host goes on from its last record) rather than fail the tick.
+                recs = None
+                gc.collect()
+                first, last, recs = pen.store.read(f["from_seq"], _SHORT_PAGE)
+                return wire.encode(wire.T_LOG_PAGE, seq, {"first_seq": first,
+                                                          "last_seq": last, "records": recs})
         if t == wire.T_GET_WEAR:
             return wire.encode(wire.T_WEAR, seq, pen.wear_fields())
         if t == wire.T_SET_TIME:
@@ -104,7 +132,7 @@ class Handler:
         b = pen.board
         return {"proto_version": wire.PROTOCOL_VERSION, "caps": self.caps,
                 "max_frame": wire.MAX_FRAME, "model": b.model[:64], "serial": pen.serial[:64],
-                "fw_version": FW_VERSION, "hw_rev": b.hw_rev[:16],
+                "fw_version": VERSION, "hw_rev": b.hw_rev[:16],
                 "key_set": 1 if pen.store.c["key"] else 0, "limits": b.limits_wire()}
 
     def event_frames(self, events):

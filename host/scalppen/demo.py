@@ -54,9 +54,8 @@ Say = Callable[[str], None]
 
 async def run_demo(home: Path, say: Say, *, speed: float = SPEED) -> DemoResult:
     """Run the story in ``home`` (database, pen flash, report); returns what happened."""
-    from scalppen_hardware import ble_radio
-
     from scalppen.twin import make_twin
+    from scalppen_hardware import ble_radio
 
     result = DemoResult()
     home.mkdir(parents=True, exist_ok=True)

@@ -196,7 +196,12 @@ def test_bond_survives_reconnect_and_reboot_without_a_new_passkey(tmp_path: Path
 
 
 def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Path) -> None:
-    """The core raises events all along; the pen pushes none before CCCD + HELLO."""
+    """The core raises events all along; the pen pushes none before the host's HELLO.
+
+    The pen cannot see the CCCD (NimBLE never reports its writes, and
+    gatts_notify sends without a subscription): the host subscribes first, then
+    says HELLO, and only HELLO opens the flow.
+    """
 
     async def scenario() -> None:
         async with rig(tmp_path) as r:
@@ -233,22 +238,20 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
                                                         response=True))
                 await wait_until(lambda: r.app.handler.hello, 5.0, "the pen to take HELLO")
 
-            # 1. A bonded raw client, encrypted, not subscribed: silence, even after
-            #    HELLO (the pen tracks the CCCD itself; not even INFO is pushed).
+            # 1. A bonded raw client, encrypted, neither subscribed nor HELLO: silence;
+            #    for the core no host is linked.
             client = await _raw_client(r)
             try:
                 seen = _spy_notifications(client)
                 await wait_until(lambda: r.app.ble.authenticated, 5.0, "encryption")
                 await swap_cartridge()
-                await say_hello(client, BleFramer(client.mtu_size))
-                await swap_cartridge()
-                assert seen == [], "the pen notified a client that had not subscribed"
-                assert not r.app.ble.link_up
+                assert seen == [], "the pen notified a client that had not said HELLO"
+                assert r.app.ble.link_up and not r.app.link_up() and not r.app.inp.link_up
             finally:
                 await within(client.disconnect())
             await wait_until(lambda: r.app.ble.conn is None, 5.0, "disconnect")
 
-            # 2. A new connection, subscribed (the pen's link is up) but no HELLO yet:
+            # 2. A new connection, subscribed (the pen cannot know) but no HELLO yet:
             #    still silence.
             client = await _raw_client(r)
             try:
@@ -256,8 +259,9 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
                 got: list[bytes] = []
                 await within(client.start_notify(gatt.EVENT_CHAR_UUID,
                                                  lambda _c, d: got.append(bytes(d))))
-                await wait_until(lambda: r.app.ble.link_up, 5.0, "the pen to see the CCCD")
+                await wait_until(lambda: r.app.ble.link_up, 5.0, "an authenticated link")
                 assert not r.app.handler.hello  # a new link forgets the last HELLO
+                assert not r.app.link_up()
                 await swap_cartridge()
                 assert seen == [] and got == [], "events flowed before HELLO"
                 assert {t for t, _ in generated} == {MsgType.EV_CARTRIDGE}
@@ -276,6 +280,7 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
 
                 await wait_until(drain, 5.0, "INFO")
                 assert frames[0].msg_type == MsgType.INFO and frames[0].seq == 7
+                await wait_until(lambda: r.app.inp.link_up, 5.0, "the core to see the host")
                 await swap_cartridge()
                 await wait_until(lambda: drain() and len(frames) >= 3, 5.0, "events after HELLO")
                 kinds = [(f.msg_type, f.fields.get("inserted")) for f in frames[1:3]]
@@ -290,7 +295,7 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
             transport = r.transport()
             await within(transport.connect(), 15.0)
             try:
-                await wait_until(lambda: r.app.ble.link_up, 5.0, "the pen to see the CCCD")
+                await wait_until(lambda: r.app.ble.link_up, 5.0, "an authenticated link")
                 assert not r.app.handler.hello  # a new link forgets the last HELLO
                 await swap_cartridge()
                 with pytest.raises(TransportTimeout):

@@ -29,9 +29,10 @@ def _running_pen(vpen: VirtualPen) -> Any:
     """Arm and start the firmware directly (no host), on skin with a new cartridge."""
     vpen.hw.insert_cartridge("new")
     vpen.hw.set_contact(True)
-    # A host is connected (these tests are about the body's power, not the radio):
-    # a START with the link down is refused, as nobody would be watching.
+    # A host is connected and said HELLO (these tests are about the body's power,
+    # not the radio): a START with the link down is refused, as nobody would watch.
     vpen.app.ble._link_up = True
+    vpen.app.handler.hello = True
     vpen.step(1500)  # homing, cartridge read
     pen = vpen.app.pen
     unix = vpen.unix_time()

@@ -51,12 +51,17 @@ def test_real_firmware_tree_builds(tmp_path):
     assert any(f.path == "pen/bootok.mpy" for f in m.files)
 
 
-def test_version_file_created_when_missing(tmp_path):
+def test_version_file_missing_is_refused(tmp_path):
+    # The pen reports its version from pen/version.py: a build must not invent one.
     tree = make_tree(tmp_path / "src")
     (tree / "pen" / "version.py").unlink()
-    m = build_bundle(tree, tmp_path / "out", BOARD)
-    assert m.version == "0.1.0"
-    assert 'VERSION = "0.1.0"' in (tree / "pen" / "version.py").read_text()
+    with pytest.raises(BuildError, match=r"version\.py is missing"):
+        build_bundle(tree, tmp_path / "out", BOARD)
+    assert not (tree / "pen" / "version.py").exists()
+    assert not (tmp_path / "out").exists()
+    (tree / "pen" / "version.py").write_text("VERSION = 2\n")
+    with pytest.raises(BuildError, match="no line VERSION"):
+        build_bundle(tree, tmp_path / "out", BOARD)
 
 
 def test_syntax_micropython_lacks_is_rejected(tmp_path):

@@ -52,18 +52,30 @@ def test_ticks_us_and_sleep(clk: VirtualClock) -> None:
 
 
 def test_rtc_and_boot(clk: VirtualClock) -> None:
-    assert vclock.time() == 1_700_000_000
+    # The clock keeps Unix seconds; MicroPython's time API on the ESP32 counts
+    # from 2000-01-01 (MICROPY_EPOCH_IS_2000).
+    y2k = vclock.MP_EPOCH_UNIX
+    assert y2k == 946_684_800
+    assert clk.epoch() == 1_700_000_000
+    assert vclock.time() == 1_700_000_000 - y2k
+    assert vclock.time_ns() == (1_700_000_000 - y2k) * 1_000_000_000
     clk.advance_ms(2500)
-    assert vclock.time() == 1_700_000_002
+    assert vclock.time() == 1_700_000_002 - y2k
     clk.set_epoch(1_800_000_000)
-    assert vclock.time() == 1_800_000_000
-    assert vclock.gmtime(0)[:3] == (1970, 1, 1)
-    assert vclock.mktime(vclock.gmtime(1_800_000_000)) == 1_800_000_000
+    assert vclock.time() == 1_800_000_000 - y2k
+    assert vclock.gmtime(0)[:3] == (2000, 1, 1)
+    assert vclock.gmtime(0)[6:] == (5, 1)  # a Saturday, the year's first day
+    assert vclock.mktime((2000, 1, 1, 0, 0, 0, 5, 1)) == 0
+    assert vclock.gmtime()[:6] == (2027, 1, 15, 8, 0, 0)  # Unix 1_800_000_000
+    assert vclock.localtime() == vclock.gmtime()
+    assert vclock.mktime(vclock.gmtime()) == vclock.time()
     clk.boot(ticks_origin_ms=0)
     assert vclock.ticks_ms() == 0
-    assert vclock.time() == 1_800_000_000  # the RTC keeps running through a reset
+    assert vclock.time() == 1_800_000_000 - y2k  # the RTC keeps running through a reset
     clk.rtc_lost()
-    assert vclock.time() == vclock.RTC_COLD_EPOCH
+    assert clk.epoch() == vclock.RTC_COLD_EPOCH
+    assert vclock.time() == 0  # a cold ESP32 RTC reads its epoch, 2000-01-01
+    assert vclock.gmtime()[:3] == (2000, 1, 1)
 
 
 def test_time_cannot_go_back(clk: VirtualClock) -> None:

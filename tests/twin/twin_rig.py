@@ -11,22 +11,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-
-from dataclasses import asdict
 
 from scalppen import store as S
 from scalppen.client import Pen
 from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
-from scalppen.workflows.session import SessionPlan, decide
-from scalppen_protocol.codes import PenState
 from scalppen.twin import make_twin
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
+from scalppen.workflows.session import SessionPlan, decide
 from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.twin.pen import TwinPen
+from scalppen_protocol.codes import PenState
 from tests.e2e.vpen_fixtures import wait_until, within
 
 EPOCH = 1_780_000_000

@@ -67,6 +67,16 @@ class FuelGauge:
                     value &= self.regs[STATUS]  # flags clear by writing 0
                 self.regs[addr] = value
 
+    def peek_mem(self, memaddr: int, n: int) -> bytes:
+        """What a register read at ``memaddr`` would return now, changing nothing
+        (reads of this gauge have no side effects besides the pointer)."""
+        ptr = self.ptr
+        self.ptr = memaddr
+        try:
+            return self.i2c_read(n)
+        finally:
+            self.ptr = ptr
+
     def i2c_read(self, n: int) -> bytes:
         out = bytearray()
         addr = self.ptr & 0xFE

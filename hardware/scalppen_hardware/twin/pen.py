@@ -80,6 +80,24 @@ def provision(flash_dir: Path, bundle_dir: Path) -> bool:
     return True
 
 
+def _from_probe(v: Any) -> Any:
+    # sequences come back as tuples (the bridge's unwire), bytes as bytes
+    if isinstance(v, (list, tuple)):
+        return tuple(_from_probe(x) for x in v)
+    if isinstance(v, dict):
+        if "bytes" in v:
+            return bytes.fromhex(v["bytes"])
+        if "items" in v:
+            return {_hashable(_from_probe(k)): _from_probe(x) for k, x in v["items"]}
+        if "repr" in v:
+            return v["repr"]
+    return v
+
+
+def _hashable(v: Any) -> Any:
+    return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
 class TwinPen:
     """A pen whose firmware runs in a MicroPython process.
 
@@ -128,6 +146,7 @@ class TwinPen:
         self.proc: subprocess.Popen[bytes] | None = None
         self._master = -1
         self._console_listeners: list[Callable[[bytes], None]] = []
+        self._tick_listeners: list[Callable[[Any], None]] = []
         self._display_listeners: list[Callable[[str], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -146,6 +165,8 @@ class TwinPen:
         self._last_out = 0
         self._usb: Any = None
         self._last_message = time.monotonic()
+        #: Why the last boot ended (for messages and tests).
+        self.last_end = ""
         #: Wall microseconds of each tick in the twin, when a benchmark asks (a list).
         self.tick_samples: list[float] | None = None
         board_file = self.flash_dir / "board.json"
@@ -204,6 +225,11 @@ class TwinPen:
         self._display_listeners.append(listener)
         self.hw.display.add_listener(listener)
 
+    def on_tick(self, listener: Callable[[Any], None]) -> None:
+        """Call ``listener(hw)`` after every sleep of the firmware (its control tick),
+        once the body has run that tick: a trace of what the pen did, from outside."""
+        self._tick_listeners.append(listener)
+
     def on_console(self, listener: Callable[[bytes], None]) -> None:
         """Call ``listener(bytes)`` with everything the twin writes to its terminal."""
         self._console_listeners.append(listener)
@@ -234,7 +260,7 @@ class TwinPen:
             self.bridge.probe(expr, "exec" if exec_ else "eval"), timeout)
         if "error" in answer:
             raise RuntimeError(f"probe {expr!r}: {answer['error']}")
-        return w.unwire(answer.get("value", answer.get("repr", answer)))
+        return _from_probe(answer["value"])
 
     async def run_for(self, ms: int) -> None:
         """Wait until ``ms`` of virtual time have passed."""
@@ -390,6 +416,7 @@ class TwinPen:
                 head = await reader.readexactly(4)
                 body = await reader.readexactly(struct.unpack("<I", head)[0])
             except (asyncio.IncompleteReadError, ConnectionError):
+                self.last_end = "the process ended"
                 if self.hw.needs_reboot is None:
                     # The process ended by itself: a soft reset from the REPL
                     # (Ctrl-D) or a crash; the ESP32 port soft-reboots.
@@ -420,11 +447,23 @@ class TwinPen:
             try:
                 reply = bridge.handle(body)
             except TwinReset:
+                self.last_end = "machine.reset()"
+                return
+            except Exception as exc:
+                # A message the bridge cannot take: the twin is broken; reset it.
+                _log.exception("the twin sent a message the bridge cannot take")
+                self.errors.append(f"bridge: {exc!r}")
+                self.last_end = f"bridge error {exc!r}"
+                self.hw.request_reset(2)
                 return
             if self.hw.needs_reboot is not None:
+                self.last_end = f"reset cause {self.hw.needs_reboot}"
                 return
             writer.write(reply)
             replied = time.perf_counter()
+            if body[0] == w.K_SYNC:
+                for listener in self._tick_listeners:
+                    listener(self.hw)
             self._wake_waiters()
             since_yield += 1
             if since_yield >= 4:

@@ -17,6 +17,7 @@ CPython -> twin::
     u32 body_len | u32 ticks_ms | u32 ticks_us | i64 epoch_us
     | u8 n | n x u8 pin level | u8 n | n x (i32 uv, u16 code) ADC
     | u8 n | n x u8 1-Wire presence | u8 n | n x (u16 pin object, u16 rising edges)
+    | u8 n | n x (u8 I2C object, u8 address, u8 acks) | u8 n | n x (u8 len, data) peeks
     | JSON tail (absent when empty): {"ble": [...], "uart": {...}, "result": ..., "error": ...}
 
 The MicroPython side of this layout is ``mpy/_twin.py``; a test keeps its
@@ -41,6 +42,8 @@ OP_UART: Final = 5  # u8 obj, u16 len, data
 OP_OW_WRITE: Final = 6  # u8 obj, u16 len, data
 OP_OW_RESET: Final = 7  # u8 obj
 OP_JSON: Final = 8  # u16 len, JSON [name, args]
+OP_I2C_WRITE: Final = 9  # u8 obj, u8 addr, u16 len, data (memaddr first for writeto_mem)
+OP_I2C_READ: Final = 10  # u8 obj, u8 addr, u8 memaddr, u8 n (a read served from a peek)
 
 HEAD: Final = struct.Struct("<IBII")
 SNAP: Final = struct.Struct("<IIq")
@@ -55,6 +58,8 @@ def encode_reply(
     present: bytes,
     edges: list[tuple[int, int]],
     tail: dict[str, Any] | None,
+    acks: list[tuple[int, int, int]] = (),  # type: ignore[assignment]
+    peeks: list[bytes | None] = (),  # type: ignore[assignment]
 ) -> bytes:
     parts = [SNAP.pack(ticks_ms, ticks_us, epoch_us), bytes((len(levels),)), levels,
              bytes((len(adc),))]
@@ -63,6 +68,11 @@ def encode_reply(
     parts.append(present)
     parts.append(bytes((len(edges),)))
     parts.extend(struct.pack("<HH", obj, n) for obj, n in edges)
+    parts.append(bytes((len(acks),)))
+    parts.extend(bytes(a) for a in acks)
+    parts.append(bytes((len(peeks),)))
+    for data in peeks:
+        parts.append(b"\xff" if data is None else bytes((len(data),)) + data)
     if tail:
         parts.append(json.dumps(tail, separators=(",", ":")).encode())
     body = b"".join(parts)
@@ -98,6 +108,14 @@ def decode_ops(ops: bytes) -> list[tuple[Any, ...]]:
         elif op == OP_OW_RESET:
             out.append((op, ops[p]))
             p += 1
+        elif op == OP_I2C_WRITE:
+            obj, addr, size = struct.unpack_from("<BBH", ops, p)
+            p += 4
+            out.append((op, obj, addr, bytes(ops[p:p + size])))
+            p += size
+        elif op == OP_I2C_READ:
+            out.append((op, ops[p], ops[p + 1], ops[p + 2], ops[p + 3]))
+            p += 4
         elif op == OP_JSON:
             size = struct.unpack_from("<H", ops, p)[0]
             p += 2

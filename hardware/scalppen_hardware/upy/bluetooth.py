@@ -17,6 +17,12 @@ Behaviour kept as on MicroPython/NimBLE:
   signalled with ``_IRQ_GATTS_WRITE``; the handler reads it with ``gatts_read``.
 * ``gatts_notify`` sends whether or not the client subscribed, truncated to
   MTU - 3.
+* A write to a CCCD is never reported: no ``_IRQ_GATTS_WRITE`` for it (NimBLE
+  keeps CCCDs to itself: ``extmod/nimble/modbluetooth_nimble.c``, "This is event
+  is not called for the CCCD"), so the firmware cannot see who subscribed. The
+  stack remembers each connection's CCCD for ``gatts_write(..., send_update=True)``,
+  which notifies (or indicates) only the clients that subscribed. CCCD writes
+  need the same security as the characteristic.
 * Security flags are enforced by the stack: without encryption an
   ``*_ENCRYPTED``/``*_AUTHENTICATED`` attribute answers "insufficient
   authentication" (or "insufficient encryption" when the peer is bonded); with
@@ -28,10 +34,9 @@ Behaviour kept as on MicroPython/NimBLE:
 
 Differences:
 
-* A write to a CCCD is reported as ``_IRQ_GATTS_WRITE(conn, cccd_handle)`` and
-  ``gatts_read(cccd_handle)`` returns the 2 bytes last written, so the firmware
-  can track subscriptions (NimBLE keeps CCCDs to itself). CCCD writes need the
-  same security as the characteristic.
+* ``gatts_read(cccd_handle)`` returns the 2 bytes a client last wrote to the
+  CCCD; on NimBLE a CCCD has no entry in MicroPython's attribute table. Firmware
+  must not rely on it.
 * Calls that talk to the radio (advertise, notify, disconnect, ...) return at
   once and run in order on the event loop; :meth:`BLE.idle` waits for them.
   Everything runs on one asyncio loop; IRQ handlers are called on it
@@ -611,6 +616,7 @@ class BLE:
                     raise att.ATT_Error(att.ErrorCode.INVALID_ATTRIBUTE_LENGTH, attr.handle)
                 self._cccd[(conn.handle, attr.handle)] = bytes(value)
                 attr.value = bytearray(value)
+                return  # NimBLE never reports a CCCD write to MicroPython
             else:
                 self._check(conn, attr.flags, _WRITE_SECURITY, FLAG_WRITE_AUTHENTICATED)
                 if attr.append:

@@ -366,7 +366,13 @@ class WDT:
 
 
 class RTC:
-    """The pen's real-time clock (MicroPython's ``datetime`` 8-tuple)."""
+    """The pen's real-time clock, as ``ports/esp32/machine_rtc.c`` has it.
+
+    ``datetime()`` is a calendar date, ``(year, month, day, weekday, hour, minute,
+    second, microsecond)`` with weekday 0 = Monday, whatever epoch ``time.time()``
+    counts from (2000 on the ESP32: see ``vclock``); setting it takes exactly those
+    8 fields (the weekday is ignored).
+    """
 
     def __init__(self) -> None:
         self._hw = _get_hw()
@@ -377,10 +383,13 @@ class RTC:
 
         clock = self._hw.clock
         if dt is None:
-            t = host_time.gmtime(clock.epoch())
-            return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_wday, t.tm_hour, t.tm_min, t.tm_sec, 0)
-        year, month, day, _wd, hour, minute, second = dt[:7]
-        sub = dt[7] if len(dt) > 7 else 0
+            us = clock.epoch_us()
+            t = host_time.gmtime(us // 1_000_000)
+            return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_wday, t.tm_hour, t.tm_min, t.tm_sec,
+                    us % 1_000_000)
+        if len(dt) != 8:
+            raise ValueError(f"requested length 8 but object has length {len(dt)}")
+        year, month, day, _wd, hour, minute, second, sub = (int(x) for x in dt)
         clock.set_epoch(
             calendar.timegm((year, month, day, hour, minute, second, 0, 0, 0)) + sub / 1e6
         )

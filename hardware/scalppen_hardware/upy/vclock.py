@@ -11,6 +11,14 @@ be attached at any time.
 Ticks are ``ticks_ms``/``ticks_us`` values modulo ``TICKS_PERIOD`` (2**30, as on
 the ESP32 port); ``ticks_diff`` returns a signed difference in
 ``[-TICKS_PERIOD/2, TICKS_PERIOD/2)``, exactly like MicroPython.
+
+``time``, ``time_ns``, ``gmtime``, ``localtime`` and ``mktime`` count from
+MicroPython's epoch on the ESP32, 2000-01-01T00:00:00Z (``MICROPY_EPOCH_IS_2000``,
+the default of ``py/mpconfig.h`` that ``ports/esp32`` keeps; MicroPython's
+``docs/library/time.rst``): ``time()`` is Unix time minus :data:`MP_EPOCH_UNIX`
+and ``gmtime(0)`` is 2000-01-01. :class:`VirtualClock` itself keeps Unix seconds
+(``epoch()``, ``calendar()``); only this MicroPython-facing API speaks the 2000
+epoch, and ``machine.RTC().datetime()`` is a calendar date either way.
 """
 
 from __future__ import annotations
@@ -23,8 +31,11 @@ TICKS_PERIOD = 1 << 30
 TICKS_MAX = TICKS_PERIOD - 1
 TICKS_HALFPERIOD = TICKS_PERIOD >> 1
 
-# What ESP32 MicroPython's RTC reads after a cold boot: 2000-01-01T00:00:00Z.
-RTC_COLD_EPOCH = 946684800
+# MicroPython's epoch on the ESP32, 2000-01-01T00:00:00Z, in Unix seconds: what
+# the module-level time()/gmtime()/mktime() count from.
+MP_EPOCH_UNIX = 946684800
+# What ESP32 MicroPython's RTC reads after a cold boot (Unix s): its epoch, 2000-01-01.
+RTC_COLD_EPOCH = MP_EPOCH_UNIX
 
 
 class VirtualClock:
@@ -162,21 +173,25 @@ def sleep(seconds: float) -> None:
 
 
 def time() -> int:
-    return _c().epoch()
+    """Whole seconds since 2000-01-01 (the ESP32's epoch), an int as on the ESP32."""
+    return _c().epoch() - MP_EPOCH_UNIX
 
 
 def time_ns() -> int:
-    return _c().epoch_us() * 1000
+    """Nanoseconds since 2000-01-01."""
+    return (_c().epoch_us() - MP_EPOCH_UNIX * 1_000_000) * 1000
 
 
 def gmtime(secs: int | None = None) -> tuple[int, ...]:
-    """(year, month, mday, hour, minute, second, weekday, yearday), as MicroPython."""
-    t = _host_time.gmtime(time() if secs is None else secs)
+    """(year, month, mday, hour, minute, second, weekday, yearday) of ``secs``
+    seconds since 2000-01-01 (now when None), as MicroPython on the ESP32."""
+    t = _host_time.gmtime((time() if secs is None else int(secs)) + MP_EPOCH_UNIX)
     return (t.tm_year, t.tm_mon, t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec, t.tm_wday, t.tm_yday)
 
 
-localtime = gmtime
+localtime = gmtime  # the ESP32 port has no time zone: local time is UTC
 
 
 def mktime(tup: tuple[int, ...]) -> int:
-    return calendar.timegm((*tuple(tup[:6]), 0, 0, 0))
+    """The inverse of :func:`gmtime`: seconds since 2000-01-01."""
+    return calendar.timegm((*tuple(tup[:6]), 0, 0, 0)) - MP_EPOCH_UNIX

@@ -38,8 +38,9 @@ DEFAULT_BOARD: Final = "pen-s3-revb"
 #: (.mpy version, sub-version) of MicroPython 1.27: ``sys.implementation._mpy`` 774.
 TARGET_MPY: Final = (6, 3)
 TARGET_MICROPYTHON: Final = "1.27"
+#: The firmware's version, its one source: the pen reports it (INFO, Device
+#: Information) and the build copies it into the manifest.
 VERSION_FILE: Final = Path("pen") / "version.py"
-DEFAULT_VERSION: Final = "0.1.0"
 
 _VERSION_RE = re.compile(r"""^VERSION\s*=\s*["']([0-9]+\.[0-9]+\.[0-9]+[^"']*)["']""", re.M)
 
@@ -100,17 +101,16 @@ def compute_build_id(files: Sequence[FileEntry]) -> str:
     return h.hexdigest()[:16]
 
 
-def read_version(firmware_dir: Path, create: bool = True) -> str:
-    """``VERSION`` from ``firmware/pen/version.py``; the file is created (0.1.0) if missing."""
+def read_version(firmware_dir: Path) -> str:
+    """``VERSION`` from ``firmware/pen/version.py``, what the pen itself reports.
+
+    Raises:
+        BuildError: the file is missing (the firmware would not start without it)
+            or has no ``VERSION = "x.y.z"`` line.
+    """
     path = firmware_dir / VERSION_FILE
     if not path.exists():
-        if not create:
-            raise BuildError(f"{path} is missing")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(
-            "# Firmware version, read by the build (scalppen build) into the manifest.\n"
-            f'VERSION = "{DEFAULT_VERSION}"\n'
-        )
+        raise BuildError(f"{path} is missing: the firmware reports its version from it")
     m = _VERSION_RE.search(path.read_text())
     if not m:
         raise BuildError(f'{path} has no line VERSION = "x.y.z"')
@@ -201,8 +201,9 @@ def build_bundle(
         The manifest written to ``out_dir / "manifest.json"``.
 
     Raises:
-        BuildError: a file does not compile, a root file or the board is missing,
-            or the ``.mpy`` version does not match the pen's MicroPython.
+        BuildError: a file does not compile, a root file, ``pen/version.py`` or the
+            board is missing, or the ``.mpy`` version does not match the pen's
+            MicroPython.
     """
     firmware_dir = Path(firmware_dir)
     out_dir = Path(out_dir)

@@ -31,6 +31,8 @@ OP_UART = 5
 OP_OW_WRITE = 6
 OP_OW_RESET = 7
 OP_JSON = 8
+OP_I2C_WRITE = 9
+OP_I2C_READ = 10
 
 _HDR = "<IIq"  # ticks_ms, ticks_us, epoch_us (the ESP32's 2000 epoch)
 
@@ -44,6 +46,9 @@ epoch_us = 0
 levels = b""
 adc = []
 present = b""
+i2c_acks = {}  # (I2C object, address) -> the device acks (at the snapshot)
+peeks = []  # side-effect-free register reads, fresh at the snapshot
+i2c_dirty = set()  # (I2C object, address) written since the snapshot
 info = {}
 
 _objs = []  # MicroPython-side objects by id (pins with IRQs, UARTs, the BLE)
@@ -97,7 +102,7 @@ def flush():
 
 def _apply(buf):
     # A reply: the snapshot, then the JSON tail (IRQs, UART input, the call's result).
-    global ticks_ms, ticks_us, epoch_us, levels, adc, present
+    global ticks_ms, ticks_us, epoch_us, levels, adc, present, i2c_acks, peeks
     ticks_ms, ticks_us, epoch_us = struct.unpack_from(_HDR, buf, 0)
     p = 16
     n = buf[p]
@@ -116,6 +121,26 @@ def _apply(buf):
     for i in range(n):
         edges.append(struct.unpack_from("<HH", buf, p + 4 * i))
     p += 4 * n
+    n = buf[p]
+    p += 1
+    acks = {}
+    for i in range(n):
+        acks[(buf[p], buf[p + 1])] = buf[p + 2] == 1
+        p += 3
+    i2c_acks = acks
+    n = buf[p]
+    p += 1
+    pk = []
+    for i in range(n):
+        k = buf[p]
+        if k == 0xFF:
+            pk.append(None)
+            p += 1
+        else:
+            pk.append(bytes(buf[p + 1:p + 1 + k]))
+            p += 1 + k
+    peeks = pk
+    i2c_dirty.clear()
     tail = None
     if p < len(buf):
         tail = json.loads(bytes(buf[p:]))
@@ -160,13 +185,20 @@ def _probe(expr, mode):
             value = eval(expr, env)
     except Exception as e:
         return {"error": repr(e)}
-    try:
-        json.dumps(value)
-        return {"value": value}
-    except Exception:
-        if isinstance(value, (bytes, bytearray)):
-            return {"bytes": bytes(value).hex()}
-        return {"repr": repr(value)}
+    return {"value": _plain(value)}
+
+
+def _plain(v):
+    # JSON for a probe's answer: bytes as {"bytes": hex}, other objects as repr.
+    if v is None or isinstance(v, (bool, int, float, str)):
+        return v
+    if isinstance(v, (bytes, bytearray, memoryview)):
+        return {"bytes": bytes(v).hex()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {"items": [[_plain(k), _plain(x)] for k, x in v.items()]}
+    return {"repr": repr(v)}
 
 
 def _raise(err):
@@ -227,15 +259,18 @@ def refresh():
         call(-1, "snapshot")
 
 
-def push(op):
+def push(op, dirty=True):
+    # Queue an output. `dirty`: it may change what a pin or ADC reads this tick
+    # (register reads and 1-Wire traffic cannot).
     global _dirty
     _ops.extend(op)
-    _dirty = True
+    if dirty:
+        _dirty = True
 
 
 def push_json(doc):
     data = json.dumps(doc).encode()
-    push(struct.pack("<BH", OP_JSON, len(data)) + data)
+    push(struct.pack("<BH", OP_JSON, len(data)) + data, False)
 
 
 def new(cls, args):

@@ -146,7 +146,7 @@ class BLE:
             data = self._values.get(value_handle, b"")
         data = bytes(data)
         _twin.push(struct.pack("<BHHH", _twin.OP_NOTIFY, conn_handle, value_handle, len(data))
-                   + data)
+                   + data, False)
 
     def gatts_indicate(self, conn_handle, value_handle, data=None):
         if conn_handle not in self._conns:

@@ -100,7 +100,7 @@ class PWM:
             # the C module's own argument check (ports/esp32/machine_pwm.c)
             raise ValueError("duty_u16 must be from 0 to 65535")
         self._duty = value
-        _twin.push(struct.pack("<BBH", _twin.OP_PWM, self._o, value))
+        _twin.push(struct.pack("<BBH", _twin.OP_PWM, self._o, value), False)
         return None
 
     def duty(self, value=None):
@@ -142,15 +142,30 @@ _const(ADC, "ADC")
 
 
 class I2C:
+    # A write's outcome is the device's ack, which the snapshot carries (a device
+    # answers or not for a whole tick), so writes go with the tick's outputs.
+    # Register reads of a device without read side effects are answered from the
+    # snapshot's peeks (the transaction itself still happens, in order); any
+    # other read is a synchronous call.
     def __init__(self, id=0, *, scl=None, sda=None, freq=400000, timeout=50000):
         self._o = _twin.new("I2C", [id, None if scl is None else _pin_id(scl),
                                     None if sda is None else _pin_id(sda), freq])[0]
+        self._peek = {}
+
+    def _ack(self, addr):
+        ack = _twin.i2c_acks.get((self._o, addr))
+        if not ack:
+            raise OSError(19)  # ENODEV: no device answered its address
+        _twin.i2c_dirty.add((self._o, addr))
 
     def scan(self):
         return _twin.call(self._o, "scan")
 
     def writeto(self, addr, buf, stop=True):
-        return _twin.call(self._o, "writeto", [addr, bytes(buf).hex()])
+        self._ack(addr)
+        data = bytes(buf)
+        _twin.push(struct.pack("<BBBH", _twin.OP_I2C_WRITE, self._o, addr, len(data)) + data, False)
+        return len(data)
 
     def readfrom(self, addr, nbytes, stop=True):
         return bytes.fromhex(_twin.call(self._o, "readfrom", [addr, nbytes]))
@@ -159,10 +174,21 @@ class I2C:
         buf[:] = self.readfrom(addr, len(buf))
 
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
-        _twin.call(self._o, "writeto_mem", [addr, memaddr, bytes(buf).hex()])
+        self.writeto(addr, bytes((memaddr & 0xFF,)) + bytes(buf))
 
     def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
-        return bytes.fromhex(_twin.call(self._o, "readfrom_mem", [addr, memaddr, nbytes]))
+        slot = self._peek.get((addr, memaddr, nbytes))
+        if slot is not None and (self._o, addr) not in _twin.i2c_dirty:
+            data = _twin.peeks[slot]
+            if data is None:
+                raise OSError(19)
+            _twin.push(struct.pack("<BBBBB", _twin.OP_I2C_READ, self._o, addr, memaddr,
+                                   nbytes), False)
+            return data
+        data, slot = _twin.call(self._o, "readfrom_mem", [addr, memaddr, nbytes])
+        if slot >= 0:
+            self._peek[(addr, memaddr, nbytes)] = slot
+        return bytes.fromhex(data)
 
     def readfrom_mem_into(self, addr, memaddr, buf, *, addrsize=8):
         buf[:] = self.readfrom_mem(addr, memaddr, len(buf))
@@ -186,7 +212,7 @@ class UART:
 
     def write(self, buf):
         data = bytes(buf)
-        _twin.push(struct.pack("<BBH", _twin.OP_UART, self._o, len(data)) + data)
+        _twin.push(struct.pack("<BBH", _twin.OP_UART, self._o, len(data)) + data, False)
         return len(data)
 
 
@@ -195,7 +221,7 @@ class WDT:
         _twin.call(-1, "wdt", [id, timeout])
 
     def feed(self):
-        _twin.push(bytes((_twin.OP_WDT_FEED,)))
+        _twin.push(bytes((_twin.OP_WDT_FEED,)), False)
 
 
 class RTC:

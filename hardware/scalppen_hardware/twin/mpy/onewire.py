@@ -24,7 +24,7 @@ class OneWire:
 
     def reset(self, required=False):
         present = _twin.present[self._slot] == 1
-        _twin.push(struct.pack("<BB", _twin.OP_OW_RESET, self._o))
+        _twin.push(struct.pack("<BB", _twin.OP_OW_RESET, self._o), False)
         if required and not present:
             raise OneWireError
         return present
@@ -38,11 +38,11 @@ class OneWire:
             buf[i] = data[i]
 
     def writebyte(self, value):
-        _twin.push(struct.pack("<BBHB", _twin.OP_OW_WRITE, self._o, 1, value & 0xFF))
+        _twin.push(struct.pack("<BBHB", _twin.OP_OW_WRITE, self._o, 1, value & 0xFF), False)
 
     def write(self, buf):
         data = bytes(buf)
-        _twin.push(struct.pack("<BBH", _twin.OP_OW_WRITE, self._o, len(data)) + data)
+        _twin.push(struct.pack("<BBH", _twin.OP_OW_WRITE, self._o, len(data)) + data, False)
 
     def select_rom(self, rom):
         self.reset()
