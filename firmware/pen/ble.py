@@ -65,7 +65,7 @@ _ADV_MAX = const(31)
 _ADV_INTERVAL_US = const(100000)
 
 _RX_BUFFER = const(512)  # largest ATT attribute value
-_MAX_BONDS = const(8)
+_MAX_BONDS = const(8)  # hosts; NimBLE keeps two secrets per bond (ours, the peer's)
 _DEFAULT_MTU = const(23)
 _ATT_HEADER = const(3)
 
@@ -122,9 +122,9 @@ class BondStore:
     # Secrets of the BLE stack (_IRQ_GET_SECRET / _IRQ_SET_SECRET), kept in a
     # JSON file: a list of [sec_type, key hex, value hex], oldest first.
 
-    def __init__(self, path, max_entries=_MAX_BONDS):
+    def __init__(self, path, max_bonds=_MAX_BONDS):
         self.path = path
-        self.max_entries = max_entries
+        self.max_bonds = max_bonds
         self.entries = []
         self.load()
 
@@ -186,16 +186,27 @@ class BondStore:
                 break
         if value is not None:
             self.entries.append([sec_type, key, bytes(value)])
-            while len(self.entries) > self.max_entries:
-                self.entries.pop(0)
+            # Too many hosts: forget the oldest host's whole bond (every secret kept
+            # under its address), never half of one.
+            while len(self.peers()) > self.max_bonds:
+                oldest = self.entries[0][1]
+                self.entries = [e for e in self.entries if e[1] != oldest]
         try:
             self.save()
         except OSError:
             return False
         return True
 
+    def peers(self):
+        # the hosts with a bond, oldest first
+        out = []
+        for e in self.entries:
+            if e[1] not in out:
+                out.append(e[1])
+        return out
+
     def count(self):
-        return len(self.entries)
+        return len(self.peers())
 
     def clear(self):
         self.entries = []

@@ -17,10 +17,13 @@ class Motor:
         self.duty = 0
         self.count = 0
         self._hall = Pin(pins["hall"], Pin.IN)
-        self._hall.irq(handler=self._on_hall, trigger=Pin.IRQ_RISING, hard=True)
+        # The ESP32 port's Pin.irq takes handler, trigger and wake only: its pin
+        # handlers are scheduled, not hard (ports/esp32/machine_pin.c); hard=True
+        # would fail at start-up with TypeError.
+        self._hall.irq(handler=self._on_hall, trigger=Pin.IRQ_RISING)
 
     def _on_hall(self, pin):
-        # Hard IRQ: no allocation (a small int increment).
+        # Scheduled IRQ (between bytecodes): keep it short, a small int increment.
         self.count += 1
 
     def set_duty(self, duty):

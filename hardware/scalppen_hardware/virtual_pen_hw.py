@@ -226,6 +226,7 @@ class VirtualPenHardware:
         self._timers: list[list[Any]] = []  # [due_us, period_us (0 = one shot), callback, timer]
         self._wdt_us = 0
         self._wdt_due = 0
+        self._wdt_kept = (0, 0)
         self._sched: list[tuple[Callable[[Any], Any], Any]] = []
         self._in_advance = False
         self.onewire = OneWireBus(self)
@@ -273,7 +274,8 @@ class VirtualPenHardware:
         }
         disp = self.board["display"]
         self._i2c = {int(bat["fuel_gauge_addr"]): b.gauge, int(disp["addr"]): b.oled}
-        self.clock.boot()
+        if reset_cause != SOFT_RESET:  # the ESP32's timer keeps counting through a soft reset
+            self.clock.boot()
         self.clock.sleeper = self.advance
 
     # --- state ------------------------------------------------------------------------
@@ -481,6 +483,8 @@ class VirtualPenHardware:
         """This boot ends: the MCU stops, its outputs float (motor off, stepper disabled)."""
         if self.halted_cause is None:
             self.halted_cause = cause
+            # a soft reset keeps the watchdog (ports/esp32/machine_wdt.c registers it once)
+            self._wdt_kept = (self._wdt_us, self._wdt_due)
         self._run = False
         self.body.motor.duty = 0.0
         self.body.stepper.enabled = False
@@ -513,6 +517,8 @@ class VirtualPenHardware:
         new = VirtualPenHardware(
             self.board, self.clock, body=self.body, reset_cause=cause, unique_id=self.unique_id
         )
+        if cause == SOFT_RESET:
+            new._wdt_us, new._wdt_due = self._wdt_kept
         if install:
             from scalppen_hardware import upy
 

@@ -50,3 +50,21 @@ def test_damaged_bond_file_reads_as_no_bonds_or_the_good_entries(tmp_path: Path,
     (tmp_path / "bonds.json").write_text(text)
     again = BondStore(str(tmp_path / "bonds.json"))
     assert again.entries == []
+
+
+def test_a_ninth_host_forgets_the_oldest_whole_bond_never_half(tmp_path: Path) -> None:
+    # NimBLE keeps two secrets per bond (ours and the peer's, both under the peer's
+    # address); the pen keeps 8 hosts, and eviction drops a host's every secret.
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    for host in range(9):
+        addr = bytes((host,)) * 7
+        bonds.set(1, addr, b"our-%d" % host)
+        bonds.set(2, addr, b"peer-%d" % host)
+    again = BondStore(str(tmp_path / "bonds.json"))
+    assert again.count() == 8
+    kept = {e[1][0] for e in again.entries}
+    assert kept == set(range(1, 9))  # host 0, the oldest, is gone: both its secrets
+    for host in range(1, 9):
+        addr = bytes((host,)) * 7
+        assert again.get(1, 0, addr) == b"our-%d" % host
+        assert again.get(2, 0, addr) == b"peer-%d" % host

@@ -1,6 +1,7 @@
 """The pen's bench UART: the same frames over a serial line (COBS + CRC-16), read-only
-plus STOP, served by the real firmware; the host's SerialTransport and the command
-line's ``--serial`` against it."""
+plus STOP, served by the firmware bundle in the twin (MicroPython, its ``machine.UART``
+on the body's pty); the host's SerialTransport and the command line's ``--serial``
+against it."""
 
 from __future__ import annotations
 
@@ -15,16 +16,17 @@ import pytest
 
 from scalppen.client import Pen, PenRefused
 from scalppen.transports.serial import SerialTransport
+from scalppen.twin import make_twin
 from scalppen_hardware import ble_radio
-from scalppen_hardware.virtual_pen import VirtualPen
+from scalppen_hardware.twin.pen import TwinPen
 from scalppen_protocol.codes import ErrorCode, MsgType
 
 pytestmark = pytest.mark.timeout(120)
 
 
-def _run(tmp_path: Path, scenario: Callable[[VirtualPen, str], Awaitable[None]]) -> None:
+def _run(tmp_path: Path, scenario: Callable[[TwinPen, str], Awaitable[None]]) -> None:
     async def main() -> None:
-        vpen = VirtualPen(tmp_path / "flash", ble_radio.new_link(), speed=50, epoch=time.time())
+        vpen = make_twin(tmp_path / "flash", ble_radio.new_link(), speed=50, epoch=time.time())
         await vpen.start()
         try:
             cfg = vpen.board["bench_uart"]
@@ -37,9 +39,9 @@ def _run(tmp_path: Path, scenario: Callable[[VirtualPen, str], Awaitable[None]])
 
 
 def test_bench_uart_serves_reads_and_stop_only(tmp_path: Path) -> None:
-    async def scenario(vpen: VirtualPen, port: str) -> None:
+    async def scenario(vpen: TwinPen, port: str) -> None:
         async with Pen(SerialTransport(port), timeout=5.0) as pen:
-            assert pen.info is not None and pen.info.serial == vpen.app.serial
+            assert pen.info is not None and pen.info.serial == await vpen.probe("app.serial")
             status = await pen.status()
             assert status.battery_pct > 0
             page = await pen.read_log(1, 20)
@@ -55,13 +57,13 @@ def test_bench_uart_serves_reads_and_stop_only(tmp_path: Path) -> None:
                 with pytest.raises(PenRefused) as refused:
                     await call
                 assert refused.value.code == ErrorCode.NOT_AUTHORIZED, msg
-            assert vpen.app.pen.store.c["key"] in (None, "")  # nothing was changed
+            assert await vpen.probe("app.pen.store.c['key']") in (None, "")  # nothing changed
 
     _run(tmp_path, scenario)
 
 
 def test_bench_uart_survives_damaged_packets(tmp_path: Path) -> None:
-    async def scenario(vpen: VirtualPen, port: str) -> None:
+    async def scenario(vpen: TwinPen, port: str) -> None:
         fd = os.open(port, os.O_RDWR | os.O_NOCTTY)
         try:
             os.write(fd, b"\x05\x01\x02\x03\x04\x00" + bytes(range(1, 200)) + b"\x00")
@@ -70,7 +72,7 @@ def test_bench_uart_survives_damaged_packets(tmp_path: Path) -> None:
         await vpen.run_for(200)
         async with Pen(SerialTransport(port), timeout=5.0) as pen:
             assert (await pen.status()).battery_pct > 0
-        assert vpen.app.link_errors >= 2
+        assert await vpen.probe("app.link_errors") >= 2
 
     _run(tmp_path, scenario)
 
@@ -84,10 +86,10 @@ def test_command_line_over_the_bench_uart(tmp_path: Path) -> None:
         out, _ = await asyncio.wait_for(proc.communicate(), 60)
         return int(proc.returncode or 0), out.decode()
 
-    async def scenario(vpen: VirtualPen, port: str) -> None:
+    async def scenario(vpen: TwinPen, port: str) -> None:
         code, out = await cli("--serial", port, "status")
         assert code == 0, out
-        assert vpen.app.serial in out and "idle" in out
+        assert await vpen.probe("app.serial") in out and "idle" in out
         code, out = await cli("--serial", port, "logs", "sync")
         assert code == 0, out
         assert "new" in out

@@ -16,6 +16,9 @@ Two paths:
   and store (``tests/e2e/fw_loopback.py``) on ``scalppen.transports.loopback``;
   a message is a whole frame: 5 LOG_READs + 5 LOG_PAGEs, both sides of each: 20
   cuts, all run.
+- **the twin over virtual BLE**: the firmware bundle in MicroPython (the twin) on
+  the bumble radio, the same cuts as the in-process pen below; the log is filled
+  by the twin's own store (a chunk per tick).
 - **virtual BLE**: the full firmware in ``VirtualPen`` on the bumble radio, the
   host's ``Radio`` and a ``BleTransport`` whose ATT writes and notification
   fragments are counted below the reassembly; the cut is ``radio_silence`` (both
@@ -60,6 +63,7 @@ from tests.e2e.sync_fixtures import (
     pen_rows,
 )
 from tests.e2e.vpen_fixtures import Rig, radio_silence, rig, run, wait_until, within
+from tests.twin.twin_rig import TwinRig, twin_rig
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -234,6 +238,112 @@ async def _ble_rig_sync(tmp: Path, cuts: Callable[[Reference], list[Cut]]) -> tu
         ref = await reference(path)
         ran = await cut_everywhere(path, cuts)
         return ref, ran
+
+
+# ---- (c) the twin: the firmware bundle in MicroPython, over the virtual BLE link ----------
+
+PROBE_HEAP_KB = 320
+
+_TWIN_FILL = """
+import sys
+st = app.store
+t0 = {t0}
+kinds = {kinds}
+for i in range({start}, {end}):
+    kind, depth, a = kinds[i % len(kinds)]
+    day = i // len(kinds)
+    st.append(kind, t0 + day * 259200 + i * 7, (i * 37) & 0xFFFF,
+              depth + (day % 3) * 250 if depth else 0, a + i, (i * 7919) & 0xFFFFFFFF, i & 0x0F)
+st.commit()
+result = 1
+"""
+
+_TWIN_ROWS = """
+from pen.store import unpack_record
+rows = []
+while True:
+    recs = app.store.read(rows[-1][0] + 1 if rows else {first}, 8)[2]
+    if not recs or len(rows) >= 25:
+        break
+    rows += [[unpack_record(r)[f] for f in {fields}] for r in recs]
+result = rows[:25]
+"""
+
+
+async def _twin_fill(r: TwinRig, n: int, t0: int) -> None:
+    # the same records as sync_fixtures.fill_log, appended by the twin's own store
+    from tests.e2e.sync_fixtures import _SESSION
+
+    kinds = [(int(k), d, a) for k, d, a in _SESSION]
+    for start in range(0, n, 100):  # a chunk per tick: the watchdog is fed in between
+        await r.twin.probe(_TWIN_FILL.format(t0=t0, kinds=kinds, start=start,
+                                             end=min(n, start + 100)), 30.0, exec_=True)
+
+
+async def _twin_rows(r: TwinRig) -> list[Row]:
+    from tests.e2e.sync_fixtures import FIELDS
+
+    rows: list[Row] = []
+    while True:  # 25 records per tick: a probe must not take the pen's heap
+        part = await r.twin.probe(_TWIN_ROWS.format(first=rows[-1][0] + 1 if rows else 1,
+                                                    fields=list(FIELDS)), 30.0, exec_=True)
+        rows += [tuple(int(x) for x in row) for row in part]
+        if len(part) < 25:
+            return rows
+
+
+def _twin_path(r: TwinRig, rows: list[Row]) -> SyncPath:
+    async def connect() -> tuple[Client, Link]:
+        for _ in range(500):
+            if await r.twin.probe("app.ble.conn is None and app.ble.advertising"):
+                break
+        else:
+            raise AssertionError("the twin did not advertise again")
+        assert r.radio.central is not None
+        transport = CuttableBle(r.address, backend=r.radio.central.client_backend,
+                                attempts=2, retry_delay=0.05,
+                                sever=lambda: radio_silence(r.twin, r.radio))
+        client = Client(transport, timeout=10.0)
+        await within(client.__aenter__(), 20.0)
+        return client, transport
+
+    return SyncPath(r.tmp, r.serial, connect, lambda: rows)
+
+
+async def _twin_rig_sync(tmp: Path,
+                         cuts: Callable[[Reference], list[Cut]]) -> tuple[Reference, int]:
+    # The test reads the pen's log with probes (25 records a tick); probes cost
+    # heap the pen would not spend, and this pen's heap is fragmented at 192 KB
+    # (docs/benchmarks.md, the twin's smallest heap): give them room.
+    async with twin_rig(tmp, speed=None, heap_kb=PROBE_HEAP_KB) as r:
+        await r.pair()
+        await _twin_fill(r, RECORDS, r.twin.unix_time() - 400 * 86_400)
+        rows = await _twin_rows(r)
+        assert len(rows) > RECORDS
+        path = _twin_path(r, rows)
+        ref = await reference(path)
+        ran = await cut_everywhere(path, cuts)
+        return ref, ran
+
+
+def test_twin_sync_resumes_exactly_after_a_cut_at_request_and_page_edges(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        ref, ran = await _twin_rig_sync(tmp_path, _frame_edges)
+        assert ran == 5 * 2 + 3 * len(ref.page_records)
+
+    run(scenario(), timeout=240.0)
+
+
+def test_twin_sync_resumes_exactly_after_a_cut_between_fragments_of_a_page(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        ref, ran = await _twin_rig_sync(tmp_path, _inside_frames)
+        assert ran == 3 * len(ref.page_records) == 15
+
+    run(scenario(), timeout=240.0)
 
 
 def _edges_or_all(ref: Reference) -> list[Cut]:

@@ -24,6 +24,7 @@ from scalppen.workflows.radio import Radio
 from scalppen.workflows.session import SessionPlan, decide
 from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.twin.pen import TwinPen
+from scalppen_hardware.twin.process import DEFAULT_HEAP_KB
 from scalppen_protocol.codes import PenState
 from tests.e2e.vpen_fixtures import wait_until, within
 
@@ -88,9 +89,10 @@ class TwinRig:
 
 
 @contextlib.asynccontextmanager
-async def twin_rig(tmp: Path, *, speed: float | None = 50.0) -> AsyncIterator[TwinRig]:
+async def twin_rig(tmp: Path, *, speed: float | None = 50.0,
+                   heap_kb: int = DEFAULT_HEAP_KB) -> AsyncIterator[TwinRig]:
     link = ble_radio.new_link()
-    twin = make_twin(tmp / "pen-flash", link, speed=speed, epoch=EPOCH)
+    twin = make_twin(tmp / "pen-flash", link, speed=speed, epoch=EPOCH, heap_kb=heap_kb)
     twin.hw.insert_cartridge("new")
     twin.hw.set_contact(True)
     try:

@@ -165,6 +165,7 @@ class TwinPen:
         self._last_out = 0
         self._usb: Any = None
         self._last_message = time.monotonic()
+        self._last_idle = 0.0  # when the idle clock last ran the body
         #: Why the last boot ended (for messages and tests).
         self.last_end = ""
         #: Wall microseconds of each tick in the twin, when a benchmark asks (a list).
@@ -417,9 +418,15 @@ class TwinPen:
                 body = await reader.readexactly(struct.unpack("<I", head)[0])
             except (asyncio.IncompleteReadError, ConnectionError):
                 self.last_end = "the process ended"
-                if self.hw.needs_reboot is None:
-                    # The process ended by itself: a soft reset from the REPL
-                    # (Ctrl-D) or a crash; the ESP32 port soft-reboots.
+                code = await self._exit_code()
+                if self.hw.needs_reboot is None and code not in (0, None):
+                    # The interpreter died (a signal, a fatal error): the ESP32
+                    # panics and resets the chip.
+                    self.last_end = f"the process died ({code})"
+                    self.hw.request_reset(2)
+                elif self.hw.needs_reboot is None:
+                    # The process ended by itself: Ctrl-D in the REPL, a soft reset
+                    # (ports/esp32/main.c prints "MPY: soft reboot").
                     self.hw.request_reset(SOFT_RESET)
                     self._emit(b"MPY: soft reboot\r\n")
                     if self.repl_raw:
@@ -477,11 +484,12 @@ class TwinPen:
             await asyncio.sleep(_IDLE_POLL_S)
             if not self._paused.is_set():
                 continue
-            quiet = time.monotonic() - self._last_message
+            now = time.monotonic()
+            quiet = now - max(self._last_message, self._last_idle)
             if quiet < _IDLE_AFTER_S:
                 continue
             ms = int(quiet * 1000 * (self.speed or 1.0))
-            self._last_message = time.monotonic()
+            self._last_idle = now
             if ms > 0 and self.hw.needs_reboot is None:
                 self.hw.advance(ms)
                 self._wake_waiters()
@@ -506,6 +514,17 @@ class TwinPen:
         data = self._usb.read(4096)
         if data:
             self.write_console(data)
+
+    async def _exit_code(self) -> int | None:
+        proc = self.proc
+        if proc is None:
+            return None
+        for _ in range(50):
+            code = proc.poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.01)
+        return None
 
     def _emit(self, data: bytes) -> None:
         self.console += data

@@ -103,6 +103,11 @@ _PASSKEY_ACTION_NUMCMP = 4
 
 #: Secret type under which bonds are stored (NimBLE's "peer security" object).
 SEC_TYPE_PEER = 2
+#: NimBLE keeps a bond as two secrets, ours and the peer's, both keyed by the peer's
+#: address (BLE_STORE_OBJ_TYPE_OUR_SEC 1, PEER_SEC 2: extmod/nimble/
+#: modbluetooth_nimble.c ble_secret_store_write); a bond is whole with both.
+SEC_TYPE_OUR = 1
+BOND_SEC_TYPES = (SEC_TYPE_OUR, SEC_TYPE_PEER)
 
 _DEFAULT_ATTR_LEN = 20
 _MAX_ATTR_LEN = 512
@@ -182,7 +187,8 @@ class _FirmwareKeyStore(KeyStore):
 
     async def delete(self, name: str) -> None:
         self._ble._keys_cache.pop(name, None)
-        await self._ble._ask(_IRQ_SET_SECRET, (SEC_TYPE_PEER, name.encode(), None))
+        for sec_type in BOND_SEC_TYPES:
+            await self._ble._ask(_IRQ_SET_SECRET, (sec_type, name.encode(), None))
 
     async def get_all(self) -> list[tuple[str, PairingKeys]]:
         found = []
@@ -194,7 +200,11 @@ class _FirmwareKeyStore(KeyStore):
             index += 1
             try:
                 record = json.loads(bytes(value))
-                found.append((record["peer"], PairingKeys.from_dict(record["keys"])))
+                name = record["peer"]
+                ours = await self._ble._ask(_IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, name.encode()))
+                if ours is None:
+                    continue  # half a bond: NimBLE cannot use it
+                found.append((name, PairingKeys.from_dict(record["keys"])))
             except (ValueError, KeyError, TypeError):
                 _log.warning("ignoring an unreadable bond record")
         for name, keys in found:
@@ -427,9 +437,11 @@ class BLE:
         try:
             return handler(event, data)
         except Exception as exc:
-            # MicroPython prints the exception and carries on.
+            # MicroPython prints the exception and disables the handler
+            # (extmod/modbluetooth.c invoke_irq_handler_run_protected).
             _log.exception("exception in the firmware's BLE IRQ handler (event %d)", event)
             self._radio.irq_errors.append(exc)
+            self._handler = None
             return None
 
     def _make_gap_name_dynamic(self) -> None:
@@ -877,12 +889,17 @@ class BLE:
         if self._port is not None:
             return self._keys_cache.get(name)
         keys = self._parse_keys(name, self._get_secret(SEC_TYPE_PEER, 0, name.encode()))
+        if keys is not None and self._get_secret(SEC_TYPE_OUR, 0, name.encode()) is None:
+            keys = None  # half a bond: NimBLE cannot use it
         self._remember(name, keys)
         return keys
 
     async def _aload_keys(self, name: str) -> PairingKeys | None:
         value = await self._ask(_IRQ_GET_SECRET, (SEC_TYPE_PEER, 0, name.encode()))
         keys = self._parse_keys(name, value)
+        if keys is not None and await self._ask(
+                _IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, name.encode())) is None:
+            keys = None  # half a bond: NimBLE cannot use it
         self._remember(name, keys)
         return keys
 
@@ -898,7 +915,10 @@ class BLE:
         # The stack knows the keys it just made whatever the store answers (a
         # failed store loses the bond at the next reset, not this link's security).
         self._keys_cache[name] = keys
-        record = json.dumps({"peer": name, "keys": keys.to_dict()}, sort_keys=True)
-        stored = await self._ask(_IRQ_SET_SECRET, (SEC_TYPE_PEER, name.encode(), record.encode()))
+        record = json.dumps({"peer": name, "keys": keys.to_dict()}, sort_keys=True).encode()
+        stored = True
+        for sec_type in BOND_SEC_TYPES:  # NimBLE writes both halves of the bond
+            if not await self._ask(_IRQ_SET_SECRET, (sec_type, name.encode(), record)):
+                stored = False
         if not stored:
             _log.warning("the firmware did not store the bond with %s", name)

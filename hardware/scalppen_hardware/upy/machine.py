@@ -110,11 +110,10 @@ class Pin:
         self,
         handler: Callable[[Pin], Any] | None = None,
         trigger: int = IRQ_FALLING | IRQ_RISING,
-        *,
-        priority: int = 1,
         wake: Any = None,
-        hard: bool = False,
     ) -> Any:
+        # The ESP32 port's arguments (ports/esp32/machine_pin.c machine_pin_irq):
+        # no `hard`, no `priority`; handlers are scheduled.
         self._net.set_irq(self, handler, trigger)
         return self
 

@@ -17,8 +17,6 @@ import socket
 import struct
 import sys
 
-import micropython
-
 K_HELLO = 1
 K_SYNC = 2
 K_CALL = 3
@@ -159,7 +157,10 @@ def _apply(buf):
     probes = tail.get("probe")
     if probes:
         for probe_id, expr, mode in probes:
-            push_json(["probe", [probe_id, _probe(expr, mode)]])
+            try:
+                push_json(["probe", [probe_id, _probe(expr, mode)]])
+            except Exception as e:  # e.g. no heap left for the answer: say so, briefly
+                push_json(["probe", [probe_id, {"error": repr(e)}]])
     err = tail.get("error")
     if err is not None:
         _raise(err)
@@ -213,34 +214,19 @@ def _raise(err):
 
 
 def _fire_pin(obj, count):
+    # The ESP32's pin ISR schedules the handler (machine_pin.c machine_pin_isr_handler
+    # -> mp_sched_schedule); the scheduler runs it between bytecodes, printing an
+    # exception and carrying on (py/scheduler.c, mp_call_function_1_protected).
+    # Here the edges of a tick run at its boundary, in order.
     entry = _irqs.get(obj)
     if entry is None:
         return
-    handler, pin, hard = entry
+    handler, pin = entry
     for _ in range(count):
-        if hard:
-            # A hard IRQ handler runs with the heap locked, as on the ESP32: one
-            # that allocates raises MemoryError and is disabled (shared/runtime/mpirq.c).
-            micropython.heap_lock()
-            try:
-                handler(pin)
-            except Exception as e:
-                micropython.heap_unlock()
-                _irq_failed(obj, e)
-                return
-            micropython.heap_unlock()
-        else:
-            try:
-                handler(pin)
-            except Exception as e:
-                _irq_failed(obj, e)
-                return
-
-
-def _irq_failed(obj, e):
-    print("Uncaught exception in IRQ callback handler")
-    sys.print_exception(e)
-    _irqs.pop(obj, None)
+        try:
+            handler(pin)
+        except Exception as e:
+            sys.print_exception(e)
 
 
 def sync(ms):
@@ -277,11 +263,11 @@ def new(cls, args):
     return call(-1, "new", [cls, args])
 
 
-def set_irq(obj, handler, pin, hard):
+def set_irq(obj, handler, pin):
     if handler is None:
         _irqs.pop(obj, None)
     else:
-        _irqs[obj] = [handler, pin, hard]
+        _irqs[obj] = [handler, pin]
 
 
 def uart_read(obj, n):

@@ -170,10 +170,12 @@ class BLE:
             try:
                 result = h(event, data)
             except Exception as e:
-                # modbluetooth.c: the exception is printed, the stack carries on
+                # modbluetooth.c invoke_irq_handler_run_protected: printed, and the
+                # handler is disabled
                 import sys
                 print("Unhandled exception in IRQ callback handler")
                 sys.print_exception(e)
+                self._handler = None
                 result = None
         if event in _ASKED:
             _twin.push_json(["answer", [ev[2], _wire(result)]])

@@ -43,9 +43,11 @@ class Pin:
     def off(self):
         self.value(0)
 
-    def irq(self, handler=None, trigger=3, *, priority=1, wake=None, hard=False):
+    def irq(self, handler=None, trigger=3, wake=None):
+        # The ESP32 port takes handler, trigger and wake only (machine_pin.c): its
+        # pin handlers are scheduled (mp_sched_schedule), never hard.
         _twin.call(self._o, "irq", [handler is not None, trigger])
-        _twin.set_irq(self._o, handler, self, hard)
+        _twin.set_irq(self._o, handler, self)
         return self
 
     def __repr__(self):
