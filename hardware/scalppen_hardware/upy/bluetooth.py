@@ -842,11 +842,11 @@ class BLE:
         self._reported[conn.handle] = state
         self._irq(
             _IRQ_ENCRYPTION_UPDATE,
-            (
+            (  # ints, as NimBLE's binding passes them (modbluetooth_nimble.c)
                 conn.handle,
-                conn.is_encrypted,
-                self._auth[conn.handle],
-                bonded,
+                int(bool(conn.is_encrypted)),
+                int(self._auth[conn.handle]),
+                int(bool(bonded)),
                 conn.encryption_key_size if conn.is_encrypted else 0,
             ),
         )

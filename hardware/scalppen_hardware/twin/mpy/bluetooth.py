@@ -6,12 +6,15 @@
 # _IRQ_GATTS_READ_REQUEST) carries an id; the handler's answer goes back with
 # the next message. A _IRQ_GATTS_WRITE carries the value written, which
 # gatts_read() returns while that IRQ is handled, as NimBLE's synchronous events do.
+import errno
 import struct
 
 import _twin
 
 _C = _twin.info["const"]["bluetooth"]
-for _k in _C:
+# What the module exports on the ESP32 (extmod/modbluetooth.c): BLE, UUID and five
+# flags; the IRQ numbers are the application's own constants.
+for _k in ("FLAG_READ", "FLAG_WRITE", "FLAG_NOTIFY", "FLAG_INDICATE", "FLAG_WRITE_NO_RESPONSE"):
     globals()[_k] = _C[_k]
 
 _IRQ_GATTS_WRITE = _C["_IRQ_GATTS_WRITE"]
@@ -115,7 +118,7 @@ class BLE:
 
     def gattc_exchange_mtu(self, conn_handle):
         if conn_handle not in self._conns:
-            raise OSError(107)  # ENOTCONN
+            raise OSError(errno.ENOTCONN)
         _twin.push_json(["gattc_exchange_mtu", [conn_handle]])
 
     def gatts_register_services(self, services):
@@ -141,7 +144,7 @@ class BLE:
 
     def gatts_notify(self, conn_handle, value_handle, data=None):
         if conn_handle not in self._conns:
-            raise OSError(107)  # ENOTCONN, as NimBLE's ble_gatts_notify_custom
+            raise OSError(errno.ENOTCONN)  # as NimBLE's ble_gatts_notify_custom
         if data is None:
             data = self._values.get(value_handle, b"")
         data = bytes(data)
@@ -150,7 +153,7 @@ class BLE:
 
     def gatts_indicate(self, conn_handle, value_handle, data=None):
         if conn_handle not in self._conns:
-            raise OSError(107)
+            raise OSError(errno.ENOTCONN)
         _twin.push_json(["gatts_indicate", _wire([conn_handle, value_handle, data])])
 
     def _deliver(self, ev):
