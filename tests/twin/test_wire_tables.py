@@ -28,12 +28,14 @@ def test_a_reply_round_trips_through_the_micropython_parser() -> None:
         "import sys\n"
         f"sys.path.insert(0, {str(MPY_DIR)!r})\n"
         "import _twin\n"
-        f"r = _twin._apply(bytes.fromhex({body.hex()!r}))\n"
+        f"b = bytes.fromhex({body.hex()!r})\n"
+        "r = _twin._apply(b, len(b))\n"
         "print(r, _twin.ticks_ms, _twin.ticks_us, _twin.epoch_us, list(_twin.levels),"
-        " _twin.adc, list(_twin.present), _twin.i2c_acks, _twin.peeks)\n"
+        " _twin.adc_uv, _twin.adc_code, list(_twin.present), _twin.i2c_acks,"
+        " [None if x is None else bytes(x) for x in _twin.peeks])\n"
     )
     done = subprocess.run([micropython_exe(), "-c", script], capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == (
-        "[1, 'a'] 7 8 -9 [1, 0] [(1000, 5)] [1] {(2, 54): True} [b'\\x01\\x02', None]")
+        "[1, 'a'] 7 8 -9 [1, 0] [1000] [5] [1] {566: True} [b'\\x01\\x02', None]")

@@ -3,7 +3,7 @@
 # holds the pen's body, its radio and the models of the ESP32's C modules.
 #
 # Outputs (pin writes, PWM duty, WDT feeds, notifications, UART and 1-Wire writes,
-# answers to IRQs) are queued in `_ops` and sent with the next message. Reads are
+# answers to IRQs) are queued in `_out` and sent with the next message. Reads are
 # answered from the snapshot the last reply carried, which the CPython side took
 # after it applied every queued output and advanced virtual time. A read that
 # follows a write in the same batch could depend on it, so it flushes first
@@ -33,24 +33,31 @@ OP_I2C_WRITE = 9
 OP_I2C_READ = 10
 
 _HDR = "<IIq"  # ticks_ms, ticks_us, epoch_us (the ESP32's 2000 epoch)
+_HEAD = 13  # u32 body length, u8 kind, u32 arg, u32 ops length
 
+# The hot path allocates (almost) nothing on the pen's heap: the pen's C modules
+# take none of it. Outputs are packed into one buffer, replies read into another,
+# and the snapshot is kept in buffers and lists updated in place.
 _sock = None
-_ops = bytearray()
+_out = bytearray(1024)  # the header, then the queued ops
+_olen = _HEAD
 _dirty = False
+_lenbuf = bytearray(4)
+_rx = bytearray(512)
 
 ticks_ms = 0
 ticks_us = 0
 epoch_us = 0
-levels = b""
-adc = []
-present = b""
-i2c_acks = {}  # (I2C object, address) -> the device acks (at the snapshot)
-peeks = []  # side-effect-free register reads, fresh at the snapshot
-i2c_dirty = set()  # (I2C object, address) written since the snapshot
+levels = bytearray()  # pin levels by slot
+adc_uv = []  # ADC readings by slot
+adc_code = []
+present = bytearray()  # 1-Wire presence by slot
+i2c_acks = {}  # I2C object * 256 + address -> the device acks (at the snapshot)
+peeks = []  # side-effect-free register reads by slot (bytearray, or None: no ack)
+i2c_dirty = set()  # I2C object * 256 + address, written since the snapshot
 info = {}
 
-_objs = []  # MicroPython-side objects by id (pins with IRQs, UARTs, the BLE)
-_irqs = {}  # pin object id -> [handler, pin, hard]
+_irqs = {}  # pin object id -> [handler, pin]
 _uart_rx = {}  # uart object id -> bytearray
 ble = None  # the bluetooth.BLE stand-in, once made
 
@@ -63,89 +70,147 @@ def connect(path):
     info = _exchange(K_HELLO, 0, b"")
 
 
-def _read_exactly(n):
-    buf = bytearray(n)
-    mv = memoryview(buf)
-    got = 0
-    while got < n:
-        k = _sock.readinto(mv[got:])
-        if not k:
-            raise OSError(104)  # the CPython side went away: this pen is gone
-        got += k
-    return buf
+def _room(n):
+    global _out
+    if _olen + n > len(_out):
+        grown = bytearray(max(len(_out) * 2, _olen + n))
+        grown[:_olen] = _out[:_olen]
+        _out = grown
 
 
-def _read_msg():
-    n = struct.unpack("<I", _read_exactly(4))[0]
-    return _read_exactly(n)
+# The hot outputs, packed in place (no allocation).
+def op_pin(obj, level):
+    global _olen, _dirty
+    _room(3)
+    struct.pack_into("<BBB", _out, _olen, OP_PIN, obj, level)
+    _olen += 3
+    _dirty = True
+
+
+def op_pwm(obj, duty):
+    global _olen
+    _room(4)
+    struct.pack_into("<BBH", _out, _olen, OP_PWM, obj, duty)
+    _olen += 4
+
+
+def op_wdt_feed():
+    global _olen
+    _room(1)
+    _out[_olen] = OP_WDT_FEED
+    _olen += 1
+
+
+def op_i2c_read(obj, addr, memaddr, n):
+    global _olen
+    _room(5)
+    struct.pack_into("<BBBBB", _out, _olen, OP_I2C_READ, obj, addr, memaddr, n)
+    _olen += 5
+
+
+def op_ow_reset(obj):
+    global _olen
+    _room(2)
+    struct.pack_into("<BB", _out, _olen, OP_OW_RESET, obj)
+    _olen += 2
+
+
+def _u32(buf, p):
+    return buf[p] | buf[p + 1] << 8 | buf[p + 2] << 16 | buf[p + 3] << 24
 
 
 def _exchange(kind, arg, tail):
-    global _ops, _dirty
-    _sock.write(struct.pack("<IBII", 9 + len(_ops) + len(tail), kind, arg, len(_ops)))
-    if _ops:
-        _sock.write(_ops)
+    global _olen, _dirty, _rx
+    ops = _olen - _HEAD
+    struct.pack_into("<IBII", _out, 0, 9 + ops + len(tail), kind, arg, ops)
+    _sock.write(_out if _olen == len(_out) else memoryview(_out)[:_olen])
     if tail:
         _sock.write(tail)
-    _ops = bytearray()
+    _olen = _HEAD
     _dirty = False
-    return _apply(_read_msg())
+    if _sock.readinto(_lenbuf) != 4:
+        raise OSError(104)  # the CPython side went away: this pen is gone
+    n = _u32(_lenbuf, 0)
+    if n > len(_rx):
+        _rx = bytearray(n + 256)
+    mv = memoryview(_rx)
+    if _sock.readinto(mv[:n]) != n:
+        raise OSError(104)
+    return _apply(_rx, n)
 
 
 def flush():
     # Send what is queued now (the program ends: its last outputs must reach the pins).
-    if _ops:
+    if _olen > _HEAD:
         call(-1, "snapshot")
 
 
-def _apply(buf):
+def _fit(arr, n, fill):
+    while len(arr) < n:
+        arr.append(fill)
+
+
+def _apply(buf, end):
     # A reply: the snapshot, then the JSON tail (IRQs, UART input, the call's result).
-    global ticks_ms, ticks_us, epoch_us, levels, adc, present, i2c_acks, peeks
-    ticks_ms, ticks_us, epoch_us = struct.unpack_from(_HDR, buf, 0)
+    global ticks_ms, ticks_us, epoch_us
+    ticks_ms = _u32(buf, 0)
+    ticks_us = _u32(buf, 4)
+    e = _u32(buf, 8) | _u32(buf, 12) << 32
+    epoch_us = e - (1 << 64) if e >= 1 << 63 else e
     p = 16
     n = buf[p]
-    levels = bytes(buf[p + 1:p + 1 + n])
-    p += 1 + n
-    n = buf[p]
     p += 1
-    adc = [struct.unpack_from("<iH", buf, p + 6 * i) for i in range(n)]
-    p += 6 * n
-    n = buf[p]
-    present = bytes(buf[p + 1:p + 1 + n])
-    p += 1 + n
-    n = buf[p]
-    p += 1
-    edges = []
+    _fit(levels, n, 0)
     for i in range(n):
-        edges.append(struct.unpack_from("<HH", buf, p + 4 * i))
+        levels[i] = buf[p + i]
+    p += n
+    n = buf[p]
+    p += 1
+    _fit(adc_uv, n, 0)
+    _fit(adc_code, n, 0)
+    for i in range(n):
+        uv = _u32(buf, p)
+        adc_uv[i] = uv - (1 << 32) if uv >= 1 << 31 else uv
+        adc_code[i] = buf[p + 4] | buf[p + 5] << 8
+        p += 6
+    n = buf[p]
+    p += 1
+    _fit(present, n, 0)
+    for i in range(n):
+        present[i] = buf[p + i]
+    p += n
+    n = buf[p]
+    p += 1
+    edges = p
     p += 4 * n
+    nedges = n
     n = buf[p]
     p += 1
-    acks = {}
     for i in range(n):
-        acks[(buf[p], buf[p + 1])] = buf[p + 2] == 1
+        i2c_acks[buf[p] * 256 + buf[p + 1]] = buf[p + 2] == 1
         p += 3
-    i2c_acks = acks
     n = buf[p]
     p += 1
-    pk = []
+    _fit(peeks, n, None)
     for i in range(n):
         k = buf[p]
         if k == 0xFF:
-            pk.append(None)
+            peeks[i] = None
             p += 1
         else:
-            pk.append(bytes(buf[p + 1:p + 1 + k]))
+            pk = peeks[i]
+            if pk is None or len(pk) != k:
+                pk = peeks[i] = bytearray(k)
+            for j in range(k):
+                pk[j] = buf[p + 1 + j]
             p += 1 + k
-    peeks = pk
     i2c_dirty.clear()
-    tail = None
-    if p < len(buf):
-        tail = json.loads(bytes(buf[p:]))
-    for obj, count in edges:
-        _fire_pin(obj, count)
-    if tail is None:
+    for i in range(nedges):
+        q = edges + 4 * i
+        _fire_pin(buf[q] | buf[q + 1] << 8, buf[q + 2] | buf[q + 3] << 8)
+    if p >= end:
         return None
+    tail = json.loads(bytes(memoryview(buf)[p:end]))
     rx = tail.get("uart")
     if rx:
         for k in rx:
@@ -245,13 +310,18 @@ def refresh():
         call(-1, "snapshot")
 
 
-def push(op, dirty=True):
-    # Queue an output. `dirty`: it may change what a pin or ADC reads this tick
-    # (register reads and 1-Wire traffic cannot).
-    global _dirty
-    _ops.extend(op)
+def push(data, dirty=True):
+    # Queue an output given as bytes (variable-size ops). `dirty`: it may change
+    # what a pin or ADC reads this tick (register reads, 1-Wire traffic, PWM,
+    # notifications and the watchdog cannot).
+    global _olen, _dirty
+    n = len(data)
+    _room(n)
+    _out[_olen:_olen + n] = data
+    _olen += n
     if dirty:
         _dirty = True
+
 
 
 def push_json(doc):

@@ -31,7 +31,7 @@ class Pin:
         if x is None:
             _twin.refresh()
             return _twin.levels[self._slot]
-        _twin.push(struct.pack("<BBB", _twin.OP_PIN, self._o, 1 if x else 0))
+        _twin.op_pin(self._o, 1 if x else 0)
         return None
 
     def __call__(self, x=None):
@@ -102,7 +102,7 @@ class PWM:
             # the C module's own argument check (ports/esp32/machine_pwm.c)
             raise ValueError("duty_u16 must be from 0 to 65535")
         self._duty = value
-        _twin.push(struct.pack("<BBH", _twin.OP_PWM, self._o, value), False)
+        _twin.op_pwm(self._o, value)
         return None
 
     def duty(self, value=None):
@@ -129,11 +129,11 @@ class ADC:
 
     def read_uv(self):
         _twin.refresh()
-        return _twin.adc[self._slot][0]
+        return _twin.adc_uv[self._slot]
 
     def read(self):
         _twin.refresh()
-        return _twin.adc[self._slot][1]
+        return _twin.adc_code[self._slot]
 
     def read_u16(self):
         c = self.read()
@@ -155,10 +155,10 @@ class I2C:
         self._peek = {}
 
     def _ack(self, addr):
-        ack = _twin.i2c_acks.get((self._o, addr))
-        if not ack:
+        key = self._o * 256 + addr
+        if not _twin.i2c_acks.get(key):
             raise OSError(19)  # ENODEV: no device answered its address
-        _twin.i2c_dirty.add((self._o, addr))
+        _twin.i2c_dirty.add(key)
 
     def scan(self):
         return _twin.call(self._o, "scan")
@@ -180,13 +180,12 @@ class I2C:
 
     def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
         slot = self._peek.get((addr, memaddr, nbytes))
-        if slot is not None and (self._o, addr) not in _twin.i2c_dirty:
+        if slot is not None and self._o * 256 + addr not in _twin.i2c_dirty:
             data = _twin.peeks[slot]
             if data is None:
                 raise OSError(19)
-            _twin.push(struct.pack("<BBBBB", _twin.OP_I2C_READ, self._o, addr, memaddr,
-                                   nbytes), False)
-            return data
+            _twin.op_i2c_read(self._o, addr, memaddr, nbytes)
+            return bytes(data)  # a new object, as the ESP32's readfrom_mem returns
         data, slot = _twin.call(self._o, "readfrom_mem", [addr, memaddr, nbytes])
         if slot >= 0:
             self._peek[(addr, memaddr, nbytes)] = slot
@@ -223,7 +222,7 @@ class WDT:
         _twin.call(-1, "wdt", [id, timeout])
 
     def feed(self):
-        _twin.push(bytes((_twin.OP_WDT_FEED,)), False)
+        _twin.op_wdt_feed()
 
 
 class RTC:

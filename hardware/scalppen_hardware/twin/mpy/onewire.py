@@ -24,7 +24,7 @@ class OneWire:
 
     def reset(self, required=False):
         present = _twin.present[self._slot] == 1
-        _twin.push(struct.pack("<BB", _twin.OP_OW_RESET, self._o), False)
+        _twin.op_ow_reset(self._o)
         if required and not present:
             raise OneWireError
         return present
