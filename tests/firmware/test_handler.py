@@ -138,3 +138,46 @@ def test_log_read_pages_are_short_while_needles_move(r):
     assert r.code(wire.T_STOP) == 0
     r.run(500)
     assert len(r.req(wire.T_LOG_READ, req)[2]["records"]) == wire.MAX_PAGE_RECORDS
+
+
+# ---- a heap with no room (a fragmented MicroPython heap, found in the twin) ----------
+
+
+def test_a_full_log_page_that_finds_no_heap_becomes_a_short_page(r, monkeypatch):
+    for i in range(40):
+        r.pen.store.append(wire.K_BOOT, 1_750_000_000 + i, 0, 0, i, i)
+    read = r.pen.store.read
+    sizes = []
+
+    def tight(from_seq, n):
+        sizes.append(n)
+        if n > 8:
+            raise MemoryError("memory allocation failed, allocating 4161 bytes")
+        return read(from_seq, n)
+
+    monkeypatch.setattr(r.pen.store, "read", tight)
+    t, _, f = r.req(wire.T_LOG_READ, {"from_seq": 1, "max_records": 160})
+    assert t == wire.T_LOG_PAGE and len(f["records"]) == 8 and sizes[-1] == 8
+
+
+def test_a_read_with_no_heap_at_all_is_answered_busy_and_changes_nothing(r, monkeypatch):
+    def no_heap(*_a):
+        raise MemoryError("memory allocation failed")
+
+    monkeypatch.setattr(r.pen.store, "read", no_heap)
+    last = r.pen.store.last_seq()
+    t, _, f = r.req(wire.T_LOG_READ, {"from_seq": 1, "max_records": 160})
+    assert t == wire.T_NACK and f["error"] == wire.E_BUSY
+    monkeypatch.setattr(r.pen, "status", no_heap)
+    t, _, f = r.req(wire.T_GET_STATUS, {})
+    assert t == wire.T_NACK and f["error"] == wire.E_BUSY
+    assert r.pen.store.last_seq() == last  # nothing logged, nothing changed
+
+
+def test_a_change_that_finds_no_heap_is_not_answered_the_fail_safe_takes_over(r, monkeypatch):
+    def no_heap(*_a):
+        raise MemoryError("memory allocation failed")
+
+    monkeypatch.setattr(r.pen, "stop", no_heap)
+    with pytest.raises(MemoryError):
+        r.h.handle(wire.encode(wire.T_STOP, 5, {}), True)
