@@ -1,7 +1,8 @@
-"""Flashing benchmark on the virtual board (a MicroPython VM behind a pty).
+"""Flashing benchmark on the twin's USB serial (the pen's MicroPython REPL, in a
+MicroPython process behind a pty).
 
 Run: ``.venv/bin/python bench/flash/bench_flash.py`` (or ``make bench``).
-Compares, on fresh boards, a full ``scalppen`` deploy (every file hashed on the
+Compares, on fresh blank pens, a full ``scalppen`` deploy (every file hashed on the
 pen after writing) with ``mpremote fs cp -r`` of the same files (no
 verification), then times a re-deploy of the unchanged bundle.
 Targets: full deploy no slower than mpremote; unchanged re-deploy <= 1 s.
@@ -9,11 +10,15 @@ Targets: full deploy no slower than mpremote; unchanged re-deploy <= 1 s.
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -21,7 +26,34 @@ sys.path[:0] = [str(ROOT / "host"), str(ROOT / "protocol"), str(ROOT / "hardware
 
 from scalppen.flash.build import build_bundle, find_board  # noqa: E402
 from scalppen.flash.deploy import deploy_bundle  # noqa: E402
-from scalppen_hardware.vboard import VirtualBoard  # noqa: E402
+from scalppen_hardware import ble_radio, upy  # noqa: E402
+from scalppen_hardware.twin.pen import TwinPen  # noqa: E402
+
+
+@contextmanager
+def blank_pen(flash: Path) -> Iterator[str]:
+    """A blank pen (the twin, only board.json on its flash) on an event loop of its
+    own thread; yields its serial port, for this thread to flash through."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def up() -> tuple[TwinPen, str]:
+        twin = TwinPen(flash, ble_radio.new_link(), speed=None)
+        port = twin.open_serial()
+        await twin.start()
+        return twin, port
+
+    twin, port = asyncio.run_coroutine_threadsafe(up(), loop).result(60)
+    try:
+        yield port
+    finally:
+        asyncio.run_coroutine_threadsafe(twin.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+        ble_radio.attach(None)
+        upy.uninstall()
 
 
 def main() -> int:
@@ -42,22 +74,16 @@ def main() -> int:
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(bundle / f.path, dest)
 
-        board = VirtualBoard(tmp / "flash-ours", run_main=False)
-        port = board.start()
-        try:
+        with blank_pen(tmp / "flash-ours") as port:
             t0 = time.perf_counter()
             first = deploy_bundle(bundle, port, reset=False)
             t_ours = time.perf_counter() - t0
             t0 = time.perf_counter()
             again = deploy_bundle(bundle, port, reset=False)
             t_again = time.perf_counter() - t0
-        finally:
-            board.stop()
         assert not first.up_to_date and again.up_to_date
 
-        board = VirtualBoard(tmp / "flash-mpremote", run_main=False)
-        port = board.start()
-        try:
+        with blank_pen(tmp / "flash-mpremote") as port:
             srcs = [str(p) for p in sorted(stage.iterdir())]
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-m", "mpremote", "connect", port,
@@ -67,8 +93,9 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "mpremote", "connect", port, "exec", "pass"],
                            check=True, capture_output=True)
             t_mp_idle = time.perf_counter() - t0
-        finally:
-            board.stop()
+        for f in manifest.files:  # mpremote's copy is complete (it verifies nothing itself)
+            rel = f.path if f.location == "root" else f"a/{f.path}"
+            assert (tmp / "flash-mpremote" / rel).read_bytes() == (bundle / f.path).read_bytes()
 
     print(f"full deploy, verified (scalppen):  {t_ours:6.2f} s  "
           f"({size / 1024 / t_ours:.0f} kB/s)")

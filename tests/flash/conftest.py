@@ -1,4 +1,5 @@
-"""Fixtures of the flashing tests: a small firmware tree, bundles, a virtual board."""
+"""Fixtures of the flashing tests: a small firmware tree, bundles, a blank pen (the
+twin: a MicroPython process whose USB serial is its REPL; see twinboard.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from scalppen.flash.build import Manifest, build_bundle
-from scalppen_hardware.vboard import VirtualBoard
+from tests.flash.twinboard import TwinBoard
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
@@ -33,8 +34,9 @@ def make_tree(dest: Path, tag: str = "v1", extra: dict[str, str] | None = None,
     (dest / "pen" / "__init__.py").write_text("")
     (dest / "pen" / "version.py").write_text('VERSION = "1.0.0"\n')
     app = APP.format(tag=tag)
-    if broken:
-        app = "raise ImportError('broken build ' + " + repr(tag) + ")\n" + app
+    if broken:  # says which start this is (main.py counted it), then fails
+        app = ("print('TRY', open('/bootcount').read())\n"
+               "raise ImportError('broken build ' + " + repr(tag) + ")\n" + app)
     (dest / "pen" / "app.py").write_text(app)
     # some bulk, so transfers take several chunks
     (dest / "pen" / "table.py").write_text(
@@ -52,8 +54,8 @@ def make_bundle(tmp: Path, name: str, **kw: object) -> tuple[Path, Manifest]:
 
 
 @pytest.fixture
-def board(tmp_path: Path) -> Iterator[VirtualBoard]:
-    b = VirtualBoard(tmp_path / "flash", run_main=False)
-    b.start()
+def board(tmp_path: Path) -> Iterator[TwinBoard]:
+    """A blank pen (only board.json on its flash) in its REPL, on a serial port."""
+    b = TwinBoard(tmp_path / "flash")
     yield b
     b.stop()

@@ -1,4 +1,4 @@
-"""Deploys to the virtual board (a real MicroPython VM behind a pty)."""
+"""Deploys to a blank pen: the twin, whose USB serial is a real MicroPython REPL."""
 
 import hashlib
 import json
@@ -6,9 +6,16 @@ import json
 import pytest
 
 from scalppen.flash.deploy import deploy_bundle
-from scalppen.flash.errors import FlashFullError, LinkError, VerificationError
-from scalppen_hardware.vboard import VirtualBoard
+from scalppen.flash.devicefs import DeviceFS
+from scalppen.flash.errors import (
+    FlashFullError,
+    LinkError,
+    VerificationError,
+)
+from scalppen.flash.port import open_serial
+from scalppen.flash.rawrepl import RawRepl
 from tests.flash.conftest import make_bundle
+from tests.flash.twinboard import TwinBoard
 
 
 def _flash_matches(root, bundle, manifest, slot):
@@ -88,10 +95,9 @@ def test_persistent_corruption_fails_and_keeps_the_old_build(tmp_path, board):
 def test_link_cut_mid_file_leaves_the_old_build_bootable(tmp_path):
     root = tmp_path / "flash"
     b1, _ = make_bundle(tmp_path, "v1")
-    b2, _ = make_bundle(tmp_path, "v2", tag="v2", extra={"pen/big.py": "B = " + repr(
+    b2, m2 = make_bundle(tmp_path, "v2", tag="v2", extra={"pen/big.py": "B = " + repr(
         list(range(4000))) + "\n"})
-    board = VirtualBoard(root, run_main=False)
-    board.start()
+    board = TwinBoard(root)
     try:
         deploy_bundle(b1, board.port, reset=False)
         assert "APP a" in board.boot()
@@ -99,14 +105,20 @@ def test_link_cut_mid_file_leaves_the_old_build_bootable(tmp_path):
         board.faults.cut_path = "big.mpy"
         with pytest.raises(LinkError):
             deploy_bundle(b2, board.port, reset=False, timeout=2)
+        assert board.faults.cut
     finally:
         board.stop()
-    assert (root / "b" / "pen" / "big.mpy").exists()  # the half-written file is there
+    big = next(f for f in m2.files if f.path == "pen/big.mpy")
+    # the half-written file is there (the twin's flash writes through: it keeps the
+    # 3000 bytes; littlefs would keep what was synced, here nothing)
+    assert (root / "b" / "pen" / "big.mpy").stat().st_size < big.size
     assert (root / "active").read_text() == "a"
-    powered_again = VirtualBoard(root, run_main=False)
-    out = powered_again.boot()
+    powered_again = TwinBoard(root)  # the battery was out: a new power-up
+    try:
+        out = powered_again.wait_output(1, ">>> ")
+    finally:
+        powered_again.stop()
     assert "APP a 1.0.0 v1" in out, out
-    powered_again.stop()
 
 
 def test_rollback_after_a_build_that_raises_at_import(tmp_path, board):
@@ -117,12 +129,17 @@ def test_rollback_after_a_build_that_raises_at_import(tmp_path, board):
     assert (board.root / "good").read_text() == "a"
     r = deploy_bundle(bad, board.port, reset=False)
     assert r.slot == "b" and (board.root / "active").read_text() == "b"
-    for attempt in range(1, 4):
-        out = board.boot()
-        assert "broken build" in out and "APP" not in out, out
-        assert (board.root / "bootcount").read_text() == str(attempt)
-    out = board.boot()
+    # Power up: each start of the build on trial is counted by main.py before the
+    # import (the app prints the count), fails, and main.py resets the pen
+    # (machine.reset); after the third, boot.py goes back to slot a.
+    first = board.twin.boots + 1
+    board.boot(until="broken build")
+    out = board.wait_output(first + 3, ">>> ")
     assert "rolling back to slot a" in out and "APP a 1.0.0 v1" in out, out
+    for attempt in range(1, 4):
+        tried = board.output(first + attempt - 1)
+        assert f"TRY {attempt}" in tried and "broken build" in tried, tried
+        assert "APP" not in tried, tried
     assert (board.root / "active").read_text() == "a"
     assert not (board.root / "bootcount").exists()
     # the next deploy goes into the failed slot again, never into the good one
@@ -132,15 +149,17 @@ def test_rollback_after_a_build_that_raises_at_import(tmp_path, board):
 
 def test_flash_full_is_refused_before_writing(tmp_path):
     bundle, _ = make_bundle(tmp_path, "v1")
-    board = VirtualBoard(tmp_path / "flash", flash_size=8 * 4096, run_main=False)
-    board.start()
+    board = TwinBoard(tmp_path / "flash", flash_size=8 * 4096)
     try:
         with pytest.raises(FlashFullError, match="flash is full"):
             deploy_bundle(bundle, board.port, reset=False)
         assert not (board.root / "active").exists()
-        # the board's own ENOSPC (a write beyond the flash) maps to the same error
+        assert sorted(p.name for p in board.root.iterdir()) == ["board.json"]
+        # the pen's own ENOSPC: a write beyond the flash raises OSError(28), which
+        # the ESP32 prints without a name (28 is not in MicroPython's errno table)
         _, err = board.exec("f = open('/x', 'wb')\nf.write(bytes(9 * 4096))")
-        assert "ENOSPC" in err, err
+        assert err.rstrip().endswith("OSError: 28"), err
+        assert (board.root / "x").stat().st_size == 0
     finally:
         board.stop()
 
@@ -153,3 +172,20 @@ def test_deploy_manifest_on_device(tmp_path, board):
     got = device_manifest(board.port)
     assert got is not None and got["build_id"] == m.build_id
     assert json.loads((board.root / "a" / "manifest.json").read_text())["version"] == "1.0.0"
+
+
+def test_a_write_that_fills_the_flash_is_reported_as_flash_full(tmp_path):
+    # MicroPython prints littlefs's ENOSPC as "OSError: 28" (28 is not in its errno
+    # table, py/moderrno.c), on the ESP32 as in the twin
+    board = TwinBoard(tmp_path / "flash", flash_size=8 * 4096)
+    try:
+        ser = open_serial(board.port)
+        try:
+            repl = RawRepl(ser)
+            repl.enter()
+            with pytest.raises(FlashFullError):
+                DeviceFS(repl).write_file("/x", bytes(9 * 4096))
+        finally:
+            ser.close()
+    finally:
+        board.stop()

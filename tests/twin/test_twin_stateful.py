@@ -70,6 +70,7 @@ class HostAndTwin(RuleBasedStateMachine):
         self.session: Session | None = None
         self.violations: list[str] = []
         self.off_skin_ticks = 0
+        self.charger_ticks = 0
         self.driven_ticks = 0  # ticks with the needles driven (the sessions really ran)
         self.stopped_at_ms: float | None = None
         self.history: list[str] = []  # rules and outcomes, for SCALPPEN_STATEFUL_TRACE
@@ -130,13 +131,17 @@ class HostAndTwin(RuleBasedStateMachine):
             elif hw.depth_um > s.depth_um + DEPTH_TOLERANCE_UM:
                 self.violations.append(f"needles at {hw.depth_um:.0f} um under a "
                                        f"{s.depth_um} um permit")
-            if hw.battery.plugged:
-                self.violations.append("needles driven on the charger")
+            # the world changes between ticks: the firmware sees it at its next tick
+            # and stops in that tick (rules 10 and 11), so one tick is allowed
+            self.charger_ticks = self.charger_ticks + 1 if hw.battery.plugged else 0
+            if self.charger_ticks > 1:
+                self.violations.append("needles driven on the charger for more than a tick")
             self.off_skin_ticks = 0 if hw.body.contact else self.off_skin_ticks + 1
             if self.off_skin_ticks > 1:
                 self.violations.append("needles driven off the skin for more than a tick")
         else:
             self.off_skin_ticks = 0
+            self.charger_ticks = 0
 
     # ---- rules ----------------------------------------------------------------------------
     @initialize(first_session=st.sampled_from([True, True, False]))

@@ -25,6 +25,7 @@ from typing import Any
 from scalppen_hardware import upy
 from scalppen_hardware.models.cartridge import crc8
 from scalppen_hardware.twin import wire as w
+from scalppen_hardware.twin.flashfaults import FlashFaults
 from scalppen_hardware.upy import vclock
 
 _BLE_OBJ = -2
@@ -118,6 +119,9 @@ class Bridge:
         self.wdt_started = False
         #: Ctrl-C came in on the console while the program ran: raise it in the twin.
         self.kbd_intr = False
+        #: The plan of flash faults (the twin's writes to watched paths ask it).
+        self.flash_faults: FlashFaults | None = None
+        self._flash_watch: list[str] | None = None  # what the twin was told to watch
         upy.install(hw)
         self._machine = upy.module("machine")
         self._onewire = upy.module("onewire")
@@ -181,6 +185,11 @@ class Bridge:
         if self.kbd_intr:
             self.kbd_intr = False
             tail["kbd_intr"] = True
+        if self.flash_faults is not None:
+            watch = self.flash_faults.watched()
+            if watch != self._flash_watch:  # the plan changed: tell the twin
+                self._flash_watch = watch
+                tail["flash"] = watch
         if result is not None:
             tail["result"] = result
         if error is not None:
@@ -221,7 +230,7 @@ class Bridge:
             elif code == w.OP_WDT_FEED:
                 self.hw.wdt_feed()
             elif code == w.OP_NOTIFY:
-                self._ble_op(lambda b, o=op: b.gatts_notify(o[1], o[2], o[3]))
+                self._notify(op[1], op[2], op[3])
             elif code == w.OP_UART or code == w.OP_OW_WRITE:
                 objs[op[1]].write(op[2])
             elif code == w.OP_I2C_WRITE:
@@ -243,6 +252,11 @@ class Bridge:
             return
         with contextlib.suppress(OSError):
             fn(self.ble)
+
+    def _notify(self, conn: int, handle: int, data: bytes) -> None:
+        if self.ble is not None:
+            with contextlib.suppress(OSError):  # the link dropped since: see _ble_op
+                self.ble.gatts_notify(conn, handle, data)
 
     def _json_op(self, name: str, args: tuple[Any, ...]) -> None:
         if name == "answer":
@@ -330,6 +344,10 @@ class Bridge:
             return upy.module("vclock").mktime(tuple(args[0]))
         if name == "reset":
             raise TwinReset(self.hw.request_reset(int(args[0])))
+        if name == "flash_write":  # a write to a watched file (flashfaults.py)
+            if self.flash_faults is None:
+                return [int(args[1]), -1, 0]
+            return self.flash_faults.write(str(args[0]), int(args[1]))
         if name == "uuid":
             bt = _bluetooth()
             value = w.unwire(args[0])
@@ -367,7 +385,7 @@ class Bridge:
         if name == "readfrom":
             return bytes(o.readfrom(args[0], args[1])).hex()
         if name == "readfrom_mem":
-            data = bytes(o.readfrom_mem(args[0], args[1], args[2])).hex()
+            hexdata = bytes(o.readfrom_mem(args[0], args[1], args[2])).hex()
             dev = o._bus.get(args[0])
             slot = -1
             if hasattr(dev, "peek_mem"):  # reads without side effects: snapshot them
@@ -375,7 +393,7 @@ class Bridge:
                 if key not in self.peeks:
                     self.peeks.append(key)
                 slot = self.peeks.index(key)
-            return [data, slot]
+            return [hexdata, slot]
         if name == "scan":
             if isinstance(o, self._onewire.OneWire):
                 return [bytes(r).hex() for r in o.scan()]

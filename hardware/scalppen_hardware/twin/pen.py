@@ -38,6 +38,7 @@ from scalppen_hardware.board import Board, load_board
 from scalppen_hardware.twin import process as twin_process
 from scalppen_hardware.twin import wire as w
 from scalppen_hardware.twin.bridge import Bridge, TwinPort, TwinReset
+from scalppen_hardware.twin.flashfaults import FlashFaults
 from scalppen_hardware.upy.vclock import VirtualClock
 from scalppen_hardware.virtual_pen_hw import SOFT_RESET, VirtualPenHardware
 
@@ -111,6 +112,9 @@ class TwinPen:
         soc_pct: the battery's charge at first power-up.
         epoch: the RTC and calendar at power-up (Unix s); None: cold RTC.
         heap_kb: the pen's heap in KiB (the stand-ins get their own allowance on top).
+        flash_size: the littlefs partition in bytes (``os.statvfs``; writes beyond it
+            raise ENOSPC); None: 2 MiB. Faults of flash writes and of the USB link:
+            :attr:`flash_faults` (:mod:`scalppen_hardware.twin.flashfaults`).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class TwinPen:
         soc_pct: float = 80.0,
         epoch: float | None = None,
         heap_kb: int = twin_process.DEFAULT_HEAP_KB,
+        flash_size: int | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
@@ -132,6 +137,9 @@ class TwinPen:
         self.link = link
         self.speed = speed
         self.heap_kb = heap_kb
+        self.flash_size = flash_size
+        #: The plan of flash-write and USB-link faults (flashfaults.py).
+        self.flash_faults = FlashFaults(on_cut=self.cut_usb)
         self.bundle_dir = bundle_dir
         self.clock = VirtualClock()
         if epoch is not None:
@@ -364,6 +372,7 @@ class TwinPen:
         ble_radio.attach(self.radio)
         radio = self.radio
         bridge = Bridge(self.hw, lambda: self._make_ble(radio, bridge))
+        bridge.flash_faults = self.flash_faults
         self.bridge = bridge
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._sock_path)
@@ -377,7 +386,8 @@ class TwinPen:
         server = await asyncio.start_unix_server(on_connect, path=self._sock_path)
         mode, self._next_mode = self._next_mode, "friendly"
         self.proc, self._master = twin_process.spawn(self.flash_dir, self._sock_path,
-                                                     heap_kb=self.heap_kb, mode=mode)
+                                                     heap_kb=self.heap_kb, mode=mode,
+                                                     flash_size=self.flash_size)
         loop.add_reader(self._master, self._on_console)
         self.boots += 1
         self._hide_until_prompt = mode == "raw"
@@ -509,6 +519,18 @@ class TwinPen:
             asyncio.get_running_loop().add_reader(self._usb._master, self._on_usb)
             self.on_console(self._usb.write)
         return str(self._usb.path)
+
+    def cut_usb(self) -> None:
+        """Pull the USB cable: the host's end of the serial hangs up (its reads and
+        writes fail) and the pen runs on; :meth:`open_serial` then is a new cable."""
+        usb, self._usb = self._usb, None
+        if usb is None:
+            return
+        with contextlib.suppress(ValueError):
+            self._console_listeners.remove(usb.write)
+        with contextlib.suppress(Exception):
+            asyncio.get_running_loop().remove_reader(usb._master)
+        usb.close()
 
     def _on_usb(self) -> None:
         data = self._usb.read(4096)

@@ -21,10 +21,10 @@ MPY_DIR = Path(__file__).resolve().parent / "mpy"
 LAUNCH = MPY_DIR / "launch.py"
 #: The pen's heap the tests give the firmware, in KiB; the benchmark finds the smallest.
 DEFAULT_HEAP_KB = 192
-#: Heap the stand-ins themselves hold in the twin (measured: about 35 KiB of
+#: Heap the stand-ins themselves hold in the twin (measured: about 42 KiB of
 #: bytecode, constants and the bridge's buffers). On the pen they are C modules and
 #: cost no heap, so the twin's ``-X heapsize`` is the pen's heap plus this.
-STANDIN_HEAP_KB = 40
+STANDIN_HEAP_KB = 48
 
 
 def micropython_exe() -> str:
@@ -85,7 +85,8 @@ def _console_mode(fd: int) -> None:
 
 
 def spawn(flash_dir: Path, sock_path: str, *, heap_kb: int = DEFAULT_HEAP_KB,
-          mode: str = "friendly") -> tuple[subprocess.Popen[bytes], int]:
+          mode: str = "friendly", flash_size: int | None = None,
+          ) -> tuple[subprocess.Popen[bytes], int]:
     """Start the twin; returns the process and the master fd of its terminal.
 
     Args:
@@ -94,12 +95,16 @@ def spawn(flash_dir: Path, sock_path: str, *, heap_kb: int = DEFAULT_HEAP_KB,
         heap_kb: the pen's heap in KiB (the process gets :data:`STANDIN_HEAP_KB` more).
         mode: ``"friendly"`` runs boot.py then main.py; ``"raw"`` only boot.py (a
             soft reset asked from the raw REPL).
+        flash_size: the littlefs partition in bytes (``os.statvfs``, ENOSPC);
+            None: launch.py's default, 2 MiB.
     """
     master, slave = os.openpty()
     _console_mode(slave)
     env = {k: v for k, v in os.environ.items() if not k.startswith("MICROPY")}
     env.update(SCALPPEN_TWIN_SOCK=sock_path, SCALPPEN_TWIN_FLASH=str(Path(flash_dir).resolve()),
                SCALPPEN_TWIN_MODE=mode, SCALPPEN_TWIN_LIB=str(standins()))
+    if flash_size is not None:
+        env["SCALPPEN_TWIN_FLASH_SIZE"] = str(int(flash_size))
 
     def become_terminal_owner() -> None:
         os.setsid()

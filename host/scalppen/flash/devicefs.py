@@ -11,12 +11,17 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from scalppen.flash.errors import DeviceExecError, FlashFullError
 from scalppen.flash.rawrepl import RawRepl
+
+#: How a full littlefs shows in a traceback: "[Errno 28] ENOSPC" where the port names
+#: errno 28, "OSError: 28" where it does not (py/moderrno.c has no ENOSPC entry).
+_FLASH_FULL = re.compile(r"ENOSPC|Errno 28\b|OSError: 28\b")
 
 #: Raw bytes per base64 line; a file write sends several lines per exec.
 LINE_BYTES = 1024
@@ -137,7 +142,7 @@ class DeviceFS:
         try:
             return self.repl.exec(code, timeout)
         except DeviceExecError as exc:
-            if "ENOSPC" in exc.traceback or "Errno 28" in exc.traceback:
+            if _FLASH_FULL.search(exc.traceback):
                 raise FlashFullError("the pen's flash is full") from None
             raise
 

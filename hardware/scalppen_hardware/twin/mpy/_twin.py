@@ -60,6 +60,7 @@ info = {}
 _irqs = {}  # pin object id -> [handler, pin]
 _uart_rx = {}  # uart object id -> bytearray
 ble = None  # the bluetooth.BLE stand-in, once made
+flash = None  # path substrings whose writes ask the flash fault plan (launch.py _File)
 
 
 def connect(path):
@@ -152,7 +153,7 @@ def _fit(arr, n, fill):
 
 def _apply(buf, end):
     # A reply: the snapshot, then the JSON tail (IRQs, UART input, the call's result).
-    global ticks_ms, ticks_us, epoch_us
+    global ticks_ms, ticks_us, epoch_us, flash
     ticks_ms = _u32(buf, 0)
     ticks_us = _u32(buf, 4)
     e = _u32(buf, 8) | _u32(buf, 12) << 32
@@ -211,6 +212,8 @@ def _apply(buf, end):
     if p >= end:
         return None
     tail = json.loads(bytes(memoryview(buf)[p:end]))
+    if "flash" in tail:
+        flash = tail["flash"]
     rx = tail.get("uart")
     if rx:
         for k in rx:
@@ -338,6 +341,12 @@ def set_irq(obj, handler, pin):
         _irqs.pop(obj, None)
     else:
         _irqs[obj] = [handler, pin]
+
+
+def flash_write(path, n):
+    # A write to a watched file: [bytes allowed, byte to invert or -1, 1: link cut]
+    # (scalppen_hardware/twin/flashfaults.py).
+    return call(-1, "flash_write", [path, n])
 
 
 def uart_read(obj, n):

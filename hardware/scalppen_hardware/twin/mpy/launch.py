@@ -46,12 +46,39 @@ def _rel(path, getcwd=os.getcwd):
     return "../" * depth + (path[1:] or ".")
 
 
+_BLOCK = 4096
+_FLASH = int(os.getenv("SCALPPEN_TWIN_FLASH_SIZE") or 2097152)
+# Blocks in use on the pen's flash, as _statvfs counts them: counted when a file is
+# opened for writing (-1: not known; rename, remove, mkdir and rmdir forget it,
+# statvfs counts again), then kept by every write (littlefs's ENOSPC).
+_lfs_used = [-1]
+
+
+def _lfs_blocks(size):
+    return max(1, (size + _BLOCK - 1) // _BLOCK)
+
+
+def _lfs_take(n):
+    # n more blocks, or OSError(ENOSPC) as littlefs raises when none is free
+    if _lfs_used[0] < 0:
+        _lfs_used[0] = _used("/")
+    if n > 0 and _lfs_used[0] + n > _FLASH // _BLOCK:
+        raise OSError(28)
+    _lfs_used[0] += n
+
+
 def _rename(old, new, rename=os.rename):
+    _lfs_used[0] = -1  # a file renamed over is gone
     return rename(_rel(old), _rel(new))
 
 
-_BLOCK = 4096
-_FLASH = int(os.getenv("SCALPPEN_TWIN_FLASH_SIZE") or 2097152)
+def _lfs_forget(call, take=0):
+    def forget(path):
+        if take:
+            _lfs_take(take)  # a new directory takes a block
+        _lfs_used[0] = -1
+        return call(path)
+    return forget
 
 
 def _ilistdir(path=".", ilistdir=os.ilistdir, stat=os.stat):
@@ -81,11 +108,15 @@ def _statvfs(path="/"):
     # The pen's littlefs partition, not this computer's disk: _FLASH bytes in
     # 4 KiB blocks, each file taking whole blocks (at least one), each directory one.
     total = _FLASH // _BLOCK
-    free = total - _used("/")
+    _lfs_used[0] = _used("/")
+    free = total - _lfs_used[0]
     return (_BLOCK, _BLOCK, total, max(0, free), max(0, free), 0, 0, 0, 0, 255)
 
 
 _os.rename = _rename
+_os.remove = _os.unlink = _lfs_forget(os.remove)
+_os.rmdir = _lfs_forget(os.rmdir)
+_os.mkdir = _lfs_forget(os.mkdir, 1)
 _os.ilistdir = _ilistdir
 _os.statvfs = _statvfs
 _os.__name__ = "os"
@@ -96,6 +127,79 @@ os.chdir("/")
 sys.path.clear()
 sys.path.extend(("", ".frozen", "/lib"))  # the ESP32 port's sys.path
 del _twin_dir, _name, _k, _Os
+import builtins  # noqa: E402
+import io  # noqa: E402
+
+
+class _LfsFile(io.IOBase):
+    # A file open for writing on the pen's flash (an io.IOBase, so json.dump and
+    # print(file=) take it as a stream): counts the blocks it grows by and raises
+    # OSError(ENOSPC) when littlefs would have none left. Writes to paths the fault
+    # plan watches (_twin.flash) ask it first: corrupted, cut short with the USB
+    # link pulled (scalppen_hardware/twin/flashfaults.py). Without a plan a write
+    # costs a tell() and a little arithmetic.
+    def __init__(self, f, path, size):
+        self._f = f
+        self._p = path
+        self._size = size
+
+    def write(self, b):
+        n = len(b)
+        cut = 0
+        if _twin.flash is not None and n:
+            path = self._p
+            if path[0] != "/":
+                path = os.getcwd().rstrip("/") + "/" + path
+            for s in _twin.flash:
+                if s in path:
+                    ok, flip, cut = _twin.flash_write(path, n)
+                    if flip >= 0 or ok < n:
+                        b = bytearray(b.encode() if isinstance(b, str) else b)[:ok]
+                        if flip >= 0:
+                            b[flip] ^= 0xFF
+                        n = ok
+                    break
+        end = self._f.tell() + n
+        if end > self._size:
+            _lfs_take(_lfs_blocks(end) - _lfs_blocks(self._size))
+            self._size = end
+        r = self._f.write(b)
+        if cut:  # the cable is out: the rest of what the host sent never arrives
+            raise OSError(5)
+        return r
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self._f.close()
+
+    def __getattr__(self, name):
+        return getattr(self._f, name)
+
+
+def _lfs_open(path, mode="r", *a, open=builtins.open, stat=os.stat, **kw):
+    if "w" not in mode and "a" not in mode and "+" not in mode and "x" not in mode:
+        return open(path, mode, *a, **kw)
+    try:
+        size = stat(path)[6]
+    except OSError:
+        size = -1
+    _lfs_take(1 if size < 0 else 0)  # a new file takes a block
+    try:
+        f = open(path, mode, *a, **kw)
+    except OSError:
+        _lfs_used[0] = -1
+        raise
+    if "w" in mode and size > 0:  # truncated: its blocks but one are free again
+        _lfs_used[0] -= _lfs_blocks(size) - 1
+        size = 0
+    elif "a" in mode:
+        f.seek(0, 2)  # so that tell() is where the writes go
+    return _LfsFile(f, path, max(0, size))
+
+
+builtins.open = _lfs_open
 
 
 def _run(path):
