@@ -9,15 +9,21 @@ from its body (the CPython models) or, where a test must look inside, with
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from dataclasses import asdict, dataclass
+import re
+from collections.abc import AsyncIterator, Callable
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from scalppen import store as S
 from scalppen.client import Pen
 from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
+from scalppen.policy.permits import sign_permit
+from scalppen.results import PenStatus
+from scalppen.transports.ble import BleTransport
 from scalppen.twin import make_twin
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
@@ -29,6 +35,8 @@ from scalppen_protocol.codes import PenState
 from tests.e2e.vpen_fixtures import wait_until, within
 
 EPOCH = 1_780_000_000
+#: What the pen's display shows while pairing.
+PASSKEY_ON_DISPLAY = re.compile(r"PAIR (\d{6})")
 
 
 @dataclass
@@ -40,6 +48,8 @@ class TwinRig:
     address: str
     patient_id: int | None = None
     serial: str = ""
+    #: Every text the pen's display showed, in order (across resets).
+    displays: list[str] = field(default_factory=list)
 
     def now(self) -> datetime:
         return datetime.fromtimestamp(self.twin.clock.calendar(), UTC)
@@ -87,6 +97,73 @@ class TwinRig:
         await within(pen.__aenter__(), 20.0)
         return pen
 
+    def transport(self, **kwargs: Any) -> BleTransport:
+        """A fresh transport to the pen (one connect attempt unless told)."""
+        kwargs.setdefault("attempts", 1)
+        kwargs.setdefault("retry_delay", 0.05)
+        return self.radio.transport(self.address, **kwargs)
+
+    def passkeys_seen(self) -> list[str]:
+        """Every passkey the display has shown, in order, once each."""
+        seen: list[str] = []
+        for text in self.displays:
+            m = PASSKEY_ON_DISPLAY.search(text)
+            if m and (not seen or seen[-1] != m.group(1)):
+                seen.append(m.group(1))
+        return seen
+
+    async def ready_body(self, pen: Pen) -> None:
+        """A full cell, a new cartridge, the pen on the skin; wait until the pen says
+        (over ``pen``) that it sees them and is ready."""
+        hw = self.twin.hw
+        hw.set_battery(90)
+        if hw.cartridge is not None:
+            hw.remove_cartridge()
+            await self.until_status(pen, lambda s: not s.cartridge, "the cartridge out")
+        hw.insert_cartridge("new")
+        hw.set_contact(True)
+        await self.until_status(
+            pen, lambda s: s.cartridge and s.contact
+            and s.state in (PenState.IDLE, PenState.FINISHED), "the pen to be ready")
+
+    async def until_status(self, pen: Pen, ok: Callable[[PenStatus], object], what: str,
+                           timeout: float = 20.0) -> PenStatus:
+        """Ask the pen for its status until ``ok(status)``; returns that status."""
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    status = await within(pen.status())
+                    if ok(status):
+                        return status
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+    async def permit(self, pen: Pen, depth_um: int = 500, duration_s: int = 600) -> PermitFields:
+        """A permit the host's policy signs for this pen (as ``run_session`` does)."""
+        assert pen.info is not None and pen.info.limits is not None
+        assert self.patient_id is not None, "pair first"
+        status = await within(pen.status())
+        last = None
+        if status.last_session_end:
+            last = (datetime.fromtimestamp(status.last_session_end, UTC),
+                    status.last_session_depth_um)
+        moment = self.now()
+        decision = decide(self.db, pen.info.serial,
+                          SessionPlan(self.patient_id, depth_um, duration_s, attested=True),
+                          PenLimits.from_info(asdict(pen.info.limits)), moment, last)
+        assert decision.allowed, decision.refusals
+        key = S.get_permit_key(self.db, pen.info.serial)
+        assert key is not None
+        return issue_permit(decision, key, moment)
+
+    def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
+        """A permit signed with the pen's key directly (no host policy), valid now."""
+        key = S.get_permit_key(self.db, self.serial)
+        assert key is not None
+        now = self.twin.unix_time()
+        return sign_permit(key, depth_um, duration_s, now - 5, now + 300, nonce).as_dict()
+
 
 @contextlib.asynccontextmanager
 async def twin_rig(tmp: Path, *, speed: float | None = 50.0,
@@ -95,12 +172,15 @@ async def twin_rig(tmp: Path, *, speed: float | None = 50.0,
     twin = make_twin(tmp / "pen-flash", link, speed=speed, epoch=EPOCH, heap_kb=heap_kb)
     twin.hw.insert_cartridge("new")
     twin.hw.set_contact(True)
+    displays: list[str] = []
+    twin.on_display(displays.append)
     try:
         await within(twin.start(), 30.0)
         db = S.open_store(tmp / "host.db")
         try:
             async with Radio(link, keystore=tmp / "host-bonds.json") as radio:
-                yield TwinRig(tmp, twin, radio, db, twin.radio.address.to_string(False))
+                yield TwinRig(tmp, twin, radio, db, twin.radio.address.to_string(False),
+                              displays=displays)
         finally:
             db.close()
     finally:
