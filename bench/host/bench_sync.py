@@ -18,8 +18,8 @@ they say nothing about air time on a real radio.
    can. Payload bytes/s, and that as records/s at 22 bytes per record.
 3. share: sync records/s as a percentage of the raw records/s (target >= 80 %).
 4. virtual-time cost: the wall time of one 15-minute session through the full
-   firmware (drivers + core + BLE shell, a host linked but silent; and again with a host
-   receiving the telemetry).
+   firmware in-process (drivers + core + BLE shell, a host receiving the telemetry);
+   the twin's is in bench/twin/bench_twin.py.
 
 Each 15-minute session runs on a new pen of its own (paired like any other), so
 no session is refused by the previous one's interval lockout. A missed target is
@@ -244,8 +244,8 @@ async def pair(vpen: VirtualPen, radio: Radio, db: S.Store) -> str:
     return paired.info.serial
 
 
-async def session_cost(tmp: Path, link: Any, radio: Radio, db: S.Store, address: str, *,
-                       with_host: bool) -> tuple[float, int, str]:
+async def session_cost(tmp: Path, link: Any, radio: Radio, db: S.Store,
+                       address: str) -> tuple[float, int, str]:
     """Wall seconds for one 15-minute session of a new pen's time, ticked by the bench.
 
     The permit is signed here with the pen's key (900 s at 0.5 mm, the slowest speed
@@ -255,13 +255,13 @@ async def session_cost(tmp: Path, link: Any, radio: Radio, db: S.Store, address:
     vpen = await powered_pen(tmp, link, f"pen-{address[-2:]}", address, None)
     try:
         serial = await pair(vpen, radio, db)
-        return await _session(vpen, radio, db, serial, address, with_host)
+        return await _session(vpen, radio, db, serial, address)
     finally:
         await vpen.stop()
 
 
-async def _session(vpen: VirtualPen, radio: Radio, db: S.Store, serial: str, address: str,
-                   with_host: bool) -> tuple[float, int, str]:
+async def _session(vpen: VirtualPen, radio: Radio, db: S.Store, serial: str,
+                   address: str) -> tuple[float, int, str]:
     hw = vpen.hw
     hw.set_battery(95)
     hw.insert_cartridge("new")
@@ -272,29 +272,12 @@ async def _session(vpen: VirtualPen, radio: Radio, db: S.Store, serial: str, add
     pen = Pen(radio.transport(address, attempts=1), timeout=10.0)
     await asyncio.wait_for(pen.__aenter__(), TIMEOUT)
     received = [0]
-    idle_link: list[Any] = [None]
     try:
         await pen.arm(sign(key, 500, SESSION_S, vpen.unix_time(), b"bench-15"))
         await pen.set_depth(500)
         await pen.set_speed(0)  # wire levels are 0-based: 0 = 100 strokes/s
-        if with_host:
-            pen.on_event(lambda _ev: received.__setitem__(0, received[0] + 1))
-            await pen.start()
-        else:
-            # BLE idle: the host reconnects without saying HELLO, so the pen sends
-            # nothing; the link stays up (a session needs it) and the button starts.
-            await pen.close()
-            await wait_until(lambda: vpen.app.ble.conn is None, 10.0, "disconnect")
-            silent = radio.transport(address, attempts=1)
-            await asyncio.wait_for(silent.connect(), TIMEOUT)
-            idle_link[0] = silent
-            await wait_until(lambda: vpen.app.ble.link_up, 10.0, "the link")
-            vpen.pause()  # a short press (200 ms of the pen's time), ticked here
-            hw.set_button(True)
-            await vpen.run_for(200)
-            hw.set_button(False)
-            await vpen.run_for(100)
-            vpen.resume()
+        pen.on_event(lambda _ev: received.__setitem__(0, received[0] + 1))
+        await pen.start()
         await wait_until(lambda: vpen.app.pen.state == PenState.RUNNING, 10.0, "RUNNING")
         vpen.pause()  # from here on only the bench moves the pen's time
         elapsed0 = vpen.app.pen.elapsed_ms
@@ -308,8 +291,6 @@ async def _session(vpen: VirtualPen, radio: Radio, db: S.Store, serial: str, add
         return wall * SESSION_S * 1000 / max(1, core.elapsed_ms - elapsed0), received[0], end
     finally:
         await pen.close()
-        if idle_link[0] is not None:
-            await idle_link[0].close()
 
 
 async def main(records: int, rounds: int, payloads: int, speed: float | None) -> int:
@@ -326,12 +307,10 @@ async def main(records: int, rounds: int, payloads: int, speed: float | None) ->
                     await vpen.stop()
                 print(f"virtual-time cost of one {SESSION_S // 60}-minute session "
                       "(full firmware, pen's time unpaced)")
-                wall, _, end = await session_cost(tmp, link, radio, db, "C0:5C:A1:00:00:02",
-                                                  with_host=False)
-                say("BLE idle (host linked, silent; started by the button)",
-                    f"{wall:.2f} s wall = {SESSION_S / wall:,.0f}x real time  [{end}]")
+                # (A session with the host linked but silent no longer exists: a host
+                # is linked once it said HELLO, and the pen then notifies it.)
                 wall, events, end = await session_cost(tmp, link, radio, db,
-                                                       "C0:5C:A1:00:00:03", with_host=True)
+                                                       "C0:5C:A1:00:00:03")
                 say("host connected, receiving telemetry", f"{wall:.2f} s wall = "
                     f"{SESSION_S / wall:,.0f}x real time  [{end}; {events:,} events]")
         finally:
