@@ -50,13 +50,14 @@ from scalppen_protocol import gatt
 from scalppen_protocol.codec import Frame, decode_frame, encode_frame
 from scalppen_protocol.codes import MAX_FRAME, ErrorCode, MsgType, PenState, RecordKind
 from tests.e2e.vpen_fixtures import radio_silence, run, wait_until, within
-from tests.twin.twin_rig import TwinRig, twin_rig
+from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (
     IRQ_CENTRAL_DISCONNECT,
     RadioTap,
     Step,
     StepTracer,
     TickTrace,
+    e2e_rig,
     firmware_const,
     join,
     probe,
@@ -208,7 +209,7 @@ def test_expired_future_dated_and_inverted_permits_are_refused_and_logged(tmp_pa
     sets no limit on the length of a window; the host issues at most 3600 s.)"""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -243,7 +244,7 @@ def test_permit_beyond_the_firmware_hard_limits_is_refused_though_correctly_sign
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -286,7 +287,7 @@ def test_permit_signed_with_another_pens_key_is_refused(tmp_path: Path) -> None:
     and does not spend pen A's nonce."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             other = "SP3-0THER1"
             S.upsert_pen(r.db, other)
@@ -327,7 +328,7 @@ def test_just_works_bonded_central_cannot_arm_even_with_a_valid_permit(tmp_path:
     from bumble.pairing import PairingConfig, PairingDelegate
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             now = await _pen_now(pen)
@@ -387,7 +388,7 @@ def test_frames_above_max_frame_and_oversized_writes_are_dropped_and_change_noth
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=BURST_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=BURST_HEAP_KB) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -447,7 +448,7 @@ def test_out_of_order_fragments_of_a_valid_arm_never_arm_the_pen(tmp_path: Path)
     request; the same ARM in order then arms."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -521,7 +522,7 @@ def test_garbage_fragment_flood_is_dropped_and_the_pen_answers_the_next_request(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -671,7 +672,7 @@ def test_request_flood_while_running_is_served_within_the_tick_budget_and_no_tic
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
             pen, flood = await _running(r)
             try:
                 written = await within(_flood(r, pen, flood, bursts=5, per_burst=100), 30.0)
@@ -705,7 +706,7 @@ def test_safety_stop_during_a_request_flood_cuts_the_motor_at_the_very_next_tick
     first that can see it."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
             pen, flood = await _running(r)
             hw = r.twin.hw
             mark: list[int] = []
@@ -759,7 +760,7 @@ def test_stop_overtakes_a_full_queue_of_requests_and_stops_the_needles_at_once(
     tick after it arrives stops the motor while the flood is still queued."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=FLOOD_HEAP_KB) as r:
             pen, flood = await _running(r)
             try:
                 r.twin.pause()  # the pen's time stands still: its radio fills up
@@ -810,7 +811,7 @@ def test_start_written_just_before_the_link_drops_never_runs_the_needles(tmp_pat
     never move, with nobody connected to see them."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             await r.ready_body(pen)

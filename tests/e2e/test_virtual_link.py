@@ -42,13 +42,14 @@ from scalppen_protocol.codes import (
     RecordKind,
 )
 from tests.e2e.vpen_fixtures import radio_silence, run, wait_until, within
-from tests.twin.twin_rig import TwinRig, twin_rig
+from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (
     IRQ_CENTRAL_DISCONNECT,
     RadioTap,
     StepTracer,
     Tick,
     TickTrace,
+    e2e_rig,
     join,
     probe,
     until,
@@ -124,7 +125,7 @@ async def _after_reset(r: TwinRig, boots: int) -> None:
 
 def test_scan_finds_the_pen_by_its_service_uuid(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             found = await within(r.radio.scan(0.5))
             assert [f.address.upper() for f in found] == [r.address]
             assert found[0].name.startswith("ScalpPen")
@@ -140,7 +141,7 @@ def test_scan_finds_the_pen_by_its_service_uuid(tmp_path: Path) -> None:
 
 def test_unpaired_central_is_refused_on_the_pen_characteristics(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             with pytest.raises(NotPaired) as refused:
                 await within(r.transport().connect(), 15.0)
             assert refused.value.att_error == INSUFFICIENT_AUTHENTICATION
@@ -182,7 +183,7 @@ def test_unpaired_central_is_refused_on_the_pen_characteristics(tmp_path: Path) 
 
 def test_wrong_passkey_fails_leaves_no_bond_then_the_right_one_pairs(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             async def wrong() -> str:
                 return f"{(int(await r.passkey()) + 1) % 1_000_000:06d}"
 
@@ -212,7 +213,7 @@ def test_wrong_passkey_fails_leaves_no_bond_then_the_right_one_pairs(tmp_path: P
 
 def test_bond_survives_reconnect_and_reboot_without_a_new_passkey(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             assert len(r.passkeys_seen()) == 1
             for round_ in ("reconnect", "reboot"):
@@ -267,7 +268,7 @@ def test_no_notification_before_the_host_subscribed_and_said_hello(tmp_path: Pat
     """
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             await probe(r.twin, _RECORD_EVENTS, exec_=True)
             hw = r.twin.hw
@@ -417,7 +418,7 @@ def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
     in each tick come from a trace of its steps."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED, heap_kb=PROBE_HEAP_KB) as r:
+        async with e2e_rig(tmp_path, speed=SPEED, heap_kb=PROBE_HEAP_KB) as r:
             await r.pair()
             pen = await r.pen()
             permit = await r.start_session(pen, 500)
@@ -540,7 +541,7 @@ async def _refusals(pen: Pen) -> list[int]:
 
 def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             await r.ready_body(pen)
@@ -592,7 +593,7 @@ def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path
 
 def test_notices_raised_by_a_stop_request_reach_the_host(tmp_path: Path) -> None:
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -616,7 +617,7 @@ def test_a_second_session_on_the_same_boot_gets_its_permit_time(tmp_path: Path) 
     """Session 1 uses its whole minute; session 2, a day later, gets its own minute."""
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
@@ -650,7 +651,7 @@ def test_no_permit_is_issued_while_the_pen_has_a_session_open(tmp_path: Path) ->
     from scalppen.workflows.session import SessionOpen, SessionPlan, run_session
 
     async def scenario() -> None:
-        async with twin_rig(tmp_path, speed=SPEED) as r:
+        async with e2e_rig(tmp_path, speed=SPEED) as r:
             await r.pair()
             pen = await r.pen()
             try:
