@@ -17,8 +17,7 @@ learns as the pen's surroundings would:
   16 ticks (128 bytes) a probe.
 - :func:`probe`: a probe, asked again when the pen's heap had no room for it;
   :func:`until`: poll a small probe until it holds.
-- :func:`e2e_rig`: the twin rig for the end-to-end suites, with
-  :func:`keep_radio_ops_alive` (a stop-gap for a fault of the bluetooth model).
+- :func:`e2e_rig`: the twin rig for the end-to-end suites.
 
 Tick numbering: an IRQ queued while ``Bridge.syncs == s`` reaches the firmware in
 the reply to sleep ``s + 1`` (IRQs go out only with sleeps), so the first tick that
@@ -97,57 +96,11 @@ async def until(twin: TwinPen, expr: str, timeout: float = 10.0, what: str = "")
         raise AssertionError(f"timed out after {timeout} s waiting for {what or expr}") from None
 
 
-def keep_radio_ops_alive(twin: TwinPen) -> None:
-    """Keep the pen's bluetooth model serving after a GATT procedure dies with its link.
-
-    A stop-gap for a fault of the model (``scalppen_hardware/upy/bluetooth.py``), to
-    be removed once it is fixed there: its radio operations run one after another
-    in one worker task, which ends on an operation that raises ``CancelledError``
-    (``BLE._run_ops`` catches ``Exception`` only). bumble cancels a pending GATT
-    request when its connection drops (``gatt_client.on_disconnection``), so when
-    a host drops the link while the pen's own MTU exchange (``gattc_exchange_mtu``
-    on connect) is in flight, the worker ends and every later operation, the
-    advertising that follows the disconnection first, is queued and never runs:
-    the pen is unreachable until it resets (seen about once in 30 runs of a test
-    whose host is refused and leaves at once). NimBLE aborts the procedure and
-    goes on (``ble_gattc_connection_broken``). Here an operation cancelled from
-    within is dropped and the worker goes on; cancelling the worker still stops it.
-    For every boot of the twin (checked after each tick).
-    """
-    wrapped: list[Any] = [None]
-
-    def wrap(_hw: Any) -> None:
-        bridge = twin.bridge
-        ble = bridge.ble if bridge is not None else None
-        if ble is None or ble is wrapped[0]:
-            return
-        wrapped[0] = ble
-        submit = ble._submit
-
-        def guarded_submit(op: Any) -> None:
-            async def guarded() -> Any:
-                try:
-                    return await op()
-                except asyncio.CancelledError:
-                    task = asyncio.current_task()
-                    if task is not None and task.cancelling():
-                        raise  # the worker itself is being stopped
-                    return None
-
-            submit(guarded)
-
-        ble._submit = guarded_submit
-
-    twin.on_tick(wrap)
-
-
 @contextlib.asynccontextmanager
 async def e2e_rig(tmp: Path, *, speed: float | None = None,
                   heap_kb: int = DEFAULT_HEAP_KB) -> AsyncIterator[TwinRig]:
-    """:func:`~tests.twin.twin_rig.twin_rig` for the end-to-end suites, with
-    :func:`keep_radio_ops_alive`."""
+    """:func:`~tests.twin.twin_rig.twin_rig` for the end-to-end suites (unpaced)."""
     async with twin_rig(tmp, speed=speed, heap_kb=heap_kb) as r:
-        keep_radio_ops_alive(r.twin)
         yield r
 
 

@@ -174,6 +174,7 @@ class TwinPen:
         self._usb: Any = None
         self._last_message = time.monotonic()
         self._last_idle = 0.0  # when the idle clock last ran the body
+        self._at_prompt = False  # the REPL showed its prompt since the last message
         #: Why the last boot ended (for messages and tests).
         self.last_end = ""
         #: Wall microseconds of each tick in the twin, when a benchmark asks (a list).
@@ -313,6 +314,8 @@ class TwinPen:
         friendly_at = data.rfind(b">>> ")
         if raw_at >= 0 or friendly_at >= 0:
             self.repl_raw = raw_at > friendly_at
+        # the REPL waits for input: only then is the firmware idle, not computing
+        self._at_prompt = data.endswith(b">>> ") or (self.repl_raw and data.endswith(b">"))
         if self._hide_until_prompt:
             # A soft reset asked from the raw REPL: the ESP32 comes back in the raw
             # REPL; the unix port starts its friendly REPL, so switch it over unseen.
@@ -443,6 +446,7 @@ class TwinPen:
                         self._next_mode = "raw"
                 return
             self._last_message = time.monotonic()
+            self._at_prompt = False
             if body[0] == w.K_HELLO:
                 self._booted.set()
             if self.tick_samples is not None and body[0] == w.K_SYNC:
@@ -494,6 +498,8 @@ class TwinPen:
             await asyncio.sleep(_IDLE_POLL_S)
             if not self._paused.is_set():
                 continue
+            if not self._at_prompt:
+                continue  # the firmware computes, or CPython is slow: no time passes
             now = time.monotonic()
             quiet = now - max(self._last_message, self._last_idle)
             if quiet < _IDLE_AFTER_S:

@@ -372,6 +372,15 @@ class BLE:
             op = await self._ops.get()
             try:
                 await asyncio.wait_for(op(), _OP_TIMEOUT)
+            except asyncio.CancelledError:
+                # bumble cancels a GATT procedure whose link dropped (an MTU exchange
+                # in flight, say); NimBLE aborts it and goes on
+                # (ble_gattc_connection_broken). Only this worker's own cancellation
+                # stops it.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                _log.debug("virtual BLE operation cancelled with its link")
             except Exception as exc:
                 _log.warning("virtual BLE operation failed: %r", exc)
             finally:

@@ -12,6 +12,7 @@
 #
 # Message layout: see scalppen_hardware/twin/wire.py (the CPython side), whose
 # tables tests/twin/test_wire_tables.py keeps equal to the constants below.
+import gc
 import json
 import socket
 import struct
@@ -211,7 +212,13 @@ def _apply(buf, end):
         _fire_pin(buf[q] | buf[q + 1] << 8, buf[q + 2] | buf[q + 3] << 8)
     if p >= end:
         return None
-    tail = json.loads(bytes(memoryview(buf)[p:end]))
+    try:
+        tail = json.loads(bytes(memoryview(buf)[p:end]))
+    except MemoryError:
+        # the tick's IRQs as one document: collect and try once more (a fragmented
+        # heap); the ESP32's stack hands IRQs over without the pen's heap
+        gc.collect()
+        tail = json.loads(bytes(memoryview(buf)[p:end]))
     if "flash" in tail:
         flash = tail["flash"]
     rx = tail.get("uart")
