@@ -368,7 +368,12 @@ class BLE:
 
     async def _run_ops(self) -> None:
         assert self._ops is not None
+        me = asyncio.current_task()
         while True:
+            if me is not None and me.cancelling():
+                # asked to stop, though wait_for returned a result that raced the
+                # cancellation (Python 3.11): stop now, not at a get() nobody feeds
+                raise asyncio.CancelledError
             op = await self._ops.get()
             try:
                 await asyncio.wait_for(op(), _OP_TIMEOUT)
@@ -377,8 +382,7 @@ class BLE:
                 # in flight, say); NimBLE aborts it and goes on
                 # (ble_gattc_connection_broken). Only this worker's own cancellation
                 # stops it.
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
+                if me is not None and me.cancelling():
                     raise
                 _log.debug("virtual BLE operation cancelled with its link")
             except Exception as exc:
