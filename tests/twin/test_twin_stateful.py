@@ -51,10 +51,12 @@ pytestmark = pytest.mark.timeout(max(180, 60 * EXAMPLES))
 
 
 class Session:
-    def __init__(self, depth_um: int, duration_s: int, started_ms: float, boot: int) -> None:
+    def __init__(self, depth_um: int, duration_s: int, boot: int) -> None:
         self.depth_um = depth_um
         self.duration_s = duration_s
-        self.started_ms = started_ms
+        # the first tick the needles were driven: the pen takes START at a tick of
+        # its own, later than the host sent it, by however long the host took
+        self.started_ms: float | None = None
         self.boot = boot
 
 
@@ -120,8 +122,11 @@ class HostAndTwin(RuleBasedStateMachine):
     def _observe(self, hw: Any) -> None:
         now_ms = hw.clock.world_us / 1000
         s = self.session
-        if s is not None and (self.r.twin.boots != s.boot
-                              or now_ms - s.started_ms > s.duration_s * 1000 + 1000):
+        if s is not None and hw.motor.duty > 0.0 and s.started_ms is None:
+            s.started_ms = now_ms
+        if s is not None and (self.r.twin.boots != s.boot or (
+                s.started_ms is not None
+                and now_ms - s.started_ms > s.duration_s * 1000 + 1000)):
             self.session = s = None  # a reset, or its time is over: nothing may run now
             self.stopped_at_ms = now_ms
         if hw.motor.duty > 0.0:
@@ -193,13 +198,17 @@ class HostAndTwin(RuleBasedStateMachine):
                 self.history.append("host set the pen's clock")
             await within(pen.arm(permit.as_dict()))
             await within(pen.set_depth(permit.max_depth_um))
-            self.session = Session(permit.max_depth_um, permit.max_duration_s,
-                                   self.r.twin.clock.world_us / 1000, self.r.twin.boots)
+        except PenRefused as exc:
+            self.history.append(f"pen refused: {exc.code!r}")
+            return
+        before = self.session  # a session the pen may still be running
+        self.session = Session(permit.max_depth_um, permit.max_duration_s, self.r.twin.boots)
+        try:
             await within(pen.start())
             self.history.append(f"session {permit.max_depth_um} um")
         except PenRefused as exc:
             self.history.append(f"pen refused: {exc.code!r}")
-            self.session = None
+            self.session = before
             return
 
     @rule()
