@@ -125,7 +125,7 @@ def test_board_runs_boot_and_main_at_power_on(tmp_path):
         b.stop()
 
 
-@pytest.mark.xfail(reason="the twin hides boot.py's output after a soft reset from the raw "
+@pytest.mark.xfail(strict=True, reason="the twin hides boot.py's output after a soft reset from the raw "
                           "REPL (docs/fidelity.md, open differences); the ESP32 prints it")
 def test_raw_repl_soft_reset_shows_boot_output(tmp_path):
     b = _boot_and_main(tmp_path)
@@ -162,7 +162,7 @@ def test_ctrl_c_stops_a_running_program(tmp_path):
     assert _ctrl_c_reaches(tmp_path, "import time\nwhile True:\n    time.sleep_ms(10)\n") == "2"
 
 
-@pytest.mark.xfail(reason="the twin raises Ctrl-C at a tick boundary (a sleep); a loop that "
+@pytest.mark.xfail(strict=True, reason="the twin raises Ctrl-C at a tick boundary (a sleep); a loop that "
                           "never sleeps cannot be stopped, unlike on the ESP32 "
                           "(docs/fidelity.md, Ctrl-C)")
 def test_ctrl_c_stops_a_busy_loop(tmp_path):
