@@ -78,6 +78,33 @@ async def wait_until(
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
+async def policy_permit(db: S.Store, pen: Pen, patient_id: int, moment: datetime,
+                        depth_um: int = 500, duration_s: int = 600) -> PermitFields:
+    """A permit the host's policy signs for the connected pen (as ``run_session``
+    does), given the pen's own last session."""
+    assert pen.info is not None and pen.info.limits is not None
+    status = await within(pen.status())
+    last = None
+    if status.last_session_end:
+        last = (datetime.fromtimestamp(status.last_session_end, UTC),
+                status.last_session_depth_um)
+    decision = decide(db, pen.info.serial,
+                      SessionPlan(patient_id, depth_um, duration_s, attested=True),
+                      PenLimits.from_info(asdict(pen.info.limits)), moment, last)
+    assert decision.allowed, decision.refusals
+    key = S.get_permit_key(db, pen.info.serial)
+    assert key is not None
+    return issue_permit(decision, key, moment)
+
+
+def key_signed_permit(db: S.Store, serial: str, unix_now: int, depth_um: int,
+                      duration_s: int, nonce: bytes) -> dict[str, Any]:
+    """A permit signed with the pen's key directly (no host policy), valid now."""
+    key = S.get_permit_key(db, serial)
+    assert key is not None
+    return sign_permit(key, depth_um, duration_s, unix_now - 5, unix_now + 300, nonce).as_dict()
+
+
 @dataclass
 class Tick:
     """What the pen and its body looked like right after one control tick."""
@@ -221,28 +248,14 @@ class Rig:
 
     async def permit(self, pen: Pen, depth_um: int = 500, duration_s: int = 600) -> PermitFields:
         """A permit the host's policy signs for this pen (as ``run_session`` does)."""
-        assert pen.info is not None and pen.info.limits is not None
         assert self.patient_id is not None, "pair first"
-        status = await within(pen.status())
-        last = None
-        if status.last_session_end:
-            last = (datetime.fromtimestamp(status.last_session_end, UTC),
-                    status.last_session_depth_um)
-        moment = self.now()
-        decision = decide(self.db, pen.info.serial,
-                          SessionPlan(self.patient_id, depth_um, duration_s, attested=True),
-                          PenLimits.from_info(asdict(pen.info.limits)), moment, last)
-        assert decision.allowed, decision.refusals
-        key = S.get_permit_key(self.db, pen.info.serial)
-        assert key is not None
-        return issue_permit(decision, key, moment)
+        return await policy_permit(self.db, pen, self.patient_id, self.now(), depth_um,
+                                   duration_s)
 
     def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
         """A permit signed with the pen's key directly (no host policy), valid now."""
-        key = S.get_permit_key(self.db, self.serial)
-        assert key is not None
-        now = self.vpen.unix_time()
-        return sign_permit(key, depth_um, duration_s, now - 5, now + 300, nonce).as_dict()
+        return key_signed_permit(self.db, self.serial, self.vpen.unix_time(), depth_um,
+                                 duration_s, nonce)
 
     async def start_session(self, pen: Pen, depth_um: int = 500) -> PermitFields:
         """ARM a fresh permit, set the depth, START; wait until needling at that depth."""

@@ -13,26 +13,24 @@ import asyncio
 import contextlib
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from scalppen import store as S
 from scalppen.client import Pen
-from scalppen.policy import CONTRAINDICATIONS, PenLimits, PermitFields, issue_permit
-from scalppen.policy.permits import sign_permit
+from scalppen.policy import CONTRAINDICATIONS, PermitFields
 from scalppen.results import PenStatus
 from scalppen.transports.ble import BleTransport
 from scalppen.twin import make_twin
 from scalppen.workflows.pairing import Paired, pair_pen
 from scalppen.workflows.radio import Radio
-from scalppen.workflows.session import SessionPlan, decide
 from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.twin.pen import TwinPen
 from scalppen_hardware.twin.process import DEFAULT_HEAP_KB
 from scalppen_protocol.codes import PenState
-from tests.e2e.vpen_fixtures import wait_until, within
+from tests.e2e.vpen_fixtures import key_signed_permit, policy_permit, wait_until, within
 
 EPOCH = 1_780_000_000
 #: What the pen's display shows while pairing.
@@ -74,15 +72,7 @@ class TwinRig:
     async def start_session(self, pen: Pen, depth_um: int = 500,
                             duration_s: int = 600) -> PermitFields:
         """A permit the host's policy signs, ARM, depth, START; wait until needling."""
-        assert pen.info is not None and pen.info.limits is not None
-        assert self.patient_id is not None, "pair first"
-        decision = decide(self.db, pen.info.serial,
-                          SessionPlan(self.patient_id, depth_um, duration_s, attested=True),
-                          PenLimits.from_info(asdict(pen.info.limits)), self.now(), None)
-        assert decision.allowed, decision.refusals
-        key = S.get_permit_key(self.db, pen.info.serial)
-        assert key is not None
-        permit = issue_permit(decision, key, self.now())
+        permit = await self.permit(pen, depth_um, duration_s)
         await within(pen.arm(permit.as_dict()))
         await within(pen.set_depth(depth_um))
         await within(pen.start())
@@ -141,28 +131,14 @@ class TwinRig:
 
     async def permit(self, pen: Pen, depth_um: int = 500, duration_s: int = 600) -> PermitFields:
         """A permit the host's policy signs for this pen (as ``run_session`` does)."""
-        assert pen.info is not None and pen.info.limits is not None
         assert self.patient_id is not None, "pair first"
-        status = await within(pen.status())
-        last = None
-        if status.last_session_end:
-            last = (datetime.fromtimestamp(status.last_session_end, UTC),
-                    status.last_session_depth_um)
-        moment = self.now()
-        decision = decide(self.db, pen.info.serial,
-                          SessionPlan(self.patient_id, depth_um, duration_s, attested=True),
-                          PenLimits.from_info(asdict(pen.info.limits)), moment, last)
-        assert decision.allowed, decision.refusals
-        key = S.get_permit_key(self.db, pen.info.serial)
-        assert key is not None
-        return issue_permit(decision, key, moment)
+        return await policy_permit(self.db, pen, self.patient_id, self.now(), depth_um,
+                                   duration_s)
 
     def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
         """A permit signed with the pen's key directly (no host policy), valid now."""
-        key = S.get_permit_key(self.db, self.serial)
-        assert key is not None
-        now = self.twin.unix_time()
-        return sign_permit(key, depth_um, duration_s, now - 5, now + 300, nonce).as_dict()
+        return key_signed_permit(self.db, self.serial, self.twin.unix_time(), depth_um,
+                                 duration_s, nonce)
 
 
 @contextlib.asynccontextmanager

