@@ -52,6 +52,9 @@ from pen import wear as pen_wear
 from pen.store import pack_record
 from plant import cartridge
 from rig import KEY, T0
+from stateful_cartridge_auth import CartridgeAttacks
+from stateful_links import LinkAttacks
+from stateful_sensors import SensorFaults
 from stateful_support import (
     StatefulRig,
     assert_not_behind,
@@ -109,7 +112,7 @@ def act(**strategies):
     return deco
 
 
-class Machine(RuleBasedStateMachine):
+class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine):
     """The pen, its body and flash, and the model of what the test allowed."""
 
     def __init__(self):
