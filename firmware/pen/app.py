@@ -91,6 +91,7 @@ class App:
         self.dropped = 0
         self.events_dropped = 0  # events not sent for want of heap
         self.link_errors = 0
+        self.link_epoch = 0  # link changes so far (connect, drop, authentication)
         self.reasm = link.Reassembler()
         self.counter = 0
         self.passkey = None
@@ -136,6 +137,7 @@ class App:
         # queued from the old link are dropped with it: a request must never
         # outlive the link it came on (a START would run unwatched); the host
         # says HELLO again before events flow (handler.link_reset).
+        self.link_epoch += 1  # an armed permit belongs to the link it came on
         self.handler.link_reset()
         self.reasm.reset()
         self.dropped += len(self.rx)
@@ -150,8 +152,10 @@ class App:
     def step(self, now_ms):
         inp = self.drivers.read(self.inp)
         inp.link_up = self.link_up()
+        inp.link_epoch = self.link_epoch
         self._serve()
         inp.link_up = self.link_up()  # a HELLO just served, or the link gone
+        inp.link_epoch = self.link_epoch
         self._serve_bench()
         out = self.pen.tick(now_ms, inp)
         if self.passkey is not None:

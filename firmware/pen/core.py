@@ -20,6 +20,7 @@ from pen import permit as _permit
 from pen.depthctl import DepthCtl
 from pen.io import Outputs
 from pen.motorctl import MotorCtl
+from pen.store import LogFull
 from pen.wear import Wear, cart_hex, F_FINISHED
 
 try:
@@ -37,11 +38,26 @@ PAIR_WINDOW_MS = const(120000)
 SHORT_PRESS_MS = const(1000)
 MAX_GAP_MS = const(100)  # a control loop this late while running is a fault
 MAX_NONCES = const(32)
+MAX_TIME_NONCES = const(8)  # SET_TIME nonces remembered (a replay is refused)
+# Rule 6 by the pen's own running time: the interval still to serve (counters
+# "lock") reaches flash this often, so a power cut lengthens it by at most this.
+LOCK_SAVE_MS = const(300000)
+# Refusals (bad permits, starts refused...) are evidence of attempts, not of
+# treatment: the first of each kind in a window is written, the rest counted and
+# written as one REFUSALS_REPEATED record per kind when the window closes.
+REPEAT_WINDOW_MS = const(60000)
+MAX_REPEAT_KINDS = const(8)  # kinds counted apart in a window; the rest share one count
+# The log's reserve (Store.reserve, one segment: 128 records on the pen) is what
+# ordinary records (refusals, plain boots) leave free for the records that are
+# evidence of treatment and faults (sessions, faults, clock, link, cartridges): a
+# START is refused (LOG_UNSYNCED) once only the reserve is left, until the host
+# syncs and acknowledges (LOG_ACK). A session writes about ten.
 DISPLAY_MS = const(250)
 FLAG_INTERRUPTED = const(1)  # SESSION_END flags: closed at boot after a reset
 _U16 = const(0xFFFF)
 _U32 = const(0xFFFFFFFF)
 
+_ORDINARY = (wire.K_PERMIT_REFUSED, wire.K_START_REFUSED, wire.K_REFUSALS_REPEATED, wire.K_BOOT)
 _NAMES = ("IDLE", "ARMED", "RUN", "PAUSE", "DONE", "FAULT", "LOCKED", "HOMING")
 
 
@@ -81,7 +97,6 @@ class Pen:
         self.last_error = None
         self._faults = 0
         self._fault_t0 = 0
-        self._hall = None
         self._btn = False
         self._btn_t0 = 0
         self._btn_long = False
@@ -94,6 +109,10 @@ class Pen:
         self._write_cart = ""  # hex id of the cartridge those fields belong to
         self._finish_cart = ""  # cartridge of an interrupted session, to mark finished
         self._ticked = False
+        self._reps = {}  # refusal key -> repeats counted in this window
+        self._rep_t0 = 0
+        self._lock_ms = 0  # running time not yet taken off counters "lock", ms
+        self._lock_unsaved = 0  # ms taken off "lock" since it was last committed
         self.depth.setting_um = board.min_depth_um
         self.depth.start_homing(0)
         if clock:
@@ -108,9 +127,17 @@ class Pen:
         return self._clk_base + (self.now_ms - self._clk_ms) // 1000
 
     def _log(self, kind, code=0, depth=0, a=0, b=0, flags=0):
+        # Ordinary records leave the store's reserve free; evidence may use them.
+        # Neither ever overwrites a record the host has not acknowledged.
+        reserve = 0
+        if kind in _ORDINARY and not (kind == wire.K_BOOT and code):
+            reserve = self.store.reserve
         try:
             self.store.append(kind, self.clock() & _U32, code & _U16, _u16(depth), a & _U32,
-                              b & _U32, flags & 0xFF)
+                              b & _U32, flags & 0xFF, reserve)
+        except LogFull:
+            c = self.store.c
+            c["unlogged"] = c.get("unlogged", 0) + 1  # written as a count when room returns
         except OSError:
             self.store_ok = False
 
@@ -129,8 +156,64 @@ class Pen:
         self._event(wire.T_EV_NOTICE, {"code": code, "value": value & _U32})
 
     def _refuse(self, kind, req, code, detail=0):
-        self._log(kind, code, self.depth.setting_um, detail, self.state, req)
+        self._refusal(kind, code, self.depth.setting_um, detail, self.state, req)
         return code
+
+    def _refusal(self, kind, code, depth, a, b, req):
+        # The first refusal of its kind in the window is written; repeats are counted.
+        key = (kind << 24) | ((code & _U16) << 8) | (req & 0xFF)
+        reps = self._reps
+        if not reps:
+            self._rep_t0 = self.now_ms
+        if key in reps:
+            reps[key] += 1
+            return
+        if len(reps) >= MAX_REPEAT_KINDS:
+            reps[0] = reps.get(0, 0) + 1
+            return
+        reps[key] = 0
+        self._log(kind, code, depth, a, b, req)
+
+    def _flush_refusals(self):
+        # One REFUSALS_REPEATED record per counted kind: code, a = count, b = record
+        # kind, flags = request type (kind 0: kinds beyond MAX_REPEAT_KINDS).
+        reps = self._reps
+        self._reps = {}
+        for key in reps:
+            n = reps[key]
+            if n:
+                self._log(wire.K_REFUSALS_REPEATED, (key >> 8) & _U16, 0, n, key >> 24, key & 0xFF)
+        c = self.store.c
+        n = c.get("unlogged", 0)
+        if n and self.store.free_slots() > self.store.reserve + 1:
+            c["unlogged"] = 0
+            self._log(wire.K_REFUSALS_REPEATED, wire.E_LOG_UNSYNCED, 0, n, 0, 0)
+
+    def _count_lock(self, gap):
+        # Rule 6 by running time: take the time the pen ran off the interval still
+        # to serve (never by the clock, which a central or a host could move).
+        c = self.store.c
+        if c.get("lock", 0) <= 0:
+            return
+        self._lock_ms += gap
+        if self._lock_ms < 1000:
+            return
+        sec = self._lock_ms // 1000
+        self._lock_ms -= sec * 1000
+        c["lock"] = c["lock"] - sec if c["lock"] > sec else 0
+        self._lock_unsaved += sec * 1000
+        if not c["lock"] or self._lock_unsaved >= LOCK_SAVE_MS:
+            self._lock_unsaved = 0
+            self._commit()
+
+    def _set_lock(self, depth):
+        c = self.store.c
+        s = safety.interval_s(depth)
+        if s > c.get("lock", 0):
+            c["lock"] = s
+        # count in step with the clock's seconds: clock() + lock stays the clock's lift
+        self._lock_ms = (self.now_ms - self._clk_ms) % 1000
+        self._lock_unsaved = 0
 
     def _close_interrupted(self, reset_code):
         c = self.store.c
@@ -141,6 +224,7 @@ class Pen:
         c["last_end"] = s[2] or s[0]
         c["last_depth"] = s[1]
         c["sess"] = None
+        self._set_lock(s[1])
         rec = c["carts"].get(c["cur"]) if c["cur"] else None
         if rec:
             rec[1] |= F_FINISHED
@@ -149,13 +233,50 @@ class Pen:
         self._commit()
 
     # ---- requests (the handler calls these) -----------------------------------
-    def set_time(self, unix):
+    def set_time(self, f):
+        # SET_TIME: only with the permit key's tag and a fresh nonce, and never while
+        # a session is open. Whatever it sets, rule 6 also runs on the pen's own
+        # running time (counters "lock"), so a clock moved forward shortens nothing.
+        c = self.store.c
+        code = _permit.check_time(f, self.key(), c["tnonces"])
+        if not code and (self.session_open or self.state in (wire.S_RUNNING, wire.S_PAUSED)):
+            code = wire.E_WRONG_STATE
+        if code:
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_TIME, code, f["unix"])
+        c["tnonces"].append(_permit.nonce_hex(f["nonce"]))
+        while len(c["tnonces"]) > MAX_TIME_NONCES:
+            c["tnonces"].pop(0)
+        if not self._commit():  # the nonce is spent before the clock moves
+            c["tnonces"].pop()
+            return wire.E_STORAGE_FULL
+        self._set_clock(f["unix"])
+        return 0
+
+    def _set_clock(self, unix):
         old = self.clock()
         self._clk_base = unix & _U32
         self._clk_ms = self.now_ms
         self._log(wire.K_TIME_SET, 0, 0, unix, old)
         if self.cart is not None:
             self.cart_code = self.wear.code(self.cart, self.clock())
+
+    def log_ack(self, f):
+        # LOG_ACK: the host stored the log up to f["up_to_seq"]; tagged with the
+        # permit key (a bonded phone cannot free the space of unread evidence).
+        key = self.key()
+        code = 0
+        if not key:
+            code = wire.E_PERMIT_NO_KEY
+        elif not _permit.equal(_permit.ack_tag(key, f["up_to_seq"]), f["tag"]):
+            code = wire.E_PERMIT_BAD_TAG
+        if code:
+            return self._refuse(wire.K_PERMIT_REFUSED, wire.T_LOG_ACK, code, f["up_to_seq"])
+        old = self.store.c.get("ack", 0)
+        if self.store.acknowledge(f["up_to_seq"]):
+            if not self._commit():
+                self.store.c["ack"] = old
+                return wire.E_STORAGE_FULL
+            self._flush_refusals()  # the counts of what found no room, now there is
         return 0
 
     def key(self):
@@ -189,7 +310,14 @@ class Pen:
     def arm(self, p):
         # p: the decoded ARM fields (a Permit).
         st = self.state
-        if st in (wire.S_RUNNING, wire.S_PAUSED):
+        link = self.inp.link_epoch if self.inp is not None else 0
+        old = self.permit
+        # A paused session whose permit belongs to a link that is gone is bound to
+        # this one by a new permit (the key holder is here again); otherwise an
+        # open session takes no ARM.
+        rebind = (st == wire.S_PAUSED and old is not None and not old["standalone"]
+                  and old["link"] != link)
+        if st == wire.S_RUNNING or (st == wire.S_PAUSED and not rebind):
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_ALREADY_RUNNING)
         if st == wire.S_LOCKED:
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_LOCKED)
@@ -199,8 +327,8 @@ class Pen:
         used = [n[0] for n in c["nonces"]]
         code = _permit.check(p, self.key(), self.clock(), used, c["nfloor"], self.board)
         if code:
-            self._log(wire.K_PERMIT_REFUSED, code, p["max_depth_um"], p["issued_at"],
-                      p["expires_at"], wire.T_ARM)
+            self._refusal(wire.K_PERMIT_REFUSED, code, p["max_depth_um"], p["issued_at"],
+                          p["expires_at"], wire.T_ARM)
             return code
         # the nonce is spent before the permit is accepted (persisted first)
         c["nonces"].append([_permit.nonce_hex(p["nonce"]), p["issued_at"]])
@@ -210,12 +338,18 @@ class Pen:
                 c["nfloor"] = old[1]
         if not self._commit():
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_STORAGE_FULL)
-        self.permit = {"depth": p["max_depth_um"], "s": p["max_duration_s"],
-                       "expires": p["expires_at"], "standalone": False}
-        if self.depth.setting_um > p["max_depth_um"]:
+        depth = p["max_depth_um"]
+        secs = p["max_duration_s"]
+        if rebind:  # the session goes on within both permits
+            depth = depth if depth < old["depth"] else old["depth"]
+            secs = secs if secs < old["s"] else old["s"]
+        self.permit = {"depth": depth, "s": secs, "expires": p["expires_at"],
+                       "standalone": False, "link": link}
+        if self.depth.setting_um > depth:
             self.depth.setting_um = self.board.min_depth_um
-        self.state = wire.S_ARMED
-        self._log(wire.K_ARMED, 0, p["max_depth_um"], p["max_duration_s"], p["expires_at"])
+        if not rebind:
+            self.state = wire.S_ARMED
+        self._log(wire.K_ARMED, 0, depth, secs, p["expires_at"], 2 if rebind else 0)
         return 0
 
     def set_depth(self, um):
@@ -226,7 +360,7 @@ class Pen:
         pmax = self.permit["depth"] if self.permit else self.board.ceiling_um
         code = safety.check_depth(um, self.board, pmax)
         if code:
-            self._log(wire.K_START_REFUSED, code, um, 0, st, wire.T_SET_DEPTH)
+            self._refusal(wire.K_START_REFUSED, code, um, 0, st, wire.T_SET_DEPTH)
             return code
         if st == wire.S_RUNNING and um > self.session_depth:
             code = self._persist_session(um, wire.T_SET_DEPTH)
@@ -273,18 +407,26 @@ class Pen:
             return self._refuse(wire.K_START_REFUSED, req, wire.E_PERMIT_EXPIRED)
         if not self.store_ok:
             return self._refuse(wire.K_START_REFUSED, req, wire.E_STORAGE_FULL)
+        if not self.session_open and self.store.free_slots() < self.store.reserve:
+            # the session's records could not all be written without losing unread ones
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_LOG_UNSYNCED,
+                                self.store.free_slots())
         inp = self.inp
         if inp is None:
             return self._refuse(wire.K_START_REFUSED, req, wire.E_WRONG_STATE)
         if not p["standalone"] and not inp.link_up:
             # A START that was queued before the link went: nobody would be watching.
             return self._refuse(wire.K_START_REFUSED, req, wire.E_FAULT_LINK_LOST)
+        if not p["standalone"] and p["link"] != inp.link_epoch:
+            # The permit was armed on a link that is gone: START only from the link
+            # (or with the button, under the eyes of the link) that armed it.
+            return self._refuse(wire.K_START_REFUSED, req, wire.E_NOT_ARMED)
         c = self.store.c
         if inp.cartridge is not None and self.cart is not None:
             self.cart_code = self.wear.code(self.cart, now)
         code, detail = safety.check_start(
             self.board, inp, now, self.depth.homed, self.depth.setting_um, p["depth"],
-            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"])
+            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"], c.get("lock", 0))
         if not code and self.cart is None:
             code = wire.E_NO_CARTRIDGE  # inserted since the last tick: not checked yet
         if code:
@@ -393,6 +535,7 @@ class Pen:
         c["last_end"] = now
         c["last_depth"] = self.session_depth
         c["sess"] = None
+        self._set_lock(self.session_depth)
         self.wear.add_run_ms(0)
         if self.cart is not None:
             self._merge_write(self.cart, self.wear.write_back(self.cart, True))
@@ -470,16 +613,27 @@ class Pen:
             out.depth_target_um = 0
             raise RuntimeError("interlock gate: depth out while not running")
 
+    def _watch_link(self, inp):
+        # Any change of the link an armed permit came on disarms it (rule 20/21):
+        # a central that connects after the host's link dropped finds nothing armed.
+        p = self.permit
+        if (p is not None and not p["standalone"] and p["link"] != inp.link_epoch
+                and self.state == wire.S_ARMED):
+            self.permit = None
+            self.state = wire.S_IDLE
+            self._log(wire.K_DISARMED, 0, p["depth"], p["s"], inp.link_epoch)
+
     def _tick(self, now_ms, inp, out, gap):
         b = self.board
+        self._watch_link(inp)
+        self._count_lock(gap)
+        if self._reps and now_ms - self._rep_t0 >= REPEAT_WINDOW_MS:
+            self._flush_refusals()
         self._cartridge(inp)
         self._button(now_ms, inp)
-        # strokes counted while a session is open (the cam coasts after a stop)
-        hall = inp.hall_count
-        if self._hall is None:
-            self._hall = hall
-        n = hall - self._hall
-        self._hall = hall
+        # strokes counted while a session is open (the cam coasts after a stop), the
+        # higher of the hall count and the motor's back-EMF estimate (rule 14)
+        n = self.motor.count(inp.hall_count)
         st = self.state
         if st == wire.S_HOMING:
             r = self.depth.homing_step(now_ms, inp)
@@ -540,7 +694,7 @@ class Pen:
         if not inp.contact:
             self._pause(wire.N_PAUSED_NO_CONTACT)  # rule 10: only a new START resumes
             return
-        if self.link_session and not inp.link_up:
+        if self.link_session and (not inp.link_up or self.permit["link"] != inp.link_epoch):
             # rule 21: a lost link pauses (motor off, retract); only a new START resumes
             self._log(wire.K_LINK_LOST, wire.E_FAULT_LINK_LOST, self.depth.target_um, self.elapsed_ms)
             self._halt()
@@ -637,7 +791,7 @@ class Pen:
         elif st in (wire.S_IDLE, wire.S_FINISHED) and self.board.standalone_enabled:
             b = self.board
             self.permit = {"depth": b.standalone_depth_um, "s": b.standalone_s, "expires": 0,
-                           "standalone": True}
+                           "standalone": True, "link": 0}
             if self.depth.setting_um > b.standalone_depth_um:
                 self.depth.setting_um = b.standalone_depth_um
             self.state = wire.S_ARMED
@@ -649,7 +803,7 @@ class Pen:
     # ---- views --------------------------------------------------------------------
     def lockout_until(self):
         c = self.store.c
-        return safety.lockout_until(c["last_end"], c["last_depth"])
+        return safety.lockout_until(c["last_end"], c["last_depth"], self.clock(), c.get("lock", 0))
 
     def telemetry(self, inp):
         t = inp.temp_c10

@@ -105,7 +105,9 @@ class Handler:
         if t == wire.T_GET_WEAR:
             return wire.encode(wire.T_WEAR, seq, pen.wear_fields())
         if t == wire.T_SET_TIME:
-            code = pen.set_time(f["unix"])
+            code = pen.set_time(f)
+        elif t == wire.T_LOG_ACK:
+            code = pen.log_ack(f)
         elif t == wire.T_ARM:
             code = pen.arm(f)
         elif t == wire.T_SET_DEPTH:

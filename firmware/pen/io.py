@@ -17,13 +17,15 @@ class Inputs:
         self.button = False  # button pressed (debounced)
         self.cartridge = None  # None, or the cartridge record dict (see pen/hw_cartridge.py)
         self.link_up = False  # set by the link layer, not the drivers
+        self.link_epoch = 0  # the link layer's count of link changes (connect, drop, auth)
         # Extras the drivers also report.
         self.depth_cmd_um = 0  # where the counted steps put the carriage, um
         self.depth_moving = False  # the stepper is still travelling to its target
         self.homed = False  # the home switch has been found since boot
         self.cartridge_busy = False  # a cartridge_write is still being programmed
         self.cartridge_errors = 0  # cartridge writes that failed verification
-        self.brownout = False  # the fuel gauge saw the cell sag below brown-out
+        self.brownout = False  # the fuel gauge saw the cell sag below its low-voltage alert
+        self.battery_ok = False  # the fuel gauge answered its last poll (else the charge is unknown)
 
 
 class Outputs:

@@ -61,6 +61,30 @@ def sign(key, p):
     return hmac_sha256(key, body(p))
 
 
+def time_tag(key, unix, nonce):
+    # SET_TIME's tag (the host's scalppen_protocol.auth.time_tag).
+    return hmac_sha256(key, wire.TIME_TAG_PREFIX + struct.pack("<I8s", unix, nonce))
+
+
+def ack_tag(key, up_to_seq):
+    # LOG_ACK's tag.
+    return hmac_sha256(key, wire.LOG_ACK_TAG_PREFIX + struct.pack("<I", up_to_seq))
+
+
+def check_time(f, key, used):
+    # -> error code for a SET_TIME (0 = authentic and fresh). f: the decoded fields;
+    # used: container of the hex nonces of recent SET_TIMEs.
+    if not key:
+        return wire.E_PERMIT_NO_KEY
+    if not equal(time_tag(key, f["unix"], f["nonce"]), f["tag"]):
+        return wire.E_PERMIT_BAD_TAG
+    if nonce_hex(f["nonce"]) in used:
+        return wire.E_PERMIT_REPLAYED
+    if f["unix"] == 0:
+        return wire.E_MALFORMED
+    return 0
+
+
 def check(p, key, now, used, nonce_floor, board):
     # -> error code (0 = valid). p: the decoded ARM fields; key: bytes or None;
     # now: pen clock (0 = unset); used: container of used nonces (hex str);

@@ -20,18 +20,22 @@ def interval_s(depth_um):
     return DAY_S
 
 
-def lockout_until(last_end, last_depth):
-    # Pen-clock time the interval lockout lifts (0 = no previous session).
-    if not last_end:
-        return 0
-    return last_end + interval_s(last_depth)
+def lockout_until(last_end, last_depth, now=0, lock_s=0):
+    # Pen-clock time the interval lockout lifts (0 = none). Two answers, the later
+    # wins: the clock's (last end + interval) and the pen's own running count of
+    # the interval still to serve (lock_s, from now). A clock moved forward cannot
+    # shorten the second; one moved back lengthens the first.
+    lift = last_end + interval_s(last_depth) if last_end else 0
+    if lock_s > 0 and now and now + lock_s > lift:
+        lift = now + lock_s
+    return lift
 
 
-def check_interval(now, last_end, last_depth):
+def check_interval(now, last_end, last_depth, lock_s=0):
     # -> (code, lift time). A clock set before the last session counts as locked.
-    if not last_end:
+    if not last_end and lock_s <= 0:
         return 0, 0
-    lift = lockout_until(last_end, last_depth)
+    lift = lockout_until(last_end, last_depth, now, lock_s)
     if now == 0:
         return wire.E_PERMIT_CLOCK_UNSET, lift
     if now < lift:
@@ -56,7 +60,7 @@ def battery_needed(board, remaining_s):
 
 
 def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_code,
-                last_end, last_depth):
+                last_end, last_depth, lock_s=0):
     # -> (code, detail) for a START (rules 1-3, 5, 6, 10-15, 20). detail is the
     # lift time for INTERVAL_LOCKOUT, the needed percent for BATTERY_LOW.
     if inp.charging:
@@ -65,7 +69,7 @@ def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_
         return wire.E_NOT_HOMED, 0
     if now == 0:
         return wire.E_PERMIT_CLOCK_UNSET, 0
-    code, lift = check_interval(now, last_end, last_depth)
+    code, lift = check_interval(now, last_end, last_depth, lock_s)
     if code:
         return code, lift
     if inp.cartridge is None:
@@ -74,6 +78,8 @@ def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_
         return cart_code, 0
     if remaining_s <= 0:
         return wire.E_SESSION_CAP, 0
+    if not inp.battery_ok:
+        return wire.E_BATTERY_UNKNOWN, 0  # rule 12 cannot be judged on a stale reading
     need = battery_needed(board, remaining_s)
     if inp.battery_pct < need:
         return wire.E_BATTERY_LOW, need
@@ -89,7 +95,8 @@ def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_
 
 def check_run(board, inp):
     # Conditions that stop a running session in the same tick (rule 11, a pulled
-    # cartridge, brown-out), as a fault code; 0 = keep running. Motor faults
+    # cartridge, the gauge's low-voltage alert, a gauge that stopped answering:
+    # rule 12), as a fault code; 0 = keep running. Motor faults
     # (rule 9) are pen/motorctl.py's; contact and link are handled as pauses.
     if inp.charging:
         return wire.E_FAULT_CHARGING
@@ -97,4 +104,6 @@ def check_run(board, inp):
         return wire.E_FAULT_CARTRIDGE_PULLED
     if getattr(inp, "brownout", False):
         return wire.E_FAULT_BROWNOUT
+    if not inp.battery_ok:
+        return wire.E_FAULT_GAUGE  # rule 12: the charge is no longer known
     return 0

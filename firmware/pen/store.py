@@ -4,7 +4,11 @@
 # Log: fixed 26-byte records = the wire LogRecord (22 bytes: seq u32, time u32,
 # kind u8, flags u8, code u16, depth_um u16, a u32, b u32) + CRC-32 (u32, LE).
 # Segment files "log<first seq, 8 digits>.bin" hold up to seg_records records;
-# when there are more than max_segments the oldest is dropped. Sequence numbers
+# at most max_segments are kept. The oldest is dropped for a new one only when
+# the host has acknowledged every record in it (LOG_ACK, counters "ack"): a
+# record nobody has read is never overwritten. Room is counted in record slots
+# (free_slots); an append may ask to leave `reserve` slots free (LogFull if it
+# cannot), which is how the pen keeps space for evidence. Sequence numbers
 # are never reused: the next one is above every record, every segment name and
 # the floor kept in the counters; a torn tail found at boot burns its number.
 #
@@ -44,7 +48,17 @@ def defaults():
         "cur": "",  # cartridge in the pen when last seen (hex)
         "sess": None,  # open session: [start, depth, checkpoint, strokes, elapsed_ms]
         "seq": 1,  # floor for the next log sequence number
+        "ack": 0,  # the host stored every record up to this seq (LOG_ACK)
+        "lock": 0,  # rule 6: interval still to serve, s, counted by the pen's running time
+        "unlogged": 0,  # ordinary records (refusals...) not written for want of room
+        "tnonces": [],  # nonces of recent SET_TIMEs, hex (bounded)
     }
+
+
+class LogFull(OSError):
+    # An append that would overwrite records the host has not acknowledged, or eat
+    # into the room it was asked to leave. Nothing was written.
+    pass
 
 
 def crc(data):
@@ -83,10 +97,12 @@ def _good(data, i):
 
 
 class Store:
-    def __init__(self, fs, seg_records=128, max_segments=8):
+    def __init__(self, fs, seg_records=128, max_segments=8, reserve=None):
         self.fs = fs
         self.seg_records = seg_records
         self.max_segments = max_segments
+        # slots ordinary records leave for evidence (pen/core.py): one segment
+        self.reserve = seg_records if reserve is None else reserve
         self.segs = []  # first seq of each segment, oldest first
         self.cur_count = 0  # record slots in the newest segment
         self.next_seq = 1
@@ -170,10 +186,42 @@ class Store:
         self.next_seq = nxt
         self.recovered = torn
         if torn:
-            self.append(wire.K_LOG_RECOVERED, 0, wire.E_LOG_CORRUPT, 0, torn, 0)
+            try:
+                self.append(wire.K_LOG_RECOVERED, 0, wire.E_LOG_CORRUPT, 0, torn, 0)
+            except LogFull:
+                self.c["unlogged"] = self.c.get("unlogged", 0) + 1
 
-    def append(self, kind, time=0, code=0, depth_um=0, a=0, b=0, flags=0):
-        # Returns the record's seq once it is written (acknowledged).
+    def _droppable(self):
+        # Oldest segments (never the newest) whose every record was acknowledged.
+        segs = self.segs
+        ack = self.c.get("ack", 0)
+        n = 0
+        while n < len(segs) - 1 and segs[n + 1] - 1 <= ack:
+            n += 1
+        return n
+
+    def free_slots(self):
+        # Records that can still be appended without losing one the host has not
+        # acknowledged.
+        n = self.seg_records - self.cur_count if self.segs else 0
+        return n + (self.max_segments - len(self.segs) + self._droppable()) * self.seg_records
+
+    def acknowledge(self, up_to_seq):
+        # The host stored every record up to up_to_seq (never beyond the last
+        # written, never backwards). -> True if the floor moved (commit it).
+        last = self.last_seq()
+        if up_to_seq > last:
+            up_to_seq = last
+        if up_to_seq <= self.c.get("ack", 0):
+            return False
+        self.c["ack"] = up_to_seq
+        return True
+
+    def append(self, kind, time=0, code=0, depth_um=0, a=0, b=0, flags=0, reserve=0):
+        # Returns the record's seq once it is written (acknowledged). LogFull (and
+        # nothing written) when fewer than reserve + 1 slots are free.
+        if self.free_slots() <= reserve:
+            raise LogFull(28)
         seq = self.next_seq
         body = pack_record(seq, time, kind, flags, code, depth_um, a, b)
         rec = body + struct.pack("<I", crc(body))
@@ -185,6 +233,7 @@ class Store:
         self.fs.append(_seg_name(self.segs[-1]), rec)
         self.cur_count += 1
         if new:
+            # free_slots() counted only acknowledged segments as room
             while len(self.segs) > self.max_segments:
                 self.fs.remove(_seg_name(self.segs.pop(0)))
         return seq

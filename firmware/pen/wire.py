@@ -8,11 +8,13 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-PROTOCOL_VERSION = const(1)
+PROTOCOL_VERSION = const(2)
 MAX_FRAME = const(4096)
 HEADER_SIZE = const(6)
 MAX_PAGE_RECORDS = const(160)
 RUNNING_PAGE_RECORDS = const(16)
+TIME_TAG_PREFIX = b'scalppen/SET_TIME'
+LOG_ACK_TAG_PREFIX = b'scalppen/LOG_ACK'
 
 # message types
 T_HELLO = const(1)
@@ -26,6 +28,7 @@ T_STOP = const(8)
 T_LOG_READ = const(9)
 T_GET_WEAR = const(10)
 T_SET_KEY = const(11)
+T_LOG_ACK = const(12)
 T_ACK = const(126)
 T_NACK = const(127)
 T_INFO = const(129)
@@ -88,6 +91,7 @@ E_CARTRIDGE_REINSERTED = const(87)
 E_INTERVAL_LOCKOUT = const(88)
 E_SESSION_CAP = const(89)
 E_CARTRIDGE_INVALID = const(90)
+E_BATTERY_UNKNOWN = const(91)
 E_FAULT_STALL = const(96)
 E_FAULT_OVERCURRENT = const(97)
 E_FAULT_OVERTEMP = const(98)
@@ -99,8 +103,13 @@ E_FAULT_LINK_LOST = const(103)
 E_FAULT_BROWNOUT = const(104)
 E_FAULT_CHARGING = const(105)
 E_FAULT_CARTRIDGE_PULLED = const(106)
+E_FAULT_STROKE_MISMATCH = const(107)
+E_FAULT_DUTY_SATURATED = const(108)
+E_FAULT_GAUGE = const(109)
+E_FAULT_DEPTH_DISAGREE = const(110)
 E_LOG_CORRUPT = const(112)
 E_STORAGE_FULL = const(113)
+E_LOG_UNSYNCED = const(114)
 
 # log record kinds
 K_BOOT = const(1)
@@ -117,6 +126,8 @@ K_SESSION_WARN = const(11)
 K_KEY_SET = const(12)
 K_LINK_LOST = const(13)
 K_LOG_RECOVERED = const(14)
+K_REFUSALS_REPEATED = const(15)
+K_DISARMED = const(16)
 
 # pen states
 S_IDLE = const(0)
@@ -140,7 +151,7 @@ N_PERMIT_USED = const(6)
 SPECS = {
     1: (('f', '<BH', ('proto_version', 'caps')),),
     2: (),
-    3: (('f', '<L', ('unix',)),),
+    3: (('f', '<L8s32s', ('unix', 'nonce', 'tag')),),
     4: (('f', '<HHLL8s32s', ('max_depth_um', 'max_duration_s', 'issued_at', 'expires_at', 'nonce', 'tag')),),
     5: (('f', '<H', ('depth_um',)),),
     6: (('f', '<B', ('level',)),),
@@ -149,6 +160,7 @@ SPECS = {
     9: (('f', '<LB', ('from_seq', 'max_records')),),
     10: (),
     11: (('f', '<32s', ('key',)),),
+    12: (('f', '<L32s', ('up_to_seq', 'tag')),),
     126: (('f', '<B', ('req_type',)),),
     127: (('f', '<BHL', ('req_type', 'error', 'detail')),),
     129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHH', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s')),))),

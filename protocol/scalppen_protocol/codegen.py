@@ -118,6 +118,8 @@ def render() -> str:
         f"HEADER_SIZE = const({codes.HEADER_SIZE})",
         f"MAX_PAGE_RECORDS = const({codes.MAX_PAGE_RECORDS})",
         f"RUNNING_PAGE_RECORDS = const({codes.RUNNING_PAGE_RECORDS})",
+        f"TIME_TAG_PREFIX = {codes.TIME_TAG_PREFIX!r}",
+        f"LOG_ACK_TAG_PREFIX = {codes.LOG_ACK_TAG_PREFIX!r}",
         "",
         "# message types",
         *_const_lines("T_", codes.MsgType),

@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 from typing import Final
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2  # 2: SET_TIME carries a tag, LOG_ACK
 MAX_FRAME: Final = 4096  # header + payload, bytes
 HEADER_SIZE: Final = 6
 MAX_PAGE_RECORDS: Final = 160
@@ -20,6 +20,10 @@ FRAGMENT_HEADER_SIZE: Final = 2
 ATT_HEADER_SIZE: Final = 3
 MIN_MTU: Final = 23
 MAX_MTU: Final = 517
+#: Domain prefixes of what the permit key signs besides permits (HMAC-SHA256 of the
+#: prefix + the message's body): a tag made for one message never fits another.
+TIME_TAG_PREFIX: Final = b"scalppen/SET_TIME"
+LOG_ACK_TAG_PREFIX: Final = b"scalppen/LOG_ACK"
 
 
 class MsgType(IntEnum):
@@ -36,6 +40,7 @@ class MsgType(IntEnum):
     LOG_READ = 0x09
     GET_WEAR = 0x0A
     SET_KEY = 0x0B
+    LOG_ACK = 0x0C
     ACK = 0x7E
     NACK = 0x7F
     INFO = 0x81
@@ -107,6 +112,7 @@ class ErrorCode(IntEnum):
     INTERVAL_LOCKOUT = 0x58
     SESSION_CAP = 0x59
     CARTRIDGE_INVALID = 0x5A
+    BATTERY_UNKNOWN = 0x5B  # the fuel gauge cannot be read: the charge is unknown (rule 12)
     # faults (rules 3, 8, 9, 21)
     FAULT_STALL = 0x60
     FAULT_OVERCURRENT = 0x61
@@ -119,9 +125,14 @@ class ErrorCode(IntEnum):
     FAULT_BROWNOUT = 0x68
     FAULT_CHARGING = 0x69
     FAULT_CARTRIDGE_PULLED = 0x6A
+    FAULT_STROKE_MISMATCH = 0x6B  # hall rate and the motor model's rate disagree (rules 8, 14)
+    FAULT_DUTY_SATURATED = 0x6C  # the rate loop is at full duty: it no longer controls (rule 8)
+    FAULT_GAUGE = 0x6D  # the fuel gauge stopped answering during a session (rule 12)
+    FAULT_DEPTH_DISAGREE = 0x6E  # depth sensor, counted steps and home switch disagree (rule 3)
     # storage
     LOG_CORRUPT = 0x70
     STORAGE_FULL = 0x71
+    LOG_UNSYNCED = 0x72  # the log has no room left for a session's records: sync it first
 
 
 class RecordKind(IntEnum):
@@ -141,6 +152,8 @@ class RecordKind(IntEnum):
     KEY_SET = 12
     LINK_LOST = 13
     LOG_RECOVERED = 14
+    REFUSALS_REPEATED = 15  # the same refusal again and again: counted (a = count)
+    DISARMED = 16  # the link that armed the permit changed: the permit is dropped
 
 
 class PenState(IntEnum):

@@ -72,7 +72,13 @@ Status = Struct(
     "lockout_until" / Int32ul,
 )
 
-SetTime = Struct("unix" / Int32ul)
+#: What a SET_TIME's tag covers. ``nonce`` is one-time, like a permit's.
+TimeBody = Struct("unix" / Int32ul, "nonce" / Bytes(8))
+TIME_BODY_SIZE: Final = 12
+
+#: Set the pen's clock. ``tag`` = HMAC-SHA256(key, TIME_TAG_PREFIX + TimeBody): only
+#: the holder of the permit key moves the pen's clock (rule 6).
+SetTime = Struct(*TimeBody.subcons, "tag" / Bytes(32))
 
 #: What a permit's tag covers (the first 20 bytes of a Permit).
 PermitBody = Struct(
@@ -90,6 +96,10 @@ Permit = Struct(*PermitBody.subcons, "tag" / Bytes(32))
 SetDepth = Struct("depth_um" / Int16ul)
 SetSpeed = Struct("level" / Int8ul)
 LogRead = Struct("from_seq" / Int32ul, "max_records" / Int8ul)
+
+#: The host stored every record up to ``up_to_seq``: the pen may reuse their space.
+#: ``tag`` = HMAC-SHA256(key, LOG_ACK_TAG_PREFIX + up_to_seq as u32 LE).
+LogAck = Struct("up_to_seq" / Int32ul, "tag" / Bytes(32))
 
 LogRecord = Struct(
     "seq" / Int32ul,
@@ -159,6 +169,7 @@ CATALOGUE: Final[dict[MsgType, Struct]] = {
     MsgType.LOG_READ: LogRead,
     MsgType.GET_WEAR: Empty,
     MsgType.SET_KEY: SetKey,
+    MsgType.LOG_ACK: LogAck,
     MsgType.ACK: Ack,
     MsgType.NACK: Nack,
     MsgType.INFO: Info,

@@ -7,13 +7,16 @@ Bytes values are written as ``{"hex": "..."}``. Regenerate with
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import struct
 import sys
 from pathlib import Path
 from typing import Any
 
 from scalppen_protocol.codec import encode_frame
-from scalppen_protocol.codes import MsgType
+from scalppen_protocol.codes import LOG_ACK_TAG_PREFIX, TIME_TAG_PREFIX, MsgType
 
 VECTOR_DIR = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -23,14 +26,23 @@ _LIMITS = {
     "session_warn_s": 600, "battery_reserve_pct": 20, "speed_levels": 4,
     "standalone_depth_um": 500, "standalone_s": 600,
 }
+#: The permit key of the set_key vector: the set_time and log_ack tags are real.
+_KEY = bytes(range(100, 132))
+_TIME_NONCE = bytes.fromhex("8899aabbccddeeff")
+
+
+def _tag(prefix: bytes, body: bytes) -> bytes:
+    return hmac.new(_KEY, prefix + body, hashlib.sha256).digest()
+
+
 _RECORD = {"seq": 41, "time": 1795000000, "kind": 6, "flags": 0, "code": 0,
            "depth_um": 500, "a": 600000, "b": 70200}
 
 #: (name, type, seq, fields)
 CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
-    ("hello", MsgType.HELLO, 1, {"proto_version": 1, "caps": 0x003F}),
+    ("hello", MsgType.HELLO, 1, {"proto_version": 2, "caps": 0x003F}),
     ("info", MsgType.INFO, 1, {
-        "proto_version": 1, "caps": 0x003F, "max_frame": 4096, "model": "ScalpPen S3",
+        "proto_version": 2, "caps": 0x003F, "max_frame": 4096, "model": "ScalpPen S3",
         "serial": "SP3-000123", "fw_version": "0.1.0", "hw_rev": "B", "key_set": 1,
         "limits": _LIMITS}),
     ("get_status", MsgType.GET_STATUS, 2, {}),
@@ -40,7 +52,9 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
         "battery_pct": 81, "charging": 0, "contact": 1, "cartridge": 1,
         "permit_depth_um": 500, "permit_s": 900, "last_session_end": 1794700000,
         "last_session_depth_um": 500, "lockout_until": 0}),
-    ("set_time", MsgType.SET_TIME, 3, {"unix": 1795000000}),
+    ("set_time", MsgType.SET_TIME, 3, {
+        "unix": 1795000000, "nonce": _TIME_NONCE,
+        "tag": _tag(TIME_TAG_PREFIX, struct.pack("<I8s", 1795000000, _TIME_NONCE))}),
     ("arm", MsgType.ARM, 4, {
         "max_depth_um": 500, "max_duration_s": 900, "issued_at": 1795000000,
         "expires_at": 1795000300, "nonce": bytes.fromhex("0011223344556677"),
@@ -59,7 +73,9 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
         "strokes_used": 70200, "strokes_rated": 100000, "first_use": 1795000000,
         "expiry": 1850000000, "cart_state": 1, "hp_strokes": 702000, "hp_punctures": 8424000,
         "hp_sessions": 10, "hp_run_s": 6000, "hp_first_session": 1790000000}),
-    ("set_key", MsgType.SET_KEY, 12, {"key": bytes(range(100, 132))}),
+    ("set_key", MsgType.SET_KEY, 12, {"key": _KEY}),
+    ("log_ack", MsgType.LOG_ACK, 13, {
+        "up_to_seq": 42, "tag": _tag(LOG_ACK_TAG_PREFIX, struct.pack("<I", 42))}),
     ("ack", MsgType.ACK, 5, {"req_type": 5}),
     ("nack_interval", MsgType.NACK, 7, {"req_type": 7, "error": 0x58, "detail": 1795259200}),
     ("telemetry", MsgType.EV_TELEMETRY, 300, {

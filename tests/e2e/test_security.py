@@ -48,7 +48,7 @@ from scalppen.transports.bumble_bleak import open_central
 from scalppen.workflows.session import SessionPlan, decide
 from scalppen_protocol import gatt
 from scalppen_protocol.codec import Frame, decode_frame, encode_frame
-from scalppen_protocol.codes import MAX_FRAME, ErrorCode, MsgType, PenState, RecordKind
+from scalppen_protocol.codes import MAX_FRAME, PROTOCOL_VERSION, ErrorCode, MsgType, PenState, RecordKind
 from tests.e2e.vpen_fixtures import radio_silence, run, wait_until, within
 from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (
@@ -402,7 +402,7 @@ def test_frames_above_max_frame_and_oversized_writes_are_dropped_and_change_noth
 
                 # A frame of MAX_FRAME + 300 bytes, its header announcing that length,
                 # sent in fragments: the reassembler gives up past MAX_FRAME.
-                big = bytes((1, MsgType.SET_TIME, 0x11, 0x90)) + (MAX_FRAME + 294).to_bytes(2, "little")
+                big = bytes((PROTOCOL_VERSION, MsgType.SET_TIME, 0x11, 0x90)) + (MAX_FRAME + 294).to_bytes(2, "little")
                 big += bytes(MAX_FRAME + 294)
                 frags = _fragments(big, chunk, counter=9)
                 assert len(frags) == -(-(MAX_FRAME + 300) // chunk)
@@ -414,7 +414,7 @@ def test_frames_above_max_frame_and_oversized_writes_are_dropped_and_change_noth
 
                 # A small frame whose header announces 65535 payload bytes: NACK with
                 # its seq (the pen knows it), TRUNCATED, nothing done.
-                liar = bytes((1, MsgType.SET_TIME, 0x22, 0x90, 0xFF, 0xFF)) + bytes(4)
+                liar = bytes((PROTOCOL_VERSION, MsgType.SET_TIME, 0x22, 0x90, 0xFF, 0xFF)) + bytes(4)
                 await _write(pen, bytes((FIRST | LAST | 3, 0)) + liar)
                 await wait_until(lambda: any(f.seq == 0x9022 for f in answers), 10.0, "the NACK")
                 nack = next(f for f in answers if f.seq == 0x9022)

@@ -15,6 +15,7 @@ from scalppen.policy.permits import sign_permit
 from scalppen_hardware import ble_radio
 from scalppen_hardware.virtual_pen import VirtualPen
 from scalppen_protocol.messages import LogRecord
+from scalppen_protocol.auth import set_time_fields
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,8 +37,8 @@ def _running_pen(vpen: VirtualPen) -> Any:
     vpen.step(1500)  # homing, cartridge read
     pen = vpen.app.pen
     unix = vpen.unix_time()
-    assert pen.set_time(unix) == 0
     assert pen.set_key(KEY, True) == 0
+    assert pen.set_time(set_time_fields(KEY, unix)) == 0
     assert pen.arm(_permit(unix)) == 0
     assert pen.set_depth(500) == 0
     assert pen.start() == 0

@@ -6,13 +6,27 @@ from pen import wire
 from pen.board import Board
 from pen.core import Pen
 from pen.handler import Handler
-from pen.permit import sign
+from pen.permit import ack_tag, sign, time_tag
 from pen.store import Store
 from plant import Plant
 
 KEY = bytes(range(1, 33))
 T0 = 1750000000  # the pen's clock at the start of a test (Unix s)
 _board_doc = None
+_time_nonces = [0]
+
+
+def signed_time(unix, key=KEY, nonce=None):
+    # SET_TIME fields as the host sends them: a fresh nonce and the key's tag.
+    if nonce is None:
+        _time_nonces[0] += 1
+        n = _time_nonces[0]
+        nonce = b"T" + bytes([n & 0xFF, (n >> 8) & 0xFF, (n >> 16) & 0xFF]) + bytes(4)
+    return {"unix": unix, "nonce": nonce, "tag": time_tag(key, unix, nonce)}
+
+
+def signed_ack(up_to_seq, key=KEY):
+    return {"up_to_seq": up_to_seq, "tag": ack_tag(key, up_to_seq)}
 
 
 def board_doc(path=None):
@@ -44,7 +58,7 @@ class Rig:
         if key:
             self.req(wire.T_SET_KEY, {"key": key}, auth=True)
         if clock:
-            self.req(wire.T_SET_TIME, {"unix": clock})
+            self.req(wire.T_SET_TIME, signed_time(clock, key or KEY))
         if home:
             self.run(1500)
 
@@ -71,6 +85,14 @@ class Rig:
             if until is not None and until(out):
                 break
         return out
+
+    def idle(self, seconds, step_s=60):
+        # Time passes with nothing moving: one tick a step (the core accepts long
+        # gaps outside a session), the clock and the running count go on.
+        for _ in range(seconds // step_s):
+            self.t += step_s * 1000
+            self.pen.tick(self.t, self.plant.inp)
+            self.plant.step(self.pen.out, 10)
 
     def req(self, t, fields=None, auth=True):
         self.seq = (self.seq + 1) & 0xFFFF
@@ -118,6 +140,19 @@ class Rig:
         if kind is not None:
             recs = [r for r in recs if r["kind"] == kind]
         return recs
+
+    def refused(self, kind, req=None):
+        # Codes of every refusal of `kind` (for request type `req`), the counted
+        # repeats included: time passes first so the pen writes its counts.
+        self.idle(60)
+        out = []
+        for x in self.log():
+            if x["kind"] == kind and (req is None or x["flags"] == req):
+                out.append(x["code"])
+            elif (x["kind"] == wire.K_REFUSALS_REPEATED and x["b"] == kind
+                  and (req is None or x["flags"] == req)):
+                out.extend([x["code"]] * x["a"])
+        return sorted(out)
 
     def notices(self):
         return [f["code"] for t, f in self.events if t == wire.T_EV_NOTICE]

@@ -32,6 +32,13 @@ from scalppen_hardware.upy import vclock as upy_vclock
 from scalppen_hardware.upy.vclock import VirtualClock
 from scalppen_hardware.virtual_pen import VirtualPen
 from scalppen_hardware.virtual_pen_hw import VirtualPenHardware
+from scalppen_protocol.auth import set_time_fields
+
+KEY = bytes(range(1, 33))
+
+
+def signed_time(unix: int) -> dict[str, Any]:
+    return set_time_fields(KEY, unix)
 
 Y2K = 946_684_800  # 2000-01-01T00:00:00Z in Unix seconds
 NOW = calendar.timegm((2026, 3, 14, 9, 26, 53))  # the world's true date in these tests
@@ -132,7 +139,8 @@ def test_the_pen_sets_its_rtc_to_the_hosts_calendar(tmp_path: Path) -> None:
     async def scenario(vpen: VirtualPen) -> None:
         app = vpen.app
         assert _vclock().time() < 60 and app.pen.clock() == 0
-        assert app.pen.set_time(NOW) == 0
+        assert app.pen.set_key(KEY, True) == 0
+        assert app.pen.set_time(signed_time(NOW)) == 0
         vpen.step(2000)  # the app writes the RTC once a second
         year = _machine().RTC().datetime()[0]
         assert year == 2026, f"the RTC's calendar was set to {year}"
@@ -150,7 +158,8 @@ def test_the_pen_sets_its_rtc_to_the_hosts_calendar(tmp_path: Path) -> None:
 
 def test_after_a_reboot_the_pen_keeps_the_time_from_its_rtc(tmp_path: Path) -> None:
     async def scenario(vpen: VirtualPen) -> None:
-        assert vpen.app.pen.set_time(NOW) == 0
+        assert vpen.app.pen.set_key(KEY, True) == 0
+        assert vpen.app.pen.set_time(signed_time(NOW)) == 0
         vpen.step(2000)
         await vpen.reboot()
         assert abs(vpen.app.pen.clock() - (NOW + 2)) <= 2

@@ -25,7 +25,7 @@ def test_response_seq_and_type(r):
 
 
 def test_unknown_type_not_supported(r):
-    frame = bytes([1, 0x3A, 7, 0, 0, 0])
+    frame = bytes([wire.PROTOCOL_VERSION, 0x3A, 7, 0, 0, 0])
     t, seq, f = wire.decode(r.h.handle(frame, True)[0])
     assert (t, seq, f["req_type"], f["error"]) == (wire.T_NACK, 7, 0x3A, wire.E_NOT_SUPPORTED)
     t, _, f = wire.decode(r.h.handle(wire.encode(wire.T_ACK, 8, {"req_type": 1}), True)[0])
@@ -34,9 +34,9 @@ def test_unknown_type_not_supported(r):
 
 @pytest.mark.parametrize(("frame", "code"), [
     (b"\x01", wire.E_TRUNCATED),
-    (b"\x02\x07\x01\x00\x00\x00", wire.E_BAD_VERSION),
-    (b"\x01\x05\x01\x00\x02\x00\x01", wire.E_TRUNCATED),
-    (b"\x01\x07\x01\x00\x00\x00\x00", wire.E_MALFORMED),
+    (b"\x09\x07\x01\x00\x00\x00", wire.E_BAD_VERSION),
+    (b"\x02\x05\x01\x00\x02\x00\x01", wire.E_TRUNCATED),
+    (b"\x02\x07\x01\x00\x00\x00\x00", wire.E_MALFORMED),
 ])
 def test_malformed_nack_with_decoder_code_and_no_state_change(r, frame, code):
     assert r.arm() == 0

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from memfs import MemFs
 from pen import wire
 from pen.permit import body, equal, hmac_sha256
-from rig import KEY, T0, Rig
+from rig import KEY, T0, Rig, signed_time
 
 
 @given(st.binary(max_size=200), st.binary(max_size=300))
@@ -41,7 +41,7 @@ def _host_permit(key=KEY, **kw):
 
 
 def refusals(r):
-    return [x["code"] for x in r.log(wire.K_PERMIT_REFUSED)]
+    return r.refused(wire.K_PERMIT_REFUSED, wire.T_ARM)
 
 
 def test_host_signed_permit_accepted(r):
@@ -58,7 +58,7 @@ def test_replay_refused_and_persisted():
     assert r.code(wire.T_ARM, p) == wire.E_PERMIT_REPLAYED
     r.boot()
     r.run(1500)
-    r.req(wire.T_SET_TIME, {"unix": T0 + 1})
+    r.req(wire.T_SET_TIME, signed_time(T0 + 1))
     assert r.code(wire.T_ARM, p) == wire.E_PERMIT_REPLAYED
     assert wire.E_PERMIT_REPLAYED in refusals(r)
 

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from memfs import MemFs
 from pen import wire
-from rig import T0, Rig
+from rig import T0, Rig, signed_time
 
 ops = st.one_of(
     st.tuples(st.just("arm"), st.sampled_from([250, 500, 1000, 1500, 1750]),
@@ -49,7 +49,7 @@ def test_motor_never_runs_without_permit_and_contact(seq):
         elif kind == "stop":
             r.code(wire.T_STOP)
         elif kind == "time":
-            r.req(wire.T_SET_TIME, {"unix": T0 + op[1] * 86400 * 4})
+            r.req(wire.T_SET_TIME, signed_time(T0 + op[1] * 86400 * 4))
         elif kind == "contact":
             i.contact = op[1]
         elif kind == "charging":

@@ -5,7 +5,7 @@ import pytest
 from memfs import MemFs
 from pen import safety, wire
 from pen.board import Board, BoardError
-from rig import T0, Rig, make_board
+from rig import T0, Rig, make_board, signed_time
 
 
 def running(r, depth=1000, duration=600):
@@ -153,9 +153,10 @@ def test_rule06_interval_lockout(depth, hours):
     assert rt == wire.T_NACK and f["error"] == wire.E_INTERVAL_LOCKOUT
     assert f["detail"] == end + hours * 3600
     assert wire.E_INTERVAL_LOCKOUT in refused(rr, wire.K_START_REFUSED)
-    # just before the lift: still locked; at the lift: allowed (with a fresh cartridge)
+    # just before the lift: still locked; at the lift: allowed (with a fresh cartridge).
+    # The pen runs on meanwhile: its clock and its own running count both move.
     rr.code(wire.T_STOP)
-    rr.req(wire.T_SET_TIME, {"unix": end + hours * 3600 - 5})
+    rr.idle(hours * 3600 - 120)
     assert rr.arm(depth=depth) == 0
     assert rr.code(wire.T_START) == wire.E_INTERVAL_LOCKOUT
     from plant import cartridge
@@ -164,7 +165,8 @@ def test_rule06_interval_lockout(depth, hours):
     rr.run(50)
     rr.plant.inp.cartridge = cartridge(cid=b"\x2d\x09\x09\x09\x09\x09\x09\x09")
     rr.run(50)
-    rr.req(wire.T_SET_TIME, {"unix": end + hours * 3600})
+    rr.idle(120)
+    assert rr.pen.clock() >= end + hours * 3600
     assert rr.arm(depth=depth) == 0
     assert rr.code(wire.T_SET_DEPTH, {"depth_um": depth}) == 0
     assert rr.code(wire.T_START) == 0
@@ -184,7 +186,7 @@ def test_rule06_last_session_survives_reboot_and_clock_rollback():
     rr.code(wire.T_STOP)
     rr.run(100)
     rr.boot()
-    rr.req(wire.T_SET_TIME, {"unix": T0 - 86400 * 30})  # clock set back a month
+    rr.req(wire.T_SET_TIME, signed_time(T0 - 86400 * 30))  # clock set back a month
     rr.run(1500)
     st = rr.status()
     assert st["last_session_end"] > 0 and st["last_session_depth_um"] == 1000
@@ -356,6 +358,7 @@ def test_rule13_used_cartridge_refused_after_finished_session(r):
     r.run(100)
     assert r.plant.inp.cartridge["finished"] is True  # written back to the EEPROM
     r.pen.store.c["last_end"] = 0  # take the interval out of the picture
+    r.pen.store.c["lock"] = 0
     assert r.arm(depth=250) == 0
     assert r.code(wire.T_SET_DEPTH, {"depth_um": 250}) == 0
     assert r.code(wire.T_START) == wire.E_CARTRIDGE_USED
@@ -367,6 +370,7 @@ def test_rule13_used_cartridge_refused_even_if_eeprom_not_written(r):
     r.run(100)
     r.plant.inp.cartridge["finished"] = False  # the EEPROM write was lost
     r.pen.store.c["last_end"] = 0
+    r.pen.store.c["lock"] = 0
     assert r.arm(depth=250) == 0
     assert r.code(wire.T_SET_DEPTH, {"depth_um": 250}) == 0
     assert r.code(wire.T_START) == wire.E_CARTRIDGE_USED
@@ -530,7 +534,7 @@ def test_rule21_reset_mid_session_stops_and_locks_interval():
     rr.boot(reset_code=wire.E_FAULT_WATCHDOG)
     out = rr.tick()
     assert out.motor_duty == 0 and out.depth_target_um == 0 and out.home_seek
-    rr.req(wire.T_SET_TIME, {"unix": T0 + 10})
+    rr.req(wire.T_SET_TIME, signed_time(T0 + 10))
     rr.run(1500)
     assert rr.pen.state == wire.S_IDLE and rr.max_duty > 0
     end = rr.log(wire.K_SESSION_END)[-1]

@@ -38,7 +38,7 @@ def test_a_second_session_gets_its_own_permitted_time(r) -> None:
     assert r.start_session(500, 60) == 0
     r.run(61_000, until=lambda out: r.pen.state == wire.S_FINISHED)
     assert r.pen.state == wire.S_FINISHED
-    r.pen.set_time(r.pen.clock() + 4 * 86400)  # past the 72 h interval lockout
+    r.idle(4 * 86400)  # past the 72 h interval lockout, by clock and by running time
     r.plant.inp.cartridge = None  # the used cartridge out, a new one in
     r.run(100)
     r.plant.inp.cartridge = plant.cartridge(cid=b"\x2d\x09\x09\x09\x09\x09\x09\x09")

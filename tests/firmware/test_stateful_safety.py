@@ -51,7 +51,7 @@ from pen import core, safety, wire
 from pen import wear as pen_wear
 from pen.store import pack_record
 from plant import cartridge
-from rig import KEY, T0
+from rig import KEY, T0, signed_time
 from stateful_cartridge_auth import CartridgeAttacks
 from stateful_links import LinkAttacks
 from stateful_sensors import SensorFaults
@@ -377,7 +377,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
         self.stall_ticks = 0
         self.since_start.add("reboot")
         if resync:
-            self._req(wire.T_SET_TIME, {"unix": self.host_now()})
+            self._req(wire.T_SET_TIME, signed_time(self.host_now()))
 
     @initialize(begin=st.booleans(), depth=depths, duration=durations)
     def ready(self, begin, depth, duration):
@@ -538,7 +538,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
                                  8 * 86400]))
     def clock_jump(self, delta):
         self.offset += delta
-        if self._req(wire.T_SET_TIME, {"unix": self.host_now()}) == 0 and self.sess is not None:
+        if self._req(wire.T_SET_TIME, signed_time(self.host_now())) == 0 and self.sess is not None:
             self.sess["clock_changed"] = True
 
     # ---- rules: power ----------------------------------------------------------------------
@@ -709,7 +709,7 @@ def test_machine_catches_reinsertion_check_removed(machine, monkeypatch):
 def test_machine_catches_interval_check_removed(machine, monkeypatch):
     """Sanity (rule 6): with the interval lockout taken out, a second session the
     next minute on a fresh cartridge is caught at the START."""
-    monkeypatch.setattr(safety, "check_interval", lambda now, end, depth: (0, 0))
+    monkeypatch.setattr(safety, "check_interval", lambda now, end, depth, lock_s=0: (0, 0))
     running(machine, 1000, 60)
     machine.stop()
     machine.advance_ticks(10)

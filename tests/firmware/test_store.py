@@ -31,7 +31,9 @@ def test_append_read_pages(tmp_path):
 def test_rotation_drops_oldest_and_reports_first_seq(tmp_path):
     st = Store(Fs(str(tmp_path)), seg_records=10, max_segments=3)
     for _ in range(95):
+        st.acknowledge(st.last_seq())  # a host syncs as it goes
         st.append(wire.K_BOOT)
+    st.commit()
     first, last, _recs = st.read(0, 200)
     assert last == 95 and first == 71
     assert seqs(st) == list(range(71, 96))
@@ -95,6 +97,7 @@ def _scenario(fs, log):
     st = Store(fs, seg_records=4, max_segments=3)
     log["store"] = st
     for i in range(14):
+        st.acknowledge(st.last_seq())  # the host synced what was there
         log["acked"].append(st.append(wire.K_ARMED, 1000 + i, 0, 0, i, i))
         if i % 3 == 1:
             log["pending"] = {"hp": [i, i * 14, i, i, 7], "nonces": [[f"{i:016x}", i]]}
@@ -123,6 +126,7 @@ def test_power_loss_at_every_write_point(tmp_path, torn):
         got = {k: st.c[k] for k in ("hp", "nonces")}
         old = log["committed"] or {"hp": [0, 0, 0, 0, 0], "nonces": []}
         assert got in (old, log["pending"] or old), f"write point {n}: torn counters {got}"
+        st.acknowledge(st.last_seq())
         new = st.append(wire.K_BOOT)
         assert new > max(log["acked"] + present + [0]), f"write point {n}: seq reused"
         assert len(set(present)) == len(present)

@@ -29,7 +29,7 @@ from pen.fsio import Fs
 from pen.handler import Handler
 from pen.store import Store
 from pen.wear import F_USED
-from rig import T0, Rig
+from rig import KEY, T0, Rig, signed_time
 from stateful_support import assert_not_behind, snapshot
 from writepoints_scenario import (
     DELEGATED,
@@ -52,7 +52,16 @@ WRITE_POINTS = {
         "session cut by a reset closed at boot: last end and depth (rule 6), cartridge finished (rule 13)",
     ("core.Pen._close_interrupted", "rename", "state.tmp>state.dat"): "commits the record above",
     ("core.Pen._close_interrupted", "append", "log*.bin"): "SESSION_END record flagged interrupted",
-    ("core.Pen.set_time", "append", "log*.bin"): "TIME_SET record: old and new clock",
+    ("core.Pen.set_time", "write", "state.tmp"):
+        "the SET_TIME's nonce, spent before the clock moves (no replay)",
+    ("core.Pen.set_time", "rename", "state.tmp>state.dat"): "commits the spent nonce",
+    ("core.Pen.set_time", "append", "log*.bin"): "TIME_SET record (old and new clock), or the refusal",
+    ("core.Pen.log_ack", "write", "state.tmp"):
+        "the host's acknowledged log floor: only records at or below it may be overwritten",
+    ("core.Pen.log_ack", "rename", "state.tmp>state.dat"): "commits the floor",
+    ("core.Pen._count_lock", "write", "state.tmp"):
+        "rule 6 by running time: the interval still to serve, every 5 min and when it ends",
+    ("core.Pen._count_lock", "rename", "state.tmp>state.dat"): "commits the interval still to serve",
     ("core.Pen.set_key", "write", "state.tmp"): "the permit key (rule 20)",
     ("core.Pen.set_key", "rename", "state.tmp>state.dat"): "commits the key",
     ("core.Pen.set_key", "append", "log*.bin"): "KEY_SET record, or the refused SET_KEY",
@@ -83,6 +92,9 @@ WRITE_POINTS = {
     ("core.Pen._cartridge", "rename", "state.tmp>state.dat"): "commits the cartridge change",
     ("core.Pen._cartridge", "append", "log*.bin"): "CARTRIDGE_IN / CARTRIDGE_OUT records",
     ("core.Pen._short_press", "append", "log*.bin"): "ARMED record of a standalone session",
+    ("core.Pen._watch_link", "append", "log*.bin"): "DISARMED record: the arming link changed",
+    ("core.Pen._flush_refusals", "append", "log*.bin"):
+        "REFUSALS_REPEATED records: the counts of repeated refusals, and of records that found no room",
     ("store.Store.append", "remove", "log*.bin"): "log rotation: drops the oldest segment",
     ("store.Store._recover", "remove", "seg.tmp"): "boot: a stale truncation temp file",
     ("store.Store._recover", "remove", "log*.bin"): "boot: a segment an interrupted rotation left",
@@ -199,7 +211,9 @@ def _check_log(store, ledger, at):
 
 def _check_safe_restart(r, ledger, at):
     assert r.pen.state == wire.S_HOMING and r.pen.permit is None, f"{at}: not homing at boot"
-    assert r.code(wire.T_SET_TIME, {"unix": ledger.clock or T0}) == 0
+    if not r.pen.key():  # the power went before the key reached flash
+        assert r.code(wire.T_SET_KEY, {"key": KEY}) == 0
+    assert r.code(wire.T_SET_TIME, signed_time(ledger.clock or T0)) == 0
     for _ in range(200):
         out = r.tick()
         assert out.motor_duty == 0 and out.depth_target_um == 0, f"{at}: needles moved at boot"

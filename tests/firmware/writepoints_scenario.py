@@ -27,7 +27,7 @@ from pen.core import Pen
 from pen.handler import Handler
 from pen.store import Store, pack_record
 from plant import cartridge
-from rig import Rig, make_board
+from rig import Rig, make_board, signed_ack, signed_time
 
 FIRMWARE = str(Path(__file__).resolve().parents[2] / "firmware" / "pen") + os.sep
 SEG_RECORDS = 6
@@ -38,7 +38,8 @@ DAY_S = 86400
 # Storage helpers: a write they make is put down to the firmware function that
 # called them (the one that decided to write).
 HELPERS = {"store.Store.append", "store.Store.commit", "core.Pen._log", "core.Pen._commit",
-           "core.Pen._refuse", "core.Pen._checkpoint", "core.Pen._persist_session"}
+           "core.Pen._refuse", "core.Pen._checkpoint", "core.Pen._persist_session",
+           "core.Pen._refusal", "core.Pen._set_clock"}
 DELEGATED = {("store.Store.append", "append"), ("store.Store.commit", "write"),
              ("store.Store.commit", "rename")}
 
@@ -124,8 +125,8 @@ class LedgerStore(Store):
         if ledger.committed is None:
             ledger.committed = _copy(self.c)
 
-    def append(self, kind, time=0, code=0, depth_um=0, a=0, b=0, flags=0):
-        seq = Store.append(self, kind, time, code, depth_um, a, b, flags)
+    def append(self, kind, time=0, code=0, depth_um=0, a=0, b=0, flags=0, reserve=0):
+        seq = Store.append(self, kind, time, code, depth_um, a, b, flags, reserve)
         self.ledger.acked[seq] = pack_record(seq, time, kind, flags, code, depth_um, a, b)
         return seq
 
@@ -174,7 +175,10 @@ class ScenarioRig(Rig):
         self.run(50)
 
     def later(self, days=8):
-        assert self.code(wire.T_SET_TIME, {"unix": self.pen.clock() + days * DAY_S}) == 0
+        # days pass with the pen on (rule 6 runs on its running time too)
+        self.idle(days * DAY_S, step_s=3600)
+        # the host synced the log meanwhile, and says so
+        assert self.code(wire.T_LOG_ACK, signed_ack(self.store.last_seq())) == 0
 
     def press(self, ms=100):
         self.plant.inp.button = True
@@ -191,6 +195,11 @@ def _refusals(r):
     assert r.code(wire.T_SET_DEPTH, {"depth_um": 600}) == wire.E_DEPTH_OFF_GRID
     assert r.code(wire.T_SET_SPEED, {"level": 9}) == wire.E_SPEED_OUT_OF_RANGE
     assert r.code(wire.T_START) == wire.E_NOT_ARMED
+    assert r.code(wire.T_START) == wire.E_NOT_ARMED  # a repeat: counted, written later
+    r.arm_ok(depth=500, duration=60)
+    r.plant.inp.link_epoch += 1  # the link that armed it changed: disarmed
+    r.run(20)
+    assert r.pen.state == wire.S_IDLE
 
 
 def _session_with_everything(r):
@@ -231,7 +240,7 @@ def _reset_mid_session(r):
     r.run(1000)
     clock = r.pen.clock()
     r.boot(wire.E_FAULT_WATCHDOG)
-    assert r.code(wire.T_SET_TIME, {"unix": clock + 1}) == 0
+    assert r.code(wire.T_SET_TIME, signed_time(clock + 1)) == 0
     r.run(1500)
 
 
@@ -261,7 +270,7 @@ def _reboot_over_leftovers(r):
     _crash_leftovers(r.fs.root, r.store)
     r.boot()
     assert r.store.recovered == 5
-    assert r.code(wire.T_SET_TIME, {"unix": clock + 1}) == 0
+    assert r.code(wire.T_SET_TIME, signed_time(clock + 1)) == 0
     r.run(1500)
 
 

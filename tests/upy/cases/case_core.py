@@ -101,8 +101,8 @@ def test_reboot_mid_session():
 def test_handler_malformed_and_unknown_change_nothing():
     r = Rig(MemFs())
     before = r.status()
-    for frame in (b"\x01", b"\x01\x05\x07\x00\x05\x00\xff", b"\x01\x7e\x01\x00\x01\x00\x04",
-                  b"\x01\x33\x02\x00\x00\x00"):
+    for frame in (b"\x02", b"\x02\x05\x07\x00\x05\x00\xff", b"\x02\x7e\x01\x00\x01\x00\x04",
+                  b"\x02\x33\x02\x00\x00\x00"):
         out = r.h.handle(frame, True)
         t, seq, f = wire.decode(out[0])
         assert t == wire.T_NACK and f["error"] != 0

@@ -14,7 +14,7 @@ from pen import link, wire
 from pen.handler import BENCH_TYPES
 from pen.permit import sign
 from pen.store import DISK_SIZE, REC_SIZE, crc, unpack_record
-from rig import KEY, T0, Rig, board_doc
+from rig import KEY, T0, Rig, board_doc, signed_time
 
 board_doc("/boards/pen-s3-revb.json")
 
@@ -65,7 +65,7 @@ def _permit(depth, dur, issued, expires, nonce):
 def _requests():
     reqs = [(wire.T_HELLO, {"proto_version": 1, "caps": 0x3F}), (wire.T_GET_STATUS, {}),
             (wire.T_GET_WEAR, {}), (wire.T_START, {}), (wire.T_STOP, {}),
-            (wire.T_SET_TIME, {"unix": T0 + 60}), (wire.T_LOG_READ, {"from_seq": 0, "max_records": 160}),
+            (wire.T_SET_TIME, signed_time(T0 + 60)), (wire.T_LOG_READ, {"from_seq": 0, "max_records": 160}),
             (wire.T_SET_KEY, {"key": bytes(range(40, 72))}), (wire.T_SET_DEPTH, {"depth_um": 500}),
             (wire.T_SET_DEPTH, {"depth_um": 1100}), (wire.T_SET_SPEED, {"level": 2}),
             (wire.T_SET_SPEED, {"level": 9})]
