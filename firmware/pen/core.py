@@ -117,6 +117,7 @@ class Pen:
         self.depth.start_homing(0)
         if clock:
             self._clk_base = clock
+            self._credit_time_off(clock)
         self._log(wire.K_BOOT, reset_code)
         self._close_interrupted(reset_code)
 
@@ -204,13 +205,28 @@ class Pen:
         self._lock_unsaved += sec * 1000
         if not c["lock"] or self._lock_unsaved >= LOCK_SAVE_MS:
             self._lock_unsaved = 0
+            c["lock_at"] = self.clock()
             self._commit()
+
+    def _credit_time_off(self, rtc):
+        # At boot with an RTC that kept running while the pen was off (deep sleep
+        # on its cell): the time since the running count was last stored is served
+        # too, measured in the RTC's own frame (lock_at is the clock when "lock" was
+        # stored; nobody sets the RTC while the pen is off). After a real power loss
+        # the RTC is unset and nothing is credited: the stored count, the later answer.
+        c = self.store.c
+        at = c.get("lock_at", 0)
+        if c.get("lock", 0) > 0 and at and rtc > at:
+            off = rtc - at
+            c["lock"] = c["lock"] - off if c["lock"] > off else 0
+            c["lock_at"] = rtc
 
     def _set_lock(self, depth):
         c = self.store.c
         s = safety.interval_s(depth)
         if s > c.get("lock", 0):
             c["lock"] = s
+        c["lock_at"] = self.clock()
         # count in step with the clock's seconds: clock() + lock stays the clock's lift
         self._lock_ms = (self.now_ms - self._clk_ms) % 1000
         self._lock_unsaved = 0
@@ -243,19 +259,24 @@ class Pen:
             code = wire.E_WRONG_STATE
         if code:
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_SET_TIME, code, f["unix"])
+        undo = (list(c["tnonces"]), c.get("lock_at", 0), self._clk_base, self._clk_ms)
         c["tnonces"].append(_permit.nonce_hex(f["nonce"]))
         while len(c["tnonces"]) > MAX_TIME_NONCES:
             c["tnonces"].pop(0)
-        if not self._commit():  # the nonce is spent before the clock moves
-            c["tnonces"].pop()
+        old = self.clock()
+        self._clk_base = f["unix"] & _U32
+        self._clk_ms = self.now_ms
+        if c.get("lock", 0) > 0:
+            c["lock_at"] = self.clock()  # the running count's reference moves with the clock
+        # the nonce is spent, and the new reference stored, in one commit
+        if not self._commit():
+            c["tnonces"], c["lock_at"], self._clk_base, self._clk_ms = undo
             return wire.E_STORAGE_FULL
-        self._set_clock(f["unix"])
+        self._clock_moved(old)
         return 0
 
-    def _set_clock(self, unix):
-        old = self.clock()
-        self._clk_base = unix & _U32
-        self._clk_ms = self.now_ms
+    def _clock_moved(self, old):
+        unix = self.clock()
         self._log(wire.K_TIME_SET, 0, 0, unix, old)
         if self.cart is not None:
             self.cart_code = self.wear.code(self.cart, self.clock())

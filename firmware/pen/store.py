@@ -50,6 +50,7 @@ def defaults():
         "seq": 1,  # floor for the next log sequence number
         "ack": 0,  # the host stored every record up to this seq (LOG_ACK)
         "lock": 0,  # rule 6: interval still to serve, s, counted by the pen's running time
+        "lock_at": 0,  # the pen's clock when "lock" was stored (0 = clock unset)
         "unlogged": 0,  # ordinary records (refusals...) not written for want of room
         "tnonces": [],  # nonces of recent SET_TIMEs, hex (bounded)
     }

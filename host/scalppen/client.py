@@ -51,6 +51,7 @@ from scalppen.results import (
 )
 from scalppen.transports.base import LinkLost as TransportLinkLost
 from scalppen.transports.base import Transport, TransportError, TransportTimeout
+from scalppen_protocol.auth import log_ack_fields, set_time_fields
 from scalppen_protocol.codec import Frame, decode_frame, encode_frame
 from scalppen_protocol.codes import (
     HEADER_SIZE,
@@ -644,9 +645,10 @@ class Pen:
         info = PenInfo.from_fields(reply.fields)
         self.info = info
         if not info.compatible:
+            older = "host" if info.proto_version > PROTOCOL_VERSION else "pen"
             raise ProtocolMismatch(
                 f"the pen speaks protocol version {info.proto_version}, this host "
-                f"{PROTOCOL_VERSION}: update the {'host' if info.proto_version > 1 else 'pen'}",
+                f"{PROTOCOL_VERSION}: update the {older}",
                 info.proto_version,
             )
         unknown = int(info.caps) & ~int(HOST_CAPS)
@@ -661,12 +663,24 @@ class Pen:
         reply = await self.request(MsgType.GET_STATUS, timeout=timeout)
         return PenStatus.from_fields(reply.fields)
 
-    async def set_time(self, unix: int | None = None) -> None:
-        """Set the pen's clock (Unix seconds; default: now)."""
+    async def set_time(self, unix: int | None, key: bytes) -> None:
+        """Set the pen's clock (Unix seconds; None: now), signed with the permit key.
+
+        The pen refuses a SET_TIME without the key's tag, one it saw before, and any
+        while a session is open; and whatever the clock says, it counts the interval
+        between sessions (rule 6) on its own running time too.
+        """
         value = int(time.time()) if unix is None else int(unix)
         if not 0 < value <= 0xFFFFFFFF:
             raise ValueError(f"time {value} out of range")
-        await self._command(MsgType.SET_TIME, {"unix": value})
+        await self._command(MsgType.SET_TIME, set_time_fields(bytes(key), value))
+
+    async def log_ack(self, up_to_seq: int, key: bytes) -> None:
+        """Tell the pen its log is stored here up to ``up_to_seq`` (LOG_ACK): only then
+        may it reuse that space. Signed with the permit key."""
+        if not 0 <= int(up_to_seq) <= 0xFFFFFFFF:
+            raise ValueError(f"seq {up_to_seq} out of range")
+        await self._command(MsgType.LOG_ACK, log_ack_fields(bytes(key), int(up_to_seq)))
 
     async def set_key(self, key: bytes) -> None:
         """Give the pen its 32-byte permit key (once, right after pairing).

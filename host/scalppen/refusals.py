@@ -67,6 +67,8 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.FAULT_CARTRIDGE_PULLED: "fault: the cartridge was removed during a session",
     ErrorCode.LOG_CORRUPT: "the pen's log is damaged",
     ErrorCode.STORAGE_FULL: "the pen's storage is full",
+    ErrorCode.LOG_UNSYNCED: "the pen's log is full of records this computer has not read: "
+    "run `scalppen logs sync`, then start again",
 }
 
 

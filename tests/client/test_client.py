@@ -33,6 +33,7 @@ from scalppen.transports import base as tbase
 from scalppen.transports.loopback import LoopbackTransport, loopback_pair
 from scalppen_protocol.codes import (
     MAX_PAGE_RECORDS,
+    PROTOCOL_VERSION,
     Capability,
     ErrorCode,
     MsgType,
@@ -91,7 +92,7 @@ def test_hello_returns_typed_info() -> None:
         assert info.limits.ceiling_um == 2000 and info.limits.speed_levels == 5
         assert info.has(Capability.LOG) and info.compatible and not info.key_set
         hello = next(r for r in scripted.received if r[0] == wire.T_HELLO)
-        assert hello[2] == {"proto_version": 1, "caps": int(client.caps)}
+        assert hello[2] == {"proto_version": PROTOCOL_VERSION, "caps": int(client.caps)}
 
     in_session(check)
 
@@ -114,7 +115,7 @@ def test_status_wear_and_log_are_typed() -> None:
 
 def test_commands_are_acknowledged() -> None:
     async def check(client: Pen, scripted: ScriptedPen, _: LoopbackTransport) -> None:
-        await client.set_time(1_795_000_000)
+        await client.set_time(1_795_000_000, bytes(range(32)))
         await client.set_key(bytes(range(32)))
         await client.arm(PERMIT)
         await client.set_depth(750)
@@ -319,12 +320,12 @@ def test_ack_for_another_request_type_is_not_accepted() -> None:
 def test_protocol_mismatch_from_info() -> None:
     async def body() -> None:
         scripted = ScriptedPen()
-        scripted.proto_version = 2
+        scripted.proto_version = PROTOCOL_VERSION + 1
         async with session(scripted, hello=False) as (client, _, _end):
             with pytest.raises(ProtocolMismatch) as mismatch:
                 await client.hello()
-            assert mismatch.value.pen_version == 2
-            assert client.info is not None and client.info.proto_version == 2
+            assert mismatch.value.pen_version == PROTOCOL_VERSION + 1
+            assert client.info is not None and client.info.proto_version == PROTOCOL_VERSION + 1
 
     run(body())
 
@@ -351,13 +352,13 @@ def test_reply_with_unknown_message_type_is_reported_not_fatal() -> None:
             await asyncio.sleep(0.005)
         seq = scripted.received[-1][1]
         # type 0x8F is not in this host's catalogue
-        await pen_end.send_frame(bytes((1, 0x8F, seq & 0xFF, seq >> 8, 1, 0, 0xAA)))
+        await pen_end.send_frame(bytes((PROTOCOL_VERSION, 0x8F, seq & 0xFF, seq >> 8, 1, 0, 0xAA)))
         with pytest.raises(BadReply):
             await task
         assert client.problems[-1].kind == "unknown_type"
         assert client.problems[-1].code is ErrorCode.NOT_SUPPORTED
         # an unknown event type is reported too, and the client keeps working
-        await pen_end.send_frame(bytes((1, 0xCF, 1, 0, 0, 0)))
+        await pen_end.send_frame(bytes((PROTOCOL_VERSION, 0xCF, 1, 0, 0, 0)))
         await asyncio.sleep(0.01)
         assert client.problems[-1].kind == "unknown_type"
         assert (await client.status()).battery_pct == 81

@@ -49,7 +49,8 @@ def test_bench_uart_serves_reads_and_stop_only(tmp_path: Path) -> None:
             await pen.wear()
             await pen.stop()  # always allowed: STOP is safe from anywhere
             for call, msg in (
-                (pen.set_time(int(time.time())), MsgType.SET_TIME),
+                (pen.set_time(int(time.time()), bytes(range(32))), MsgType.SET_TIME),
+                (pen.log_ack(1, bytes(range(32))), MsgType.LOG_ACK),
                 (pen.set_key(bytes(range(32))), MsgType.SET_KEY),
                 (pen.set_depth(500), MsgType.SET_DEPTH),
                 (pen.start(), MsgType.START),

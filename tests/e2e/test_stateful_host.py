@@ -282,7 +282,7 @@ class HostAndPen(RuleBasedStateMachine):
             self._note("host: permit issued while the pen had a session open")
         try:
             if set_clock:
-                await within(pen.set_time(int(moment.timestamp())))
+                await within(pen.set_time(int(moment.timestamp()), key))
             await within(pen.arm(permit.as_dict()))
             await within(pen.set_depth(depth))
             await within(pen.start())
@@ -397,7 +397,9 @@ class HostAndPen(RuleBasedStateMachine):
 
     async def _set_clock(self) -> None:
         pen = await self._client()
-        await within(pen.set_time(int(self.host_time())))
+        key = S.get_permit_key(self.r.db, self.serial)
+        assert key is not None
+        await within(pen.set_time(int(self.host_time()), key))
         assert abs(self.app.pen.clock() - self.host_time()) <= 2
 
     # ---- time and clocks -----------------------------------------------------------------

@@ -252,6 +252,12 @@ class Rig:
         return await policy_permit(self.db, pen, self.patient_id, self.now(), depth_um,
                                    duration_s)
 
+    def key(self) -> bytes:
+        """The pen's permit key, as the host stored it at pairing."""
+        key = S.get_permit_key(self.db, self.serial)
+        assert key is not None, "pair the pen first"
+        return key
+
     def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
         """A permit signed with the pen's key directly (no host policy), valid now."""
         return key_signed_permit(self.db, self.serial, self.vpen.unix_time(), depth_um,

@@ -62,10 +62,11 @@ class Rig:
         if home:
             self.run(1500)
 
-    def boot(self, reset_code=0):
+    def boot(self, reset_code=0, rtc=0):
         # A (re)boot: new Store and Pen over the same files; the plant keeps its state.
+        # rtc: what the RTC says (0: it lost the time with the power).
         self.store = Store(self.fs)
-        self.pen = Pen(self.board, self.store, 0, reset_code)
+        self.pen = Pen(self.board, self.store, rtc, reset_code)
         self.h = Handler(self.pen)
         self.h.hello = True
 

@@ -39,7 +39,7 @@ DAY_S = 86400
 # called them (the one that decided to write).
 HELPERS = {"store.Store.append", "store.Store.commit", "core.Pen._log", "core.Pen._commit",
            "core.Pen._refuse", "core.Pen._checkpoint", "core.Pen._persist_session",
-           "core.Pen._refusal", "core.Pen._set_clock"}
+           "core.Pen._refusal", "core.Pen._clock_moved"}
 DELEGATED = {("store.Store.append", "append"), ("store.Store.commit", "write"),
              ("store.Store.commit", "rename")}
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from scalppen_protocol.auth import set_time_fields
+
 from tests.e2e.vpen_fixtures import run
 from tests.twin.twin_rig import EPOCH, twin_rig
 
@@ -27,7 +29,11 @@ def test_the_twin_pen_keeps_unix_time_over_the_esp32_epoch(tmp_path: Path) -> No
             assert abs(clock - twin.unix_time()) <= 2 and clock > EPOCH - 60
             # A host's time (a day later) goes into the RTC as a calendar date.
             later = EPOCH + 86_400
-            assert await twin.probe(f"result = app.pen.set_time({later})", exec_=True) == 0
+            # (as a host does: the permit key first, then the clock signed with it)
+            key = bytes(range(1, 33))
+            assert await twin.probe(f"result = app.pen.set_key({key!r}, True)", exec_=True) == 0
+            fields = set_time_fields(key, later)
+            assert await twin.probe(f"result = app.pen.set_time({fields!r})", exec_=True) == 0
             await twin.run_for(2_500)
             year, month, day = (await twin.probe(
                 "__import__('machine').RTC().datetime()"))[:3]

@@ -194,7 +194,7 @@ class HostAndTwin(RuleBasedStateMachine):
         S.record_permit(self.r.db, self.r.serial, permit, profile_id=self.r.patient_id)
         try:
             if not status.clock:  # a power cut took the pen's clock: the host sets it
-                await within(pen.set_time(int(moment.timestamp())))
+                await within(pen.set_time(int(moment.timestamp()), key))
                 self.history.append("host set the pen's clock")
             await within(pen.arm(permit.as_dict()))
             await within(pen.set_depth(permit.max_depth_um))

@@ -21,7 +21,7 @@ from scalppen.cli.common import UsageError, console, err_console, handle_errors
 from scalppen.cli.storage import open_db, pen_spec, resolve_pen, resolve_profile
 from scalppen.refusals import describe
 from scalppen.store import DATASETS, FORMATS, StoredLogRecord, export, list_gaps, list_log_records
-from scalppen_protocol.codes import RecordKind
+from scalppen_protocol.codes import ErrorCode, RecordKind
 
 logs_app = typer.Typer(
     help="The pen's usage log stored on this computer: show it, export data.",
@@ -44,6 +44,8 @@ KIND_TEXT: Final[dict[RecordKind, str]] = {
     RecordKind.KEY_SET: "permit key set",
     RecordKind.LINK_LOST: "link lost",
     RecordKind.LOG_RECOVERED: "log recovered",
+    RecordKind.REFUSALS_REPEATED: "refusals repeated",
+    RecordKind.DISARMED: "disarmed",
 }
 #: SESSION_END flag: the session was closed at boot after a reset.
 FLAG_INTERRUPTED: Final = 1
@@ -124,6 +126,12 @@ def record_text(rec: StoredLogRecord) -> str:
         return f"after {_minutes(rec.a / 1000)}, {rec.b} strokes"
     if kind == RecordKind.LOG_RECOVERED:
         return f"{why}: {rec.b} damaged records dropped" if why else ""
+    if kind == RecordKind.REFUSALS_REPEATED:
+        if rec.b == 0 and rec.code == ErrorCode.LOG_UNSYNCED:
+            return f"{rec.a} records not written: the log was full of unsynced records"
+        return f"{rec.a} more times: {why}" if why else f"{rec.a} more refusals"
+    if kind == RecordKind.DISARMED:
+        return "the link that armed the permit changed: permit dropped"
     return why
 
 

@@ -39,6 +39,8 @@ def sync_cmd(ctx: typer.Context) -> None:
         )
         for first, last in summary.gaps:
             console.print(f"gap: records {first}-{last} are missing on the pen (rotated out)")
+        for finding in summary.clock_findings:
+            console.print(f"[yellow]clock:[/] {finding.text}")
 
     run(go())
 

@@ -203,6 +203,8 @@ class PatientHistory:
         attestation: the latest sterilisation attestation (rule 19).
         pen_last_session: (end, depth_um) the pen itself reports, in case the store
             has not synced its log yet (rule 6 is BOTH).
+        pen_lock_left_s: the wait the pen itself still counts, in its own frame (its
+            clock and its running time): no clock on this computer can shorten it.
     """
 
     profile_id: int | None = None
@@ -214,6 +216,7 @@ class PatientHistory:
     handpiece: HandpieceRecord | None = None
     attestation: AttestationRecord | None = None
     pen_last_session: tuple[datetime, int] | None = None
+    pen_lock_left_s: int = 0
 
 
 @dataclass(frozen=True)

@@ -89,6 +89,20 @@ def check_interval(history: PatientHistory, now: datetime, config: PolicyConfig)
                 lifts_at=lift,
             )
         )
+    if history.pen_lock_left_s > 0 and not result.refusals:
+        lift = now + timedelta(seconds=history.pen_lock_left_s)
+        result.refusals.append(
+            Refusal(
+                rule=INTERVAL_RULE,
+                reason=(
+                    f"The pen counts {format_duration(timedelta(seconds=history.pen_lock_left_s))}"
+                    " more of the wait after its last session (on its own running time, which"
+                    " no clock change shortens): next session from about "
+                    f"{format_time(lift, now)}."
+                ),
+                lifts_at=lift,
+            )
+        )
     if any(s.finished_at is None for s in history.sessions):
         result.warnings.append(
             PolicyWarning(

@@ -44,6 +44,7 @@ def load_history(
     *,
     pen_serial: str | None = None,
     pen_last_session: tuple[datetime, int] | None = None,
+    pen_lock_left_s: int = 0,
 ) -> PatientHistory:
     """Everything the policy needs about a patient (and the pen in hand).
 
@@ -101,6 +102,7 @@ def load_history(
         handpiece=handpiece_record(db, pen_serial) if pen_serial else None,
         attestation=AttestationRecord(at=att.at, statement=att.statement) if att else None,
         pen_last_session=pen_last_session,
+        pen_lock_left_s=pen_lock_left_s,
     )
 
 

@@ -295,9 +295,26 @@ def _save_session(db: Store, pen: str, values: dict[str, Any]) -> bool:
     return True
 
 
-def _complete(start: sqlite3.Row | None, end: sqlite3.Row) -> dict[str, Any]:
+def _clock_floor(db: Store, pen: str, start: sqlite3.Row | None, end: sqlite3.Row) -> int:
+    """The latest time the pen's clock showed between a session's START and END: its
+    records' times and, for a clock that was set (TIME_SET), the time it showed before.
+    A clock moved back mid-session cannot make the session end earlier than that."""
+    lo = start["seq"] if start is not None else end["seq"]
+    row = db.query_one(
+        "SELECT MAX(time), MAX(CASE WHEN kind = ? THEN b ELSE 0 END) FROM log_records"
+        " WHERE pen_serial = ? AND seq BETWEEN ? AND ?",
+        (int(RecordKind.TIME_SET), pen, lo, end["seq"]),
+    )
+    if row is None:
+        return 0
+    return max(int(row[0] or 0), int(row[1] or 0))
+
+
+def _complete(start: sqlite3.Row | None, end: sqlite3.Row, floor: int = 0) -> dict[str, Any]:
     duration_s = end["a"] / 1000.0
     ended = end["time"] or None
+    if ended is not None and floor > ended:
+        ended = floor  # the pen's clock went back during the session (rule 6)
     if start is not None and start["time"]:
         started: int | None = start["time"]
     elif ended is not None:
@@ -369,7 +386,8 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
         for rec in rows:
             kind = rec["kind"]
             if kind == RecordKind.SESSION_END:
-                changed += _save_session(db, pen_serial, _complete(pending, rec))
+                floor = _clock_floor(db, pen_serial, pending, rec)
+                changed += _save_session(db, pen_serial, _complete(pending, rec, floor))
                 pending = None
             else:
                 if pending is not None:

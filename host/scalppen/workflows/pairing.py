@@ -47,10 +47,10 @@ async def pair_pen(
     async with Pen(transport) as pen:
         info = pen.info
         assert info is not None
-        await pen.set_time(int(now().timestamp()))  # read now: pairing took a while
         known = _known_key(db, info.serial)
         new_key = False
-        if not info.key_set or known is None:
+        key = known
+        if not info.key_set or key is None:
             key = secrets.token_bytes(32)
             try:
                 await pen.set_key(key)
@@ -68,6 +68,8 @@ async def pair_pen(
         )
         if new_key:
             S.set_permit_key(db, info.serial, key)
+        # the clock, signed with the key now stored (read now: pairing took a while)
+        await pen.set_time(int(now().timestamp()), key)
     return Paired(info=info, address=address, new_key=new_key)
 
 

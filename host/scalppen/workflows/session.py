@@ -65,12 +65,17 @@ class SessionOutcome:
 def decide(
     db: S.Store, serial: str, plan: SessionPlan, limits: PenLimits, now: datetime,
     pen_last_session: tuple[datetime, int] | None = None,
+    pen_lock_left_s: int = 0,
 ) -> Decision:
-    """The host policy's decision for ``plan`` (records the attestation first, rule 19)."""
+    """The host policy's decision for ``plan`` (records the attestation first, rule 19).
+
+    ``pen_lock_left_s``: the wait the pen itself still counts (its STATUS lockout_until
+    minus its clock, both in the pen's frame), whatever this computer's clock says."""
     if plan.attested:
         S.record_attestation(db, plan.profile_id, pen_serial=serial, at=now)
     history = S.load_history(
-        db, plan.profile_id, pen_serial=serial, pen_last_session=pen_last_session
+        db, plan.profile_id, pen_serial=serial, pen_last_session=pen_last_session,
+        pen_lock_left_s=pen_lock_left_s,
     )
     return evaluate(
         history, SessionRequest(depth_um=plan.depth_um, duration_s=plan.duration_s),
@@ -104,20 +109,21 @@ async def run_session(
     last = None
     if status.last_session_end:
         last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
-    limits = PenLimits.from_info(asdict(info.limits))
-    moment = now()
-    decision = decide(db, serial, plan, limits, moment, last)
-    if not decision.allowed:
-        raise SessionRefused(decision)
     key = S.get_permit_key(db, serial)
     if key is None:
         raise S.NotFoundError(f"no permit key for pen {serial}: pair it with `scalppen pair`")
+    limits = PenLimits.from_info(asdict(info.limits))
+    moment = now()
+    lock_left = status.lockout_until - status.clock if status.clock else 0
+    decision = decide(db, serial, plan, limits, moment, last, max(0, lock_left))
+    if not decision.allowed:
+        raise SessionRefused(decision)
     permit = issue_permit(decision, key, moment)
     S.record_permit(db, serial, permit, profile_id=plan.profile_id)
     outcome = SessionOutcome(decision=decision)
     events = pen.events()
     try:
-        await pen.set_time(int(moment.timestamp()))
+        await pen.set_time(int(moment.timestamp()), key)
         await pen.arm(permit.as_dict())
         await pen.set_depth(plan.depth_um)
         if plan.speed_level is not None:
