@@ -45,6 +45,8 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.SPEED_OUT_OF_RANGE: "that speed level is out of range",
     ErrorCode.CHARGING: "the pen is charging: unplug it before a session",
     ErrorCode.BATTERY_LOW: "the battery is too low for a session: charge the pen",
+    ErrorCode.BATTERY_UNKNOWN: "the pen cannot read its battery gauge: the charge is unknown; "
+    "have the pen serviced",
     ErrorCode.NO_CONTACT: "no skin contact",
     ErrorCode.NO_CARTRIDGE: "no needle cartridge: insert a new one",
     ErrorCode.CARTRIDGE_USED: "this cartridge was already used: insert a new one",
@@ -63,6 +65,13 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.FAULT_WATCHDOG: "fault: the pen's watchdog reset it",
     ErrorCode.FAULT_LINK_LOST: "fault: the link to the host was lost during a session",
     ErrorCode.FAULT_BROWNOUT: "fault: supply voltage dropped",
+    ErrorCode.FAULT_STROKE_MISMATCH: "fault: the stroke sensor and the motor disagree "
+    "(the stroke count cannot be trusted); have the pen serviced",
+    ErrorCode.FAULT_DUTY_SATURATED: "fault: the motor is at full power and cannot hold the "
+    "stroke rate; check the cartridge, then the pen",
+    ErrorCode.FAULT_GAUGE: "fault: the battery gauge stopped answering; the session stopped",
+    ErrorCode.FAULT_DEPTH_DISAGREE: "fault: the depth sensor disagrees with the depth motor; "
+    "have the pen serviced",
     ErrorCode.FAULT_CHARGING: "fault: charging started during a session",
     ErrorCode.FAULT_CARTRIDGE_PULLED: "fault: the cartridge was removed during a session",
     ErrorCode.LOG_CORRUPT: "the pen's log is damaged",

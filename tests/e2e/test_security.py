@@ -49,7 +49,7 @@ from scalppen.workflows.session import SessionPlan, decide
 from scalppen_protocol import gatt
 from scalppen_protocol.codec import Frame, decode_frame, encode_frame
 from scalppen_protocol.codes import MAX_FRAME, PROTOCOL_VERSION, ErrorCode, MsgType, PenState, RecordKind
-from tests.e2e.vpen_fixtures import radio_silence, run, wait_until, within
+from tests.e2e.vpen_fixtures import radio_silence, refusal_codes, run, wait_until, within
 from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (
     IRQ_CENTRAL_DISCONNECT,
@@ -270,7 +270,9 @@ def test_permit_beyond_the_firmware_hard_limits_is_refused_though_correctly_sign
                                      b"limit-%02d" % i)
                     assert await _refused(pen, permit) == ErrorCode.PERMIT_OVER_LIMIT, permit
                     await _idle_unarmed(pen)
-                codes = [x.code for x in await _log(pen, RecordKind.PERMIT_REFUSED)]
+                await within(r.twin.run_for(61_000), 30.0)  # the repeats' count is written
+                synced = await within(pen.sync_log(1), 20.0)
+                codes = refusal_codes(synced.records, RecordKind.PERMIT_REFUSED)
                 assert codes == [ErrorCode.PERMIT_OVER_LIMIT] * len(over)
                 # At the limits exactly, the same key and clock arm.
                 await within(pen.arm(_permit(key, lim.ceiling_um, lim.session_cap_s, now - 5,

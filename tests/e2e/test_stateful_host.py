@@ -399,6 +399,13 @@ class HostAndPen(RuleBasedStateMachine):
         pen = await self._client()
         key = S.get_permit_key(self.r.db, self.serial)
         assert key is not None
+        if self.app.pen.session_open:  # no clock change while a session is open
+            before = self.app.pen.clock()
+            with pytest.raises(PenRefused) as refused:
+                await within(pen.set_time(int(self.host_time()), key))
+            assert refused.value.code == ErrorCode.WRONG_STATE
+            assert abs(self.app.pen.clock() - before) <= 2
+            return
         await within(pen.set_time(int(self.host_time()), key))
         assert abs(self.app.pen.clock() - self.host_time()) <= 2
 

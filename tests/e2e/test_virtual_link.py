@@ -41,7 +41,7 @@ from scalppen_protocol.codes import (
     PenState,
     RecordKind,
 )
-from tests.e2e.vpen_fixtures import radio_silence, run, wait_until, within
+from tests.e2e.vpen_fixtures import radio_silence, refusal_codes, run, wait_until, within
 from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (
     IRQ_CENTRAL_DISCONNECT,
@@ -503,7 +503,15 @@ def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
                 lost = [x for x in page.records if x.kind == RecordKind.LINK_LOST]
                 assert len(lost) == 1 and lost[0].code == ErrorCode.FAULT_LINK_LOST
 
-                # Only an explicit new START moves the needles again (PROTOCOL.md).
+                # The permit belonged to the link that is gone: a START alone is
+                # refused, whoever sends it. The key holder arms the paused session
+                # on the new link (a fresh permit), and then a START goes on with it.
+                with pytest.raises(PenRefused) as refused:
+                    await within(pen2.start())
+                assert refused.value.code == ErrorCode.NOT_ARMED
+                assert hw.motor.duty == 0.0
+                await within(pen2.arm(r.signed_permit(500, 600, b"rearm-01")))
+                assert (await within(pen2.status())).state == PenState.PAUSED
                 await within(pen2.start())
                 await wait_until(lambda: hw.stroke_rate > 90, 10.0, "the motor to run again")
                 status = await within(pen2.status())  # the same session goes on
@@ -534,9 +542,10 @@ def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
 
 
 async def _refusals(pen: Pen) -> list[int]:
-    """Codes of the pen's PERMIT_REFUSED log records, oldest first (read over the link)."""
+    """Codes of the pen's permit refusals, sorted, the counted repeats included (read
+    over the link)."""
     synced = await within(pen.sync_log(1), 20.0)
-    return [x.code for x in synced.records if x.kind == RecordKind.PERMIT_REFUSED]
+    return refusal_codes(synced.records, RecordKind.PERMIT_REFUSED)
 
 
 def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path) -> None:
@@ -571,6 +580,8 @@ def test_forged_tag_and_replayed_permit_are_refused_over_the_link(tmp_path: Path
                 await within(pen.arm(fields))
             assert refused.value.code == ErrorCode.PERMIT_REPLAYED
             await within(pen.close())
+            # a minute on: the pen writes what it counted (repeats of one refusal)
+            await within(r.twin.run_for(61_000), 30.0)
 
             # The spent nonce survives a reset of the pen (a new process, same flash).
             boots = r.twin.boots

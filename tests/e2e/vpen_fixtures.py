@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import re
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,7 +35,7 @@ from scalppen.workflows.radio import Radio
 from scalppen.workflows.session import SessionPlan, decide
 from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.virtual_pen import VirtualPen
-from scalppen_protocol.codes import PenState
+from scalppen_protocol.codes import PenState, RecordKind
 
 T = TypeVar("T")
 
@@ -60,6 +60,19 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = 20.0) -> T:
 async def within(aw: Awaitable[T], timeout: float = 10.0) -> T:
     """Await ``aw`` for at most ``timeout`` wall seconds."""
     return await asyncio.wait_for(aw, timeout)
+
+
+def refusal_codes(records: Iterable[Any], kind: int, req: int | None = None) -> list[int]:
+    """Codes of every refusal of ``kind`` in ``records`` (for request type ``req``),
+    the repeats the pen counted (REFUSALS_REPEATED) included, sorted."""
+    out: list[int] = []
+    for x in records:
+        if x.kind == kind and (req is None or x.flags == req):
+            out.append(int(x.code))
+        elif x.kind == RecordKind.REFUSALS_REPEATED and x.b == kind and (
+                req is None or x.flags == req):
+            out.extend([int(x.code)] * x.a)
+    return sorted(out)
 
 
 async def wait_until(

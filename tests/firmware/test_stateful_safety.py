@@ -235,6 +235,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
             self.carts[cid].used += n
 
     def check_tick(self, out, ma_in, dt):
+        self.check_sensor_crosschecks(out)
         self.check_stall_and_overcurrent_stop_within_one_tick(out, ma_in)
         self.check_retracted_unless_running(out)
         if out.motor_duty <= 0 and out.depth_target_um <= 0:
@@ -326,6 +327,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
         assert p is not None, "rule 20: START acknowledged without an armed permit"
         assert self.pen.clock() < p["expires_at"], "rule 20: START on an expired permit"
         self._check_interval()
+        self.check_interval_in_running_time()
         self.nonce_sessions[p["nonce"]] = self.nonce_sessions.get(p["nonce"], 0) + 1
         self.armed = None
         note("session started")
@@ -335,6 +337,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
     def _close_session(self, interrupted):
         s = self.sess
         self.sess = None
+        self.note_session_closed()
         note(f"session closed after {'>0' if s['active_ms'] else 'no'} needling")
         self.last = {"end": s["last_active"], "depth": s["max_depth"], "event": self.events,
                      "interrupted": interrupted, "clock_changed": s["clock_changed"]}

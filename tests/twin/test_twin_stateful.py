@@ -37,7 +37,7 @@ from scalppen.client import Pen, PenRefused
 from scalppen.policy import PenLimits, issue_permit
 from scalppen.workflows.logsync import sync_log
 from scalppen.workflows.session import SessionPlan, decide
-from scalppen_protocol.codes import RecordKind
+from scalppen_protocol.codes import PenState, RecordKind
 from tests.e2e.stateful_host_model import interval_s
 from tests.e2e.vpen_fixtures import radio_silence, wait_until, within
 from tests.twin.twin_rig import TwinRig, twin_rig
@@ -176,6 +176,13 @@ class HostAndTwin(RuleBasedStateMachine):
         await self.r.twin.run_for(300)
         pen = await self._client()
         status = await within(pen.status())
+        key = S.get_permit_key(self.r.db, self.r.serial)
+        assert key is not None
+        if not status.clock and status.state not in (PenState.RUNNING, PenState.PAUSED):
+            # a power cut took the pen's clock: the host sets it first (signed)
+            await within(pen.set_time(int(self.host_now().timestamp()), key))
+            self.history.append("host set the pen's clock")
+            status = await within(pen.status())
         last = None
         if status.last_session_end:
             last = (datetime.fromtimestamp(status.last_session_end, UTC),
@@ -183,19 +190,16 @@ class HostAndTwin(RuleBasedStateMachine):
         assert pen.info is not None and pen.info.limits is not None
         plan = SessionPlan(self.r.patient_id, depth, duration_s, attested=True)
         moment = self.host_now()
+        lock_left = max(0, status.lockout_until - status.clock) if status.clock else 0
         decision = decide(self.r.db, self.r.serial, plan,
-                          PenLimits.from_info(asdict(pen.info.limits)), moment, last)
+                          PenLimits.from_info(asdict(pen.info.limits)), moment, last, lock_left)
         if not decision.allowed:
             self.history.append(f"refused by rules {sorted({r.rule for r in decision.refusals})}")
             return
-        key = S.get_permit_key(self.r.db, self.r.serial)
-        assert key is not None
         permit = issue_permit(decision, key, moment)
         S.record_permit(self.r.db, self.r.serial, permit, profile_id=self.r.patient_id)
         try:
-            if not status.clock:  # a power cut took the pen's clock: the host sets it
-                await within(pen.set_time(int(moment.timestamp()), key))
-                self.history.append("host set the pen's clock")
+            await within(pen.set_time(int(moment.timestamp()), key))  # as run_session does
             await within(pen.arm(permit.as_dict()))
             await within(pen.set_depth(permit.max_depth_um))
         except PenRefused as exc:

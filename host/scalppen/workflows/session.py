@@ -106,12 +106,17 @@ async def run_session(
     status = await pen.status()
     if status.state in (PenState.RUNNING, PenState.PAUSED):
         raise SessionOpen(PenState(status.state).name)
-    last = None
-    if status.last_session_end:
-        last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
     key = S.get_permit_key(db, serial)
     if key is None:
         raise S.NotFoundError(f"no permit key for pen {serial}: pair it with `scalppen pair`")
+    if not status.clock:
+        # A power cut took the pen's clock: set it (signed) before deciding, so the
+        # wait the pen still counts is known in its own frame.
+        await pen.set_time(int(now().timestamp()), key)
+        status = await pen.status()
+    last = None
+    if status.last_session_end:
+        last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
     limits = PenLimits.from_info(asdict(info.limits))
     moment = now()
     lock_left = status.lockout_until - status.clock if status.clock else 0
