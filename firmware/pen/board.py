@@ -51,7 +51,8 @@ def _int(d, key, default):
 
 class Board:
     # Attributes: every key of _LIMITS, speed_levels_sps (list), standalone_enabled,
-    # standalone_depth_um, standalone_s, model, hw_rev, name, drain_pct_per_ks.
+    # standalone_depth_um, standalone_s, model, hw_rev, name, drain_pct_per_ks,
+    # nominal_duty, motor_kv_x10, motor_r_mohm, motor_load_ma.
     def __init__(self, doc=None):
         doc = doc or {}
         lim = doc.get("limits", doc)
@@ -107,6 +108,18 @@ class Board:
         self.nominal_duty = _int(doc.get("motor", {}), "nominal_duty", 680)
         if not 0 < self.nominal_duty <= 1023:
             raise BoardError("board: motor.nominal_duty out of range")
+        # The motor's constants (the stroke-rate cross-check, rules 8 and 14): speed
+        # constant in strokes/s per volt x10 and winding resistance in milliohm.
+        # Defaults: rev B's motor.
+        mot = doc.get("motor", {})
+        for k in ("kv_sps_per_v", "r_ohm"):
+            if k in mot and (isinstance(mot[k], bool) or not isinstance(mot[k], (int, float))):
+                raise BoardError("board: motor.%s must be a number" % k)
+        self.motor_kv_x10 = int(mot.get("kv_sps_per_v", 50.0) * 10 + 0.5)
+        self.motor_r_mohm = int(mot.get("r_ohm", 1.2) * 1000 + 0.5)
+        self.motor_load_ma = _int(mot, "noload_ma", 60) + _int(mot, "contact_ma", 80)  # on skin
+        if not 100 <= self.motor_kv_x10 <= 5000 or not 10 <= self.motor_r_mohm <= 20000:
+            raise BoardError("board: motor kv_sps_per_v or r_ohm out of range")
         self.drain_pct_per_ks = _drain(doc)
 
     def limits_wire(self):

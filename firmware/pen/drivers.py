@@ -61,6 +61,7 @@ class Drivers:
         inp.battery_pct = se.battery_pct
         inp.battery_mv = se.battery_mv
         inp.brownout = se.brownout
+        inp.battery_ok = se.gauge_ok
         inp.charging = se.charging()
         inp.contact = se.contact()
         inp.depth_um = st.depth_um()

@@ -1,7 +1,14 @@
-# Needle motor control (rules 8, 9): soft-start ramp of the PWM duty, closed-loop
+# Needle motor control (rules 8, 9, 14): soft-start ramp of the PWM duty, closed-loop
 # stroke rate from hall count deltas (PI), speed levels inside the validated
-# window, and the stop conditions: stall, overcurrent, overtemperature and rate
-# drift. A stop condition found in a tick gives duty 0 in that same tick.
+# window, and the stop conditions: stall, overcurrent, overtemperature, rate
+# drift, a hall rate the motor's own physics does not back, and a loop at full
+# duty. A stop condition found in a tick gives duty 0 in that same tick.
+#
+# The second estimate of the stroke rate is the motor's back-EMF: a DC motor turns
+# at kv * (v_applied - i * r), so the duty put out, the cell voltage and the shunt
+# current predict the rate without the hall sensor. Both are averaged over the
+# same window; they must agree within MISMATCH_PCT, and the cartridge's wear is
+# counted from the higher of the two (count()).
 from pen import wire
 
 try:
@@ -19,6 +26,26 @@ DRIFT_MS = const(250)  # outside the window this long -> drift fault
 RATE_TOL_X10 = const(40)  # one measurement quantum of the window, strokes/s x10
 KP_Q8 = const(640)  # duty per (stroke/s) x256 (2.5)
 KI_Q8 = const(3072)  # duty per (stroke/s * s) x256 (12)
+# Hall rate vs back-EMF rate (rules 8, 14): the largest disagreement of a sound
+# pen, in % of the predicted rate. Budget: the motor's kv and winding resistance
+# spread (+/-5 % on kv; r +8 % from 25 to 45 C, the overtemperature limit, at
+# most 0.2 V of 2 V of EMF: +/-1 %), the cell voltage read up to one gauge poll
+# old and carrying the cell's IR drop (150 mOhm x a 0.4 A load change: +/-2 %),
+# stroke quantisation of the window (1 of 32 strokes at 100/s: +/-3 %) and the
+# driver's dead time (+/-1 %): 12 %. Measured on the virtual pen (both boards,
+# every level, a full cell to the reserve, level changes while running): at most
+# 3.3 %. One pulse in four lost reads the rate 25 % low (the motor turns 33 %
+# faster than the hall says) and is caught in one window; one in ten (11 %) is at
+# the edge; one in sixteen (6 %) runs on, counted for wear by the higher estimate.
+MISMATCH_PCT = const(12)
+# A new speed level while running is approached at this rate (strokes/s x10 per
+# ms: 100 strokes/s per s, 0.5 s from 100 to 150), without P action: a step
+# would draw the motor's acceleration current past the overcurrent limit and
+# the windowed rate would lag it into an overshoot out of the window.
+SLEW_X10_PER_MS = const(1)
+# Full duty is a loop without authority: the rate loop may sit at the rail this
+# long (the stall budget, board stall_ms, is the same question for the hall).
+SAT_TICKS = const(3)
 
 
 class MotorCtl:
@@ -28,6 +55,14 @@ class MotorCtl:
         self.target_sps = board.speed_levels_sps[0]
         self._hist = [0] * WIN  # hall count at each of the last WIN ticks
         self._tms = [0] * WIN
+        self._pred = [0] * WIN  # back-EMF rate at each of the last WIN ticks, x10
+        self._psum = 0
+        self.pred_x10 = 0  # back-EMF rate averaged over the window, x10
+        # wear (count()): hall strokes and predicted strokes since the motor started
+        self._c_last = None  # hall count at the last count()
+        self._c_h = 0
+        self._c_p = 0  # predicted strokes x10000 (rate x10 * ms)
+        self._c_done = 0
         self.reset(0, 0)
         self.set_level(self._nominal_level())
 
@@ -62,6 +97,9 @@ class MotorCtl:
         self._integ = 0
         self._out_since = -1
         self._n = 0
+        self._sat = 0
+        self._t_last = now_ms
+        self._ref_x10 = self.target_sps * 10  # the rate the loop aims at now
 
     def start(self, now_ms, hall):
         self.reset(now_ms, hall)
@@ -69,12 +107,61 @@ class MotorCtl:
         for i in range(WIN):
             self._hist[i] = hall
             self._tms[i] = now_ms
+            self._pred[i] = 0
+        self._psum = 0
+        self.pred_x10 = 0
+        # a new wear segment from the last counted hall pulse
+        self._c_h = 0
+        self._c_p = 0
+        self._c_done = 0
+
+    def count(self, hall):
+        # -> strokes to count for wear now (rule 14): the rise of the higher of the
+        # two estimates since the motor last started (hall pulses, back-EMF).
+        # Call once per tick, before update().
+        if self._c_last is None:
+            self._c_last = hall
+        self._c_h += hall - self._c_last
+        self._c_last = hall
+        p = self._c_p // 10000
+        m = self._c_h if self._c_h > p else p
+        n = m - self._c_done
+        if n <= 0:
+            return 0
+        self._c_done = m
+        return n
+
+    def _emf_rate_x10(self, inp):
+        # The rate the motor's physics gives for the duty put out since the last
+        # tick, the cell voltage and the winding current: kv * (d * V - i * r).
+        b = self.board
+        emf_mv = self.duty * inp.battery_mv // DUTY_MAX - inp.motor_ma * b.motor_r_mohm // 1000
+        return emf_mv * b.motor_kv_x10 // 1000 if emf_mv > 0 else 0
 
     def stop(self, now_ms, hall):
         self.reset(now_ms, hall)
 
-    def _ff(self):
-        return self.board.nominal_duty * self.target_sps // self.board.rate_nominal_sps
+    def _ff(self, mv):
+        # Feed-forward duty for the reference rate, from the motor's physics at the
+        # cell's voltage: d = (rate / kv + i_load * r) / V, with the on-skin load
+        # current; the nominal duty scaled by rate while the voltage is unknown.
+        b = self.board
+        if mv <= 0:
+            return b.nominal_duty * self._ref_x10 // (b.rate_nominal_sps * 10)
+        emf_mv = self._ref_x10 * 1000 // b.motor_kv_x10 + b.motor_load_ma * b.motor_r_mohm // 1000
+        return emf_mv * DUTY_MAX // mv
+
+    def _slew(self, gap):
+        # -> True while the reference is still moving to the level's rate.
+        want = self.target_sps * 10
+        ref = self._ref_x10
+        step = SLEW_X10_PER_MS * gap
+        if ref < want:
+            ref = ref + step if ref + step < want else want
+        elif ref > want:
+            ref = ref - step if ref - step > want else want
+        self._ref_x10 = ref
+        return ref != want
 
     def update(self, now_ms, inp):
         # -> (duty, fault code). Call every tick; duty is 0 unless running.
@@ -94,9 +181,16 @@ class MotorCtl:
         dt = now_ms - old_t
         if dt > 0:
             self.rate_x10 = (hall - old_h) * 10000 // dt
+        gap = now_ms - self._t_last
+        self._t_last = now_ms
         if not self.running:
             self.duty = 0
             return 0, 0
+        pred = self._emf_rate_x10(inp)
+        self._psum += pred - self._pred[i]
+        self._pred[i] = pred
+        self.pred_x10 = self._psum // WIN
+        self._c_p += pred * gap
         b = self.board
         # stop conditions: checked before any duty is put out
         if inp.motor_ma > b.overcurrent_ma:
@@ -110,24 +204,33 @@ class MotorCtl:
                 return self._fault(now_ms, hall, wire.E_FAULT_STALL)
         elif run_ms >= SPINUP_MS:
             return self._fault(now_ms, hall, wire.E_FAULT_STALL)
-        ff = self._ff()
         if run_ms < RAMP_MS:
-            duty = ff * run_ms // RAMP_MS
+            self._ref_x10 = self.target_sps * 10
+            duty = self._ff(inp.battery_mv) * run_ms // RAMP_MS
         else:
-            err = self.target_sps * 10 - self.rate_x10  # x10
+            slewing = self._slew(gap)
+            ff = self._ff(inp.battery_mv)
+            err = self._ref_x10 - self.rate_x10  # x10
             if run_ms >= RAMP_MS + WIN * b.tick_ms:
-                self._integ += err * b.tick_ms  # x10 * ms
+                if not slewing:
+                    self._integ += err * b.tick_ms  # x10 * ms
                 lim = DUTY_MAX * 2560000 // KI_Q8
                 if self._integ > lim:
                     self._integ = lim
                 elif self._integ < -lim:
                     self._integ = -lim
-                duty = ff + (KP_Q8 * err) // 2560 + (KI_Q8 * self._integ) // 2560000
+                duty = ff + (KI_Q8 * self._integ) // 2560000
+                if not slewing:  # the windowed rate lags a moving reference: no P on it
+                    duty += (KP_Q8 * err) // 2560
             else:
                 duty = ff
-            # rate window (rule 8)
+            # rate window (rule 8) and the two estimates of the rate (rules 8, 14)
             if run_ms >= RAMP_MS + SETTLE_MS:
                 r = self.rate_x10
+                p = self.pred_x10
+                diff = r - p if r > p else p - r
+                if diff > RATE_TOL_X10 and diff * 100 > p * MISMATCH_PCT:
+                    return self._fault(now_ms, hall, wire.E_FAULT_STROKE_MISMATCH)
                 if r < b.rate_min_sps * 10 - RATE_TOL_X10 or r > b.rate_max_sps * 10 + RATE_TOL_X10:
                     if self._out_since < 0:
                         self._out_since = now_ms
@@ -137,8 +240,14 @@ class MotorCtl:
                     self._out_since = -1
         if duty < 0:
             duty = 0
-        elif duty > DUTY_MAX:
+        elif duty >= DUTY_MAX:
             duty = DUTY_MAX
+            if run_ms >= RAMP_MS:
+                self._sat += 1
+                if self._sat >= SAT_TICKS:
+                    return self._fault(now_ms, hall, wire.E_FAULT_DUTY_SATURATED)
+        if duty < DUTY_MAX:
+            self._sat = 0
         self.duty = duty
         return duty, 0
 

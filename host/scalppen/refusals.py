@@ -55,7 +55,10 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.CARTRIDGE_REINSERTED: "this cartridge was removed and reinserted: insert a new one",
     ErrorCode.INTERVAL_LOCKOUT: "too soon after the last session",
     ErrorCode.SESSION_CAP: "the session time limit was reached",
-    ErrorCode.CARTRIDGE_INVALID: "the cartridge could not be read or is not genuine",
+    ErrorCode.CARTRIDGE_INVALID: "the cartridge could not be read",
+    ErrorCode.CARTRIDGE_UNAUTHENTIC: "the cartridge failed its authenticity check (a copy or a "
+    "rewritten chip): insert a genuine new one",
+    ErrorCode.CARTRIDGE_UNDATED: "the cartridge has no manufacture date: insert a new one",
     ErrorCode.FAULT_STALL: "fault: the motor stalled",
     ErrorCode.FAULT_OVERCURRENT: "fault: motor overcurrent",
     ErrorCode.FAULT_OVERTEMP: "fault: the pen is too hot; let it cool down",

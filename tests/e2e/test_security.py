@@ -118,18 +118,19 @@ async def _log(pen: Pen, kind: int) -> list[Any]:
     return [x for x in synced.records if x.kind == kind]
 
 
-#: What a request could change inside the pen: state, permit, settings, flash, link.
+#: What a request could change inside the pen: state, permit, settings, flash, link
+#: (in small probes: each is compiled on the pen's own, fragmented heap).
 _SNAPSHOT = (
     "(app.pen.state, app.pen.fault, "
-    "sorted(app.pen.permit.items()) if app.pen.permit else None, "
-    "app.pen.session_open, app.pen.depth.setting_um, app.pen.motor.level, app.pen.key(), "
-    "__import__('json').dumps(app.store.c), app.store.last_seq(), app.handler.hello, "
-    "app.ble.link_up)"
+    "sorted(app.pen.permit.items()) if app.pen.permit else None)",
+    "(app.pen.session_open, app.pen.depth.setting_um, app.pen.motor.level, app.pen.key())",
+    "__import__('json').dumps(app.store.c)",
+    "(app.store.last_seq(), app.handler.hello, app.ble.link_up)",
 )
 
 
 async def _snapshot(r: TwinRig) -> dict[str, Any]:
-    return {"pen": await probe(r.twin, _SNAPSHOT), "boots": r.twin.boots,
+    return {"pen": [await probe(r.twin, part) for part in _SNAPSHOT], "boots": r.twin.boots,
             "errors": list(r.twin.errors)}
 
 

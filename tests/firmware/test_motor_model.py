@@ -13,17 +13,20 @@ class In:
         self.hall_count = 0
         self.motor_ma = 0
         self.temp_c10 = 300
+        self.battery_mv = 3900
 
 
 @pytest.mark.parametrize("level", [0, 1, 2, 3])
 @pytest.mark.parametrize("contact", [False, True])
-def test_levels_settle_in_window_on_the_motor_model(level, contact):
+@pytest.mark.parametrize("vbat", [4.15, 3.9, 3.62])  # a full cell to the 20 % reserve, loaded
+def test_levels_settle_in_window_on_the_motor_model(level, contact, vbat):
     b = make_board()
     m = MotorModel(board_doc()["motor"])
     m.contact = contact
     ctl = MotorCtl(b)
     assert ctl.set_level(level) == 0
     inp = In()
+    inp.battery_mv = int(vbat * 1000)
     ctl.start(0, 0)
     peak = 0
     rates = []
@@ -31,7 +34,7 @@ def test_levels_settle_in_window_on_the_motor_model(level, contact):
         duty, code = ctl.update(k * 10, inp)
         assert code == 0, (k, code)
         m.duty = duty / 1023
-        inp.hall_count += m.step(0.01, 3.9)
+        inp.hall_count += m.step(0.01, vbat)
         inp.motor_ma = int(m.current * 1000)
         peak = max(peak, inp.motor_ma)
         if k > 200:

@@ -401,6 +401,10 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
 
     def _arm(self, p, expect):
         gate = GATES.get(self.pen.state)
+        held = self.pen.permit
+        if (self.pen.state == wire.S_PAUSED and held is not None and not held["standalone"]
+                and held["link"] != self.inp.link_epoch):
+            gate = None  # a paused session whose link is gone: the key holder arms it again
         unset = not self.pen.clock()
         code = self._req(wire.T_ARM, p)
         if code is None:
@@ -414,7 +418,14 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
         if code == 0:
             assert p["nonce"] not in self.spent, "rule 20: a used permit was armed again"
             self.spent.add(p["nonce"])
-            self.armed = p
+            if self.sess is not None:  # armed again on a new link: both permits bind
+                self.sess["permit"] = dict(self.sess["permit"], max_depth_um=min(
+                    p["max_depth_um"], self.sess["permit"]["max_depth_um"]),
+                    max_duration_s=min(p["max_duration_s"],
+                                       self.sess["permit"]["max_duration_s"]))
+                self.issued[self.sess["permit"]["nonce"]] = self.sess["permit"]
+            else:
+                self.armed = p
         return code
 
     @act(depth=depths, duration=durations, expires_in=st.sampled_from([30, 3600]))

@@ -95,7 +95,8 @@ WRITE_POINTS = {
     ("core.Pen._watch_link", "append", "log*.bin"): "DISARMED record: the arming link changed",
     ("core.Pen._flush_refusals", "append", "log*.bin"):
         "REFUSALS_REPEATED records: the counts of repeated refusals, and of records that found no room",
-    ("store.Store.append", "remove", "log*.bin"): "log rotation: drops the oldest segment",
+    ("store.Store.append", "remove", "log*.bin"):
+        "log rotation: drops the oldest segment, only once the host acknowledged all of it",
     ("store.Store._recover", "remove", "seg.tmp"): "boot: a stale truncation temp file",
     ("store.Store._recover", "remove", "log*.bin"): "boot: a segment an interrupted rotation left",
     ("store.Store._recover", "write", "seg.tmp"): "boot: the log segment without its torn tail",

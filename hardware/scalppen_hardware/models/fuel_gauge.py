@@ -8,6 +8,11 @@ signed), ``0x1A STATUS`` (high byte: RI 0x01, VH 0x02, VL 0x04, ...).
 The gauge is powered by the cell itself, so it keeps its VL alert across an MCU
 brown-out: the firmware reads it after a reboot to learn the cause. Write 0 to a
 STATUS flag to clear it.
+
+Failure modes: ``off_bus`` (a cracked joint, a gauge that hangs): it answers no
+address phase, so every transfer is NACKed (the bus sees no device at its
+address); ``stuck_high`` (SDA held high by a failing pull-down): every read
+returns 0xFF bytes (VCELL reads 5.12 V, SOC 255 %).
 """
 
 from __future__ import annotations
@@ -32,6 +37,13 @@ class FuelGauge:
         self.battery = battery
         self.ptr = 0
         self.regs = {MODE: 0, VERSION: 0x0012, CONFIG: 0x971C, VALRT: 0x00FF, STATUS: ST_RI << 8}
+        self.off_bus = False
+        self.stuck_high = False
+
+    @property
+    def present(self) -> bool:
+        """Whether the gauge acknowledges its address on the bus."""
+        return not self.off_bus
 
     def check_alerts(self) -> None:
         """Latch the voltage alerts (the hardware calls this as the cell changes)."""
@@ -78,6 +90,8 @@ class FuelGauge:
             self.ptr = ptr
 
     def i2c_read(self, n: int) -> bytes:
+        if self.stuck_high:
+            return b"\xff" * n
         out = bytearray()
         addr = self.ptr & 0xFE
         while len(out) < n:

@@ -12,6 +12,11 @@ speed decays with ``tau``, and the supply shunt sees no current.
 
 A stall (a jam of the cam) locks the rotor: speed 0 at once, no hall pulses, and
 the locked-rotor current ``v_applied / r`` (clipped) flows.
+
+A hall sensor that misses pulses (a magnet that has moved off the sensor, a
+weak pull-up): ``hall_miss_every = n`` loses every n-th pulse (4: one in four).
+The cam still makes the stroke; :meth:`hall_pulses` says how many of the new
+strokes the sensor shows, and the hall output stays low through a lost one.
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ class MotorModel:
         self.current = 0.0  # A through the shunt
         self.phase = 0.0  # fraction of the current stroke, 0..1
         self.strokes = 0  # strokes since the model was built
+        self.hall_miss_every = 0  # 0: every pulse seen; n: every n-th pulse lost
+        self.hall_missed = 0  # pulses lost so far
+        self._since_miss = 0
+        self._lost = False  # the stroke under way is one the sensor misses
         self._alpha_dt = -1.0
         self._alpha = 0.0
 
@@ -50,8 +59,25 @@ class MotorModel:
         return max(0.0, self.kv * (self.duty * v_batt - load * self.r))
 
     def hall_level(self) -> int:
-        """Hall output: high during the first half of each stroke."""
-        return 1 if self.phase < 0.5 else 0
+        """Hall output: high during the first half of each stroke (low through a lost one)."""
+        return 1 if self.phase < 0.5 and not self._lost else 0
+
+    def hall_pulses(self, strokes: int) -> int:
+        """Of ``strokes`` new strokes, how many the hall sensor shows."""
+        every = self.hall_miss_every
+        if every <= 0:
+            self._lost = False
+            return strokes
+        seen = 0
+        for _ in range(strokes):
+            self._since_miss += 1
+            self._lost = self._since_miss >= every
+            if self._lost:
+                self._since_miss = 0
+                self.hall_missed += 1
+            else:
+                seen += 1
+        return seen
 
     @property
     def active(self) -> bool:
