@@ -190,7 +190,7 @@ async def _still_answers(r: TwinRig, pen: Pen, before: dict[str, Any]) -> None:
     """The pen is up, its reassembler idle, its state as before, and it answers."""
     assert await probe(r.twin, "app.reasm.busy()") is False
     status = await within(pen.status())
-    assert status.state == before["pen"][0]
+    assert status.state == before["pen"][0][0]
     assert await _snapshot(r) == before
 
 

@@ -70,9 +70,10 @@ SERIAL_ERRORS = frozenset({wire.E_BAD_COBS, wire.E_TRUNCATED, wire.E_BAD_CRC, wi
 SMALL_FRAME = 100
 TEMPLATES = ("idle", "armed", "running", "unkeyed")
 F_AUTH, F_BENCH, F_RESIGN, F_SEQUENCE = 4, 8, 16, 32
-# Requests whose refusal the core logs (one K_PERMIT_REFUSED / K_START_REFUSED record).
+# Requests whose refusal the core logs (one K_PERMIT_REFUSED / K_START_REFUSED record,
+# or, for a repeat within the minute, one more in the pen's count of repeats).
 LOGGED_REFUSALS = frozenset({wire.T_ARM, wire.T_SET_DEPTH, wire.T_SET_SPEED, wire.T_START,
-                             wire.T_SET_KEY})
+                             wire.T_SET_KEY, wire.T_SET_TIME, wire.T_LOG_ACK})
 REFUSAL_KINDS = frozenset({wire.K_PERMIT_REFUSED, wire.K_START_REFUSED})
 SERVED = frozenset({wire.T_HELLO, wire.T_GET_STATUS, wire.T_SET_TIME, wire.T_LOG_READ,
                     wire.T_GET_WEAR, wire.T_STOP}) | LOGGED_REFUSALS
@@ -346,7 +347,7 @@ def _request_frames() -> list[bytes]:
     reqs: list[tuple[int, dict[str, Any]]] = [
         (wire.T_HELLO, {"proto_version": 1, "caps": 0x3F}), (wire.T_GET_STATUS, {}),
         (wire.T_GET_WEAR, {}), (wire.T_START, {}), (wire.T_STOP, {}),
-        (wire.T_SET_TIME, {"unix": t0 + 60}), (wire.T_SET_TIME, {"unix": 0}),
+        (wire.T_SET_TIME, rig.signed_time(t0 + 60)), (wire.T_SET_TIME, rig.signed_time(0)),
         (wire.T_LOG_READ, {"from_seq": 0, "max_records": 160}),
         (wire.T_LOG_READ, {"from_seq": 3, "max_records": 255}),
         (wire.T_SET_KEY, {"key": bytes(range(40, 72))}), (wire.T_SET_KEY, {"key": bytes(32)}),
@@ -360,6 +361,8 @@ def _request_frames() -> list[bytes]:
     for i, (depth, dur, issued, expires) in enumerate(permits):
         reqs.append((wire.T_ARM, _permit(depth, dur, issued, expires, b"fz" + bytes((i,)) * 6)))
     reqs.append((wire.T_ARM, _permit(1000, 600, t0 - 10, t0 + 3600, b"N\x01" + bytes(6))))
+    # after the ones _SESSION names: LOG_ACK (mutations make the bad tags)
+    reqs += [(wire.T_LOG_ACK, rig.signed_ack(3)), (wire.T_LOG_ACK, rig.signed_ack(1 << 20))]
     return [wire.encode(t, i + 1, f) for i, (t, f) in enumerate(reqs)]
 
 
@@ -444,9 +447,13 @@ def pen_state(h: Any) -> dict[str, Any]:
     store's counters (key, nonce list, nonce floor, ...), its log position, and the
     bytes of every file of the fs."""
     store = h.pen.store
+    pen = _plain(h.pen)
+    reps = pen.pop("_reps")  # refusals counted this minute: compared as a sum
+    pen.pop("_rep_t0")
     return {
         "handler": {"hello": h.hello, "ev_seq": h._ev_seq, "bench": h.bench, "caps": h.caps},
-        "pen": _plain(h.pen),
+        "pen": pen,
+        "counted": sum(reps.values()),
         "counters": _plain(store.c),
         "log": {"segs": list(store.segs), "cur_count": store.cur_count,
                 "next_seq": store.next_seq},
@@ -496,7 +503,8 @@ def assert_rejected_unchanged(before: dict[str, Any], after: dict[str, Any], ref
     for part in ("handler", "pen", "counters"):
         assert before[part] == after[part], part
     records = new_log_records(before, after)
-    assert len(records) == refusals, records
+    counted = after["counted"] - before["counted"]
+    assert counted in (0, 1) and len(records) + counted == refusals, (records, counted)
     seq = before["log"]["next_seq"]
     for rec in records:
         assert rec["kind"] in REFUSAL_KINDS and rec["code"] == code, rec

@@ -29,7 +29,9 @@ def test_rotation_keeps_seq():
     d = _dir()
     st = Store(Fs(d), seg_records=4, max_segments=3)
     for i in range(30):
+        st.acknowledge(st.last_seq())  # the host synced as it went
         st.append(wire.K_BOOT, i)
+    st.commit()
     first, last, recs = st.read(0, 100)
     assert last == 30 and first > 1
     assert [unpack_record(r)["seq"] for r in recs] == list(range(first, 31))
