@@ -361,7 +361,7 @@ class Pen:
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_ARM, wire.E_STORAGE_FULL)
         depth = p["max_depth_um"]
         secs = p["max_duration_s"]
-        if rebind:  # the session goes on within both permits
+        if rebind and old is not None:  # the session goes on within both permits
             depth = depth if depth < old["depth"] else old["depth"]
             secs = secs if secs < old["s"] else old["s"]
         self.permit = {"depth": depth, "s": secs, "expires": p["expires_at"],
@@ -715,7 +715,8 @@ class Pen:
         if not inp.contact:
             self._pause(wire.N_PAUSED_NO_CONTACT)  # rule 10: only a new START resumes
             return
-        if self.link_session and (not inp.link_up or self.permit["link"] != inp.link_epoch):
+        p = self.permit
+        if self.link_session and (not inp.link_up or p is None or p["link"] != inp.link_epoch):
             # rule 21: a lost link pauses (motor off, retract); only a new START resumes
             self._log(wire.K_LINK_LOST, wire.E_FAULT_LINK_LOST, self.depth.target_um, self.elapsed_ms)
             self._halt()

@@ -48,7 +48,14 @@ from scalppen.transports.bumble_bleak import open_central
 from scalppen.workflows.session import SessionPlan, decide
 from scalppen_protocol import gatt
 from scalppen_protocol.codec import Frame, decode_frame, encode_frame
-from scalppen_protocol.codes import MAX_FRAME, PROTOCOL_VERSION, ErrorCode, MsgType, PenState, RecordKind
+from scalppen_protocol.codes import (
+    MAX_FRAME,
+    PROTOCOL_VERSION,
+    ErrorCode,
+    MsgType,
+    PenState,
+    RecordKind,
+)
 from tests.e2e.vpen_fixtures import radio_silence, refusal_codes, run, wait_until, within
 from tests.twin.twin_rig import TwinRig
 from tests.twin.twin_watch import (

@@ -14,8 +14,8 @@ import pytest
 from scalppen.policy.permits import sign_permit
 from scalppen_hardware import ble_radio
 from scalppen_hardware.virtual_pen import VirtualPen
-from scalppen_protocol.messages import LogRecord
 from scalppen_protocol.auth import set_time_fields
+from scalppen_protocol.messages import LogRecord
 
 pytestmark = pytest.mark.timeout(120)
 

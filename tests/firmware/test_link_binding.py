@@ -8,8 +8,8 @@ paused session goes on only after the key holder arms it again on the new link,
 within both permits.
 """
 
-from rig import Rig
 from pen import wire
+from rig import Rig
 
 
 def armed(r, depth=500, duration=600):
@@ -111,8 +111,8 @@ def test_a_forged_permit_cannot_take_a_paused_session_over():
 
 
 def test_standalone_sessions_do_not_depend_on_a_link():
-    from rig import make_board
     from memfs import MemFs
+    from rig import make_board
 
     board = make_board(standalone={"enabled": True, "depth_um": 500, "duration_s": 600})
     r = Rig(MemFs(), board=board)

@@ -17,14 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.host.test_policy_rules import NOW, ready
+from tests.host.test_store_logsync import rec
 
 from scalppen import store as S
 from scalppen.policy import SessionRequest, evaluate
 from scalppen.policy.clock import CLOCK_JUMP_S, clock_findings
 from scalppen.results import LogRecord
 from scalppen_protocol.codes import RecordKind
-from tests.host.test_policy_rules import NOW, ready
-from tests.host.test_store_logsync import rec
 
 PEN = "SP-CLOCK"
 T = int(NOW.timestamp()) - 3600

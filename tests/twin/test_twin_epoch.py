@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 from scalppen_protocol.auth import set_time_fields
-
 from tests.e2e.vpen_fixtures import run
 from tests.twin.twin_rig import EPOCH, twin_rig
 

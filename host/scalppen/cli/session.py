@@ -157,6 +157,8 @@ def start_cmd(
             f"session ended ({outcome.ended_by}): {outcome.elapsed_s / 60:.1f} min, "
             f"{outcome.strokes:,} strokes at {depth_um / 1000:.2f} mm"
         )
+        for finding in outcome.sync.clock_findings if outcome.sync else ():
+            console.print(f"[yellow]clock:[/] {finding.text}")
         _ask_tolerance(ctx, target.serial)
         if outcome.decision.topical_hold_until:
             hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
