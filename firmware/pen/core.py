@@ -716,7 +716,9 @@ class Pen:
             self._pause(wire.N_PAUSED_NO_CONTACT)  # rule 10: only a new START resumes
             return
         p = self.permit
-        if self.link_session and (not inp.link_up or p is None or p["link"] != inp.link_epoch):
+        if p is None:  # an inconsistent state: the fail-safe takes over (rule 21)
+            raise RuntimeError("interlock: a session running without its permit")
+        if self.link_session and (not inp.link_up or p["link"] != inp.link_epoch):
             # rule 21: a lost link pauses (motor off, retract); only a new START resumes
             self._log(wire.K_LINK_LOST, wire.E_FAULT_LINK_LOST, self.depth.target_um, self.elapsed_ms)
             self._halt()

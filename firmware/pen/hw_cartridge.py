@@ -1,88 +1,53 @@
-# Needle cartridge: presence and its usage record in a DS2431-like 1-Wire EEPROM.
-#
-# Record (32 bytes at EEPROM address 0, little-endian; the same layout as
-# hardware/scalppen_hardware/models/cartridge.py):
-#   0 magic b"SP" | 2 version 1 | 3 needles u8 | 4 rated u32 | 8 expiry u32 |
-#   12 made u32 | 16 first_use u32 | 20 used u32 | 24 flags u8 (bit0 finished) |
-#   25 reserved x5 | 30 CRC-16/CCITT-FALSE of bytes 0..29, u16
+# Needle cartridge: presence, and its record in the cartridge's SHA-256 secure
+# authenticator on 1-Wire (page layouts and checks in pen/cartauth.py).
 #
 # Presence is polled with a 1-Wire reset every few ticks; two missed presence
-# pulses in a row mean the cartridge is out. Writes are programmed one 8-byte row
-# per tick (write scratchpad, read it back, copy; the next tick reads the row back
-# from memory to verify it), so no tick blocks for the EEPROM's 10 ms programming.
+# pulses in a row mean the cartridge is out. A cartridge that answers is read
+# once, at insertion: READ STATUS (its pages must be locked as the factory locks
+# them), then each page with Compute and Read Page Authentication to a fresh
+# random challenge; the record reaches the core only when all of it has been
+# checked (Inputs.cartridge["auth"]). A command is sent on one tick and its result
+# read on a later one, after the chip's command time, so no tick waits for the
+# chip's SHA engine or EEPROM. Writes go the only ways the chip allows: the usage
+# page (first use, finished) clears bits, the counter (strokes left) counts down.
+import binascii
+import os
 import struct
 
 import onewire
 from machine import Pin
 from micropython import const
 
-from pen.crc import crc8, crc16
+from pen import cartauth
+from pen.crc import crc8
 
-_FMT = "<2sBBIIIIIB5sH"
-_SIZE = const(32)
-_VERSION = const(1)
-_FLAG_FINISHED = const(1)
 _READ_ROM = const(0x33)
-_READ_MEM = const(0xF0)
-_WRITE_SP = const(0x0F)
-_READ_SP = const(0xAA)
-_COPY_SP = const(0x55)
+_START = const(0x66)
+_RELEASE = const(0xAA)
+_OK = const(0xAA)
+_CMD_STATUS = const(0xAA)
+_CMD_AUTH = const(0xA5)
+_CMD_WRITE = const(0x96)
+_CMD_DECREMENT = const(0xC9)
+_CRC_RESIDUE = const(0xB001)  # 1-Wire CRC-16 of a frame followed by its inverted CRC
+_PROT_WP = const(0x02)
+_PROT_EM = const(0x04)
 _RETRIES = const(3)
 _MISSES_OUT = const(2)
-
-FIELDS = ("needles", "rated", "expiry", "made", "first_use", "used", "finished")
-
-
-def encode(rec):
-    body = struct.pack(
-        _FMT,
-        b"SP",
-        _VERSION,
-        rec["needles"],
-        rec["rated"],
-        rec["expiry"],
-        rec.get("made", 0),
-        rec.get("first_use", 0),
-        rec.get("used", 0),
-        _FLAG_FINISHED if rec.get("finished") else 0,
-        b"\x00\x00\x00\x00\x00",
-        0,
-    )
-    return body[:30] + struct.pack("<H", crc16(body[:30]))
-
-
-def decode(data):
-    # The record dict, or None if the EEPROM holds no valid record.
-    if len(data) < _SIZE:
-        return None
-    data = bytes(data[:_SIZE])
-    f = struct.unpack(_FMT, data)
-    if f[0] != b"SP" or f[1] != _VERSION or crc16(data[:30]) != f[10]:
-        return None
-    return {
-        "needles": f[2],
-        "rated": f[3],
-        "expiry": f[4],
-        "made": f[5],
-        "first_use": f[6],
-        "used": f[7],
-        "finished": bool(f[8] & _FLAG_FINISHED),
-    }
+_MAX_DECREMENT = const(0xFFFFFF)  # the command's amount is 24 bits
 
 
 def invalid_record(rom):
-    # What the core sees for a cartridge whose record is blank or corrupt.
-    return {
-        "id": bytes(rom),
-        "valid": False,
-        "needles": 0,
-        "rated": 0,
-        "expiry": 0,
-        "made": 0,
-        "first_use": 0,
-        "used": 0,
-        "finished": False,
-    }
+    # What the core sees for a cartridge that cannot be read.
+    return cartauth.record(rom, cartauth.INVALID, None)
+
+
+def _key(c):
+    try:
+        k = binascii.unhexlify(c.get("auth_key", ""))
+    except (ValueError, TypeError):
+        return None
+    return k if len(k) >= 16 else None  # no key: every cartridge fails its check
 
 
 class Cartridge:
@@ -90,26 +55,37 @@ class Cartridge:
         c = board["cartridge"]
         self._ow = onewire.OneWire(Pin(board["pins"]["onewire"]))
         self._family = c["family"]
-        self._base = c["record_addr"]
+        self._master = _key(c)
         tick = board["limits"]["tick_ms"]
         self._poll = c["poll_ms"] // tick if c["poll_ms"] >= tick else 1
+        # the chip's command times (its datasheet), in ticks to wait for a result
+        self._t_compute = (c.get("compute_ms", 10) + tick - 1) // tick
+        self._t_write = (c.get("write_ms", 100) + tick - 1) // tick
         self._n = 0
         self._misses = 0
         self.rom = None
         self.record = None  # dict for Inputs.cartridge, or None
         self.changed = False  # presence or record changed on the last poll
         self.errors = 0
-        self._image = b""  # bytes the EEPROM should hold (b"" = nothing to write)
-        self._stored = None  # type: bytes | None  # bytes the EEPROM is known to hold
-        self._rows = []  # row offsets still to program
-        self._verify = -1  # row copied last tick, to read back
+        self._forget()
+
+    def _forget(self):
+        self._pages = [None, None, None]  # page data as read (and as written since)
+        self._macs = [None, None, None]
+        self._chal = [None, None, None]
+        self._locked = False
+        self._step = 0  # 0 status, 1..3 pages, 4 checked
+        self._sent = None  # the command in flight
+        self._wait = 0  # ticks until its result may be read
         self._tries = 0
+        self._want_usage = None  # usage page to write, or None
+        self._want_used = 0  # strokes the counter should show as used
 
     @property
     def busy(self):
-        return bool(self._rows) or self._verify >= 0
+        return self._sent is not None or self._pending() is not None
 
-    # --- low level -------------------------------------------------------------
+    # --- commands ----------------------------------------------------------------
     def _read_rom(self):
         ow = self._ow
         if not ow.reset():
@@ -121,61 +97,49 @@ class Cartridge:
             return None
         return bytes(rom)
 
-    def _read_mem(self, addr, n):
+    def _send(self, cmd, wait):
         ow = self._ow
         ow.select_rom(self.rom)
-        ow.write(bytes((_READ_MEM, addr & 0xFF, addr >> 8)))
-        buf = bytearray(n)
-        ow.readinto(buf)
-        return bytes(buf)
-
-    def _program_row(self, off):
-        ow = self._ow
-        ta = self._base + off
-        data = self._image[off : off + 8]
-        ow.select_rom(self.rom)
-        ow.write(bytes((_WRITE_SP, ta & 0xFF, ta >> 8)) + data)
-        ow.select_rom(self.rom)
-        ow.writebyte(_READ_SP)
-        sp = bytearray(11)
-        ow.readinto(sp)
-        if sp[0] != ta & 0xFF or sp[1] != ta >> 8 or sp[2] != 7 or bytes(sp[3:11]) != data:
+        frame = bytes((_START, len(cmd))) + cmd
+        ow.write(frame)
+        crc = bytearray(2)
+        ow.readinto(crc)
+        if cartauth.crc16_ow(frame + crc) != _CRC_RESIDUE:
             return False
-        ow.select_rom(self.rom)
-        ow.write(bytes((_COPY_SP, sp[0], sp[1], sp[2])))
+        ow.writebyte(_RELEASE)
+        self._sent = cmd
+        self._wait = wait
         return True
 
-    def _load(self, rom):
-        self.rom = rom
-        self._rows = []
-        self._verify = -1
-        for _ in range(_RETRIES):
-            raw = self._read_mem(self._base, _SIZE)
-            rec = decode(raw)
-            if rec is not None:
-                rec["id"] = rom
-                rec["valid"] = True
-                self._stored = raw
-                self.record = rec
-                return
-        self._stored = None
-        self.record = invalid_record(rom)
+    def _result(self, n):
+        # (result byte, data) of the command in flight, or None if it did not come
+        # through (no answer, bad length or CRC).
+        buf = bytearray(n + 5)  # dummy, length, result, n data, CRC-16
+        self._ow.readinto(buf)
+        ln = buf[1]
+        if ln < 1 or ln > n + 1 or cartauth.crc16_ow(buf[1 : ln + 4]) != _CRC_RESIDUE:
+            return None
+        return buf[2], bytes(buf[3 : ln + 2])
 
     # --- per tick ----------------------------------------------------------------
     def poll(self):
-        # Presence (every few ticks) and one step of any pending write.
+        # Presence (every few ticks), or one step of reading or writing the chip.
         self.changed = False
+        if self._sent is not None:
+            if self._wait > 1:
+                self._wait -= 1
+                return
+            self._finish()
+            return
         self._n += 1
-        if self._n < self._poll and not self._rows and self._verify < 0:
-            return  # nothing to do this tick
         if self._n >= self._poll:
             self._n = 0
             if self.rom is None:
                 rom = self._read_rom()
                 if rom is not None:
                     self._misses = 0
-                    self._load(rom)
-                    self.changed = True
+                    self._forget()
+                    self.rom = rom
             elif self._ow.reset():
                 self._misses = 0
             else:
@@ -184,67 +148,139 @@ class Cartridge:
                     if self.busy:
                         self.errors += 1
                     self.rom = None
-                    self.record = None
-                    self._stored = None
-                    self._rows = []
-                    self._verify = -1
-                    self.changed = True
-                    return
-        if self.rom is not None and self.busy:
-            self._write_step()
-
-    def write(self, fields):
-        # Merge fields into the record and queue the rows that change.
-        if self.record is None or not self.record.get("valid") or self._stored is None:
-            self.errors += 1
-            return False
-        rec = {}
-        for k in FIELDS:
-            rec[k] = fields[k] if k in fields else self.record[k]
-        image = encode(rec)
-        if image == self._image and self.busy:
-            return True  # already being programmed
-        self._image = image
-        rows = []
-        for off in range(0, _SIZE, 8):
-            if self._image[off : off + 8] != self._stored[off : off + 8]:
-                rows.append(off)
-        self._rows = rows
-        self._tries = 0
-        return True
-
-    def _write_step(self):
-        if self._verify >= 0:
-            off = self._verify
-            self._verify = -1
-            got = self._read_mem(self._base + off, 8)
-            want = self._image[off : off + 8]
-            if got == want:
-                self._stored = self._stored[:off] + want + self._stored[off + 8 :]  # type: ignore[index]
-                self._tries = 0
-                if not self._rows:
-                    rec = decode(self._stored)
-                    if rec is not None:
-                        rec["id"] = self.rom
-                        rec["valid"] = True
-                        self.record = rec
+                    self._forget()
+                    if self.record is not None:
+                        self.record = None
                         self.changed = True
-                return
-            self._retry(off)
-            return
-        if not self._rows:
-            return
-        off = self._rows.pop(0)
-        if self._program_row(off):
-            self._verify = off
-        else:
-            self._retry(off)
+                    return
+        if self.rom is not None and self._misses == 0:
+            self._next()
 
-    def _retry(self, off):
+    def _next(self):
+        # Send the next command the cartridge needs, if any.
+        step = self._step
+        if step == 0:
+            self._send(bytes((_CMD_STATUS,)), 1)
+        elif step <= cartauth.PAGES:
+            chal = os.urandom(32)
+            self._chal[step - 1] = chal
+            self._send(bytes((_CMD_AUTH, step - 1)) + chal, self._t_compute)
+        else:
+            w = self._pending()
+            if w is not None:
+                self._send(w, self._t_write)
+
+    def _pending(self):
+        # The write command the record still needs, or None.
+        if self._step <= cartauth.PAGES or self.record is None or not self.record["auth"]:
+            return None
+        if self._want_usage is not None and self._want_usage != self._pages[cartauth.P_USAGE]:
+            return bytes((_CMD_WRITE, cartauth.P_USAGE)) + self._want_usage
+        d = self._want_used - self.record["used"]
+        counter = self._counter()
+        if d > counter:
+            d = counter  # the counter stops at 0: worn out
+        if d > 0:
+            if d > _MAX_DECREMENT:
+                d = _MAX_DECREMENT
+            return bytes((_CMD_DECREMENT, d & 0xFF, (d >> 8) & 0xFF, d >> 16))
+        return None
+
+    def _counter(self):
+        return struct.unpack("<I", self._pages[cartauth.P_COUNTER][:4])[0]
+
+    def _finish(self):
+        cmd = self._sent
+        op = cmd[0]
+        n = 6 if op == _CMD_STATUS else (64 if op == _CMD_AUTH else 0)
+        got = self._result(n)
+        self._sent = None
+        if got is None or (op != _CMD_WRITE and op != _CMD_DECREMENT and got[0] != _OK):
+            self._retry()
+            return
+        self._tries = 0
+        res, data = got
+        if op == _CMD_STATUS:
+            if len(data) < 3:
+                self._retry()
+                return
+            self._locked = bool(data[0] & _PROT_WP and data[1] & _PROT_EM and data[2] & _PROT_WP)
+            self._step = 1
+        elif op == _CMD_AUTH:
+            if len(data) < 64:
+                self._retry()
+                return
+            p = cmd[1]
+            self._pages[p] = data[:32]
+            self._macs[p] = data[32:64]
+            self._step = p + 2
+            if self._step > cartauth.PAGES:
+                self._checked()
+        elif res != _OK:
+            self.errors += 1  # the chip refused the write: the record stays as it is
+            self._want_usage = None
+            self._want_used = 0
+        else:
+            if op == _CMD_WRITE:
+                old = self._pages[cartauth.P_USAGE]
+                new = cmd[2:]
+                self._pages[cartauth.P_USAGE] = bytes(old[i] & new[i] for i in range(cartauth.PAGE))
+                self._want_usage = None  # one write: a page that still differs is left as it is
+            else:
+                d = cmd[1] | cmd[2] << 8 | cmd[3] << 16
+                c = self._counter()
+                self._pages[cartauth.P_COUNTER] = cartauth.encode_counter(c - d if d < c else 0)
+            self._update()
+
+    def _checked(self):
+        if self._master is None:
+            verdict = cartauth.UNAUTHENTIC
+        else:
+            verdict = cartauth.check(self._master, self.rom, self._pages, self._macs, self._chal)
+            if verdict == cartauth.OK and not self._locked:
+                verdict = cartauth.UNAUTHENTIC  # pages the factory did not lock can be rewritten
+        self.record = cartauth.record(self.rom, verdict, self._pages)
+        self.changed = True
+
+    def _update(self):
+        # The record after a confirmed write (it was authenticated as read; the
+        # chip applied the write the one way it allows).
+        rec = cartauth.decode(self._pages)
+        if rec is not None:
+            rec["id"] = self.rom
+            rec["valid"] = True
+            rec["auth"] = self.record["auth"]
+            self.record = rec
+            self.changed = True
+
+    def _retry(self):
         self._tries += 1
         if self._tries >= _RETRIES:
-            self.errors += 1
-            self._rows = []
             self._tries = 0
-        else:
-            self._rows.insert(0, off)
+            self.errors += 1
+            if self._step <= cartauth.PAGES:
+                # it answers but cannot be read: shown as an invalid cartridge
+                self._step = cartauth.PAGES + 1
+                self.record = invalid_record(self.rom)
+                self.changed = True
+            else:
+                self._want_usage = None
+                self._want_used = 0
+
+    def write(self, fields):
+        # Ask for fields on the chip; programmed over the next ticks. Only what the
+        # chip allows: first_use once, finished once, strokes used only upwards.
+        rec = self.record
+        checked = self._step > cartauth.PAGES
+        if rec is None or not rec.get("valid") or not rec.get("auth") or not checked:
+            self.errors += 1
+            return False
+        first = fields.get("first_use") or rec["first_use"]
+        fin = bool(fields.get("finished")) or rec["finished"]
+        usage = cartauth.encode_usage(rec["first_use"] or first, fin)
+        if usage != self._pages[cartauth.P_USAGE]:
+            self._want_usage = usage
+        used = fields.get("used", 0)
+        if used > self._want_used:
+            self._want_used = used
+        return True

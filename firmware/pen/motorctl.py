@@ -46,6 +46,11 @@ SLEW_X10_PER_MS = const(1)
 # Full duty is a loop without authority: the rate loop may sit at the rail this
 # long (the stall budget, board stall_ms, is the same question for the hall).
 SAT_TICKS = const(3)
+# Whatever the hall says, the duty never goes above what the motor's physics gives
+# for the top of the window plus MISMATCH_PCT at the cell's voltage (_ceiling): a
+# hall that loses pulses from the first stroke cannot drive the cam far out of the
+# window during the ramp and settling, before the cross-check is enforced; a loop
+# held at that ceiling is a loop without authority (SAT_TICKS).
 
 
 class MotorCtl:
@@ -151,6 +156,17 @@ class MotorCtl:
         emf_mv = self._ref_x10 * 1000 // b.motor_kv_x10 + b.motor_load_ma * b.motor_r_mohm // 1000
         return emf_mv * DUTY_MAX // mv
 
+    def _ceiling(self, mv):
+        # The most duty the loop may put out (see SAT_TICKS above); full duty while
+        # the cell voltage is unknown (the gauge check stops the session then).
+        b = self.board
+        if mv <= 0:
+            return DUTY_MAX
+        rate_x10 = b.rate_max_sps * (100 + MISMATCH_PCT) // 10
+        emf_mv = rate_x10 * 1000 // b.motor_kv_x10 + b.motor_load_ma * b.motor_r_mohm // 1000
+        d = emf_mv * DUTY_MAX // mv
+        return d if d < DUTY_MAX else DUTY_MAX
+
     def _slew(self, gap):
         # -> True while the reference is still moving to the level's rate.
         want = self.target_sps * 10
@@ -238,15 +254,16 @@ class MotorCtl:
                         return self._fault(now_ms, hall, wire.E_FAULT_RATE_DRIFT)
                 else:
                     self._out_since = -1
+        cap = self._ceiling(inp.battery_mv)
         if duty < 0:
             duty = 0
-        elif duty >= DUTY_MAX:
-            duty = DUTY_MAX
+        elif duty >= cap:
+            duty = cap
             if run_ms >= RAMP_MS:
                 self._sat += 1
                 if self._sat >= SAT_TICKS:
                     return self._fault(now_ms, hall, wire.E_FAULT_DUTY_SATURATED)
-        if duty < DUTY_MAX:
+        if duty < cap:
             self._sat = 0
         self.duty = duty
         return duty, 0

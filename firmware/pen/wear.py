@@ -1,7 +1,9 @@
 # Cartridge and handpiece usage (rules 13-15): strokes x needles, single use,
 # reinsertion, wear budget, expiry; handpiece lifetime counters. The records live
 # in the store's counters (store.c), so they survive a reboot; the cartridge's own
-# EEPROM record is updated through Outputs.cartridge_write.
+# record (authenticated by its chip, pen/cartauth.py) is updated through
+# Outputs.cartridge_write. The pen remembers MAX_CARTS cartridges; one it forgot
+# is still refused by the chip's one-way first-use and finished marks.
 import binascii
 
 from pen import wire
@@ -76,10 +78,15 @@ class Wear:
             expiry = cart["expiry"]
         except (KeyError, TypeError, ValueError):
             return wire.E_CARTRIDGE_INVALID
-        if not expiry:
+        if not expiry or not cart.get("valid"):
             return wire.E_CARTRIDGE_INVALID
+        if cart.get("auth") is not True:
+            # its chip failed the challenge (pen/cartauth.py): a copy or a rewrite
+            return wire.E_CARTRIDGE_UNAUTHENTIC
         made = cart.get("made", 0)
-        if now and (expiry <= now or (made and made + self.board.cartridge_shelf_life_s <= now)):
+        if not made:
+            return wire.E_CARTRIDGE_UNDATED  # the shelf life cannot be checked
+        if now and (expiry <= now or made + self.board.cartridge_shelf_life_s <= now):
             return wire.E_CARTRIDGE_EXPIRED
         rec = self._rec(h)
         flags = rec[1] if rec else 0

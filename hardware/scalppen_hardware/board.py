@@ -52,7 +52,10 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "fuel_gauge": str, "fuel_gauge_addr": int, "poll_ms": int,
     },
     "display": {"controller": str, "addr": int, "cols": int, "rows": int, "row_addr": list},
-    "cartridge": {"bus": str, "eeprom": str, "family": int, "record_addr": int, "poll_ms": int},
+    "cartridge": {
+        "bus": str, "chip": str, "family": int, "poll_ms": int, "compute_ms": int,
+        "write_ms": int, "auth_key": str,
+    },
     "limits": {
         "abs_depth_um": int, "ceiling_um": int, "grid_um": int, "min_depth_um": int,
         "depth_tol_um": int, "depth_settle_ms": int, "rate_min_sps": int, "rate_max_sps": int,

@@ -49,6 +49,11 @@ FAULTS = (
     "power_loss",
     "missed_steps",
     "depth_jam",
+    "hall_pulse_loss",
+    "gauge_off_bus",
+    "gauge_stuck_high",
+    "depth_sensor_stuck",
+    "depth_sensor_glitch",
 )
 
 _IN, _PULL_UP = 1, 2
@@ -124,7 +129,10 @@ class OneWireBus:
         self.resets = 0
 
     def _cart(self) -> VirtualCartridge | None:
-        return self._hw.body.cartridge if self._hw.running else None
+        cart = self._hw.body.cartridge if self._hw.running else None
+        if cart is not None:
+            cart.now_us = self._hw.clock.uptime_us  # the chip's command times: the pen's clock
+        return cart
 
     def present(self) -> bool:
         """Whether a reset now would see a presence pulse (no side effects)."""
@@ -159,7 +167,9 @@ class PenBody:
         self.thermal = ThermalModel(board["thermal"])
         self.ntc = NtcModel(board["ntc"])
         self.stepper = StepperModel(board["stepper"], start_um=depth_um)
-        self.depth_sensor = DepthSensorModel(board["depth_sensor"])
+        self.depth_sensor = DepthSensorModel(
+            board["depth_sensor"], rail_mv=float(board.get("adc", {}).get("full_scale_mv", 3100))
+        )
         self.battery = BatteryModel(board["battery"], soc_pct)
         self.gauge = FuelGauge(self.battery)
         self.oled = CharOled(board["display"])
@@ -269,7 +279,7 @@ class VirtualPenHardware:
         k, off = self._isense_k, self._isense_off
         self._adc: dict[int, Callable[[], float]] = {
             pins["motor_isense"]: lambda: motor.current * k + off,
-            pins["depth_sense"]: lambda: ds.mv(stepper.actual_um),
+            pins["depth_sense"]: lambda: ds.read_mv(stepper.actual_um, self.clock.world_us / 1000),
             pins["ntc"]: lambda: ntc.mv(thermal.temp_c),
         }
         disp = self.board["display"]
@@ -433,9 +443,10 @@ class VirtualPenHardware:
                     cart.strokes += n
                 net = self._hall_net
                 h = net.handler
+                seen = m.hall_pulses(n)  # the strokes the hall sensor shows
                 if h is not None and net.trigger & _RISING and self._run:
                     pin = net.pin
-                    for _ in range(n):
+                    for _ in range(seen):
                         h(pin)
             p = m.current * m.duty * dt
             self._acc_mas += p * 1000.0
@@ -560,7 +571,9 @@ class VirtualPenHardware:
 
     def make_cartridge(self, kind: str = "new", **kw: Any) -> VirtualCartridge:
         """A cartridge dated by the world's calendar (not the pen's RTC, which a power
-        cut resets), with the board's default rating."""
+        cut resets), with the board's default rating, keyed by the factory with the
+        master key the board's pens check against."""
+        kw.setdefault("master", bytes.fromhex(str(self.board["cartridge"].get("auth_key", ""))))
         kw.setdefault("rated", int(self._lim["cartridge_rated_strokes"]))
         kw.setdefault("shelf_life_s", int(self._lim["cartridge_shelf_life_s"]))
         return VirtualCartridge.make(kind, now=self.clock.calendar(), **kw)
@@ -592,6 +605,12 @@ class VirtualPenHardware:
         level (default by ``sag_mv``): the MCU resets. ``power_loss``: power is cut
         until the next :meth:`reboot`. ``missed_steps``: the stepper loses every
         ``every``-th step (default 2). ``depth_jam``: the lead screw is jammed.
+        ``hall_pulse_loss``: the hall sensor misses every ``every``-th pulse (default
+        4), the cam strokes all the same. ``gauge_off_bus``: the fuel gauge NACKs
+        every transfer. ``gauge_stuck_high``: every gauge read returns 0xFF bytes.
+        ``depth_sensor_stuck``: the depth sensor's output freezes at ``mv`` (default:
+        what it reads now). ``depth_sensor_glitch``: for 10 ms of every ``every_ms``
+        (default 50) the depth sensor's output is at the ADC's rail.
         """
         b = self.body
         if name not in FAULTS:
@@ -624,6 +643,17 @@ class VirtualPenHardware:
             b.stepper.miss_every = int(params.get("every", 2))
         elif name == "depth_jam":
             b.stepper.jammed = True
+        elif name == "hall_pulse_loss":
+            b.motor.hall_miss_every = int(params.get("every", 4))
+        elif name == "gauge_off_bus":
+            b.gauge.off_bus = True
+        elif name == "gauge_stuck_high":
+            b.gauge.stuck_high = True
+        elif name == "depth_sensor_stuck":
+            ds = b.depth_sensor
+            ds.stuck_mv = float(params.get("mv", ds.mv(b.stepper.actual_um)))
+        elif name == "depth_sensor_glitch":
+            b.depth_sensor.glitch_every_ms = int(params.get("every_ms", 50))
 
     def clear(self, name: str) -> None:
         b = self.body
@@ -645,11 +675,22 @@ class VirtualPenHardware:
             b.stepper.miss_every = 0
         elif name == "depth_jam":
             b.stepper.jammed = False
+        elif name == "hall_pulse_loss":
+            b.motor.hall_miss_every = 0
+        elif name == "gauge_off_bus":
+            b.gauge.off_bus = False
+        elif name == "gauge_stuck_high":
+            b.gauge.stuck_high = False
+        elif name == "depth_sensor_stuck":
+            b.depth_sensor.stuck_mv = None
+        elif name == "depth_sensor_glitch":
+            b.depth_sensor.glitch_every_ms = 0
         # power_loss ends with reboot()
 
 
 class _PoweredBus(dict[int, Any]):
-    """The I2C bus: devices answer only while the MCU runs."""
+    """The I2C bus: devices answer only while the MCU runs, and only those present
+    (a device off the bus NACKs its address)."""
 
     def __init__(self, hw: VirtualPenHardware, devices: dict[int, Any]) -> None:
         super().__init__(devices)
@@ -658,4 +699,7 @@ class _PoweredBus(dict[int, Any]):
     def get(self, addr: int, default: Any = None) -> Any:
         if not self._hw.running:
             return default
-        return super().get(addr, default)
+        dev = super().get(addr, default)
+        if dev is not None and not getattr(dev, "present", True):
+            return default
+        return dev

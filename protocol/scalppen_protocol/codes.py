@@ -113,6 +113,8 @@ class ErrorCode(IntEnum):
     SESSION_CAP = 0x59
     CARTRIDGE_INVALID = 0x5A
     BATTERY_UNKNOWN = 0x5B  # the fuel gauge cannot be read: the charge is unknown (rule 12)
+    CARTRIDGE_UNAUTHENTIC = 0x5C  # its authenticator failed the challenge: a copy or a rewrite (rules 13, 15)
+    CARTRIDGE_UNDATED = 0x5D  # no manufacture date: the shelf life cannot be checked (rule 15)
     # faults (rules 3, 8, 9, 21)
     FAULT_STALL = 0x60
     FAULT_OVERCURRENT = 0x61
@@ -154,6 +156,8 @@ class RecordKind(IntEnum):
     LOG_RECOVERED = 14
     REFUSALS_REPEATED = 15  # the same refusal again and again: counted (a = count)
     DISARMED = 16  # the link that armed the permit changed: the permit is dropped
+    PAIRED = 17  # a host bonded (a, b = its address; code = bonds kept)
+    BONDS_REVOKED = 18  # a new permit key: this host's bond was forgotten (code = how many)
 
 
 class PenState(IntEnum):

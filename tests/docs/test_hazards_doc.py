@@ -21,7 +21,8 @@ FAULTS = ["stall", "charger", "contact lost", "cartridge pulled", "power loss",
           "link lost", "clock jump", "malformed frame", "oversized frame",
           "request flood", "unpaired central", "wrong passkey", "replayed permit",
           "forged HMAC", "expired permit", "permit above the hard limits",
-          "write point", "message boundary", "bonded central", "refusal flood"]
+          "write point", "message boundary", "bonded central", "refusal flood",
+          "rewritten", "cloned", "undated"]
 
 
 @cache
