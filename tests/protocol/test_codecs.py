@@ -121,17 +121,17 @@ def _status_frame() -> bytes:
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (b"\x01\x82", ErrorCode.TRUNCATED),
+        (b"\x02\x82", ErrorCode.TRUNCATED),
         (_status_frame()[:-1], ErrorCode.TRUNCATED),
         (_status_frame() + b"\x00", ErrorCode.MALFORMED),
-        (b"\x02" + _status_frame()[1:], ErrorCode.BAD_VERSION),
-        (b"\x01\x55\x01\x00\x00\x00", ErrorCode.NOT_SUPPORTED),
-        (b"\x01\x01\x01\x00" + (MAX_FRAME).to_bytes(2, "little") + bytes(MAX_FRAME),
+        (b"\x09" + _status_frame()[1:], ErrorCode.BAD_VERSION),
+        (b"\x02\x55\x01\x00\x00\x00", ErrorCode.NOT_SUPPORTED),
+        (b"\x02\x01\x01\x00" + (MAX_FRAME).to_bytes(2, "little") + bytes(MAX_FRAME),
          ErrorCode.OVERSIZE),
-        (b"\x01\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
-        (b"\x01\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
-        (b"\x01\x0b\x1d\x5e\x01\x00\x90", ErrorCode.TRUNCATED),  # SET_KEY, 1 of 32 key bytes
-        (b"\x01\x0b\x1d\x5e\x21\x00" + bytes(33), ErrorCode.MALFORMED),  # SET_KEY + 1 byte
+        (b"\x02\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
+        (b"\x02\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
+        (b"\x02\x0b\x1d\x5e\x01\x00\x90", ErrorCode.TRUNCATED),  # SET_KEY, 1 of 32 key bytes
+        (b"\x02\x0b\x1d\x5e\x21\x00" + bytes(33), ErrorCode.MALFORMED),  # SET_KEY + 1 byte
     ],
     ids=["short-header", "truncated", "trailing", "version", "unknown-type", "oversize",
          "short-payload", "long-payload", "short-fixed-bytes", "long-fixed-bytes"],
@@ -146,7 +146,7 @@ def test_defined_errors_on_both_sides(data: bytes, code: ErrorCode) -> None:
 
 
 def test_unknown_type_keeps_seq_for_the_nack() -> None:
-    data = b"\x01\x55\x34\x12\x00\x00"
+    data = b"\x02\x55\x34\x12\x00\x00"
     with pytest.raises(wire.WireError) as fw:
         wire.decode(data)
     assert (fw.value.msg_type, fw.value.seq) == (0x55, 0x1234)
