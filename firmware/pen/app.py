@@ -47,6 +47,17 @@ _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
 _MAINTENANCE_WDT_MS = const(600000)  # the watchdog under the REPL after Ctrl-C: 10 min
+# The bench UART, metered like the radio (the same requests per tick) and never
+# blocking a tick: machine.UART.write waits until its bytes fit in the driver's TX
+# ring buffer (ports/esp32/machine_uart.c, uart_write_bytes), so the app keeps its
+# own outgoing buffer and writes only when the driver has sent everything
+# (txdone()), at most half the ring buffer (the IDF's ring buffer keeps item
+# headers in it). At 115200 baud a 10 ms tick sends 115 bytes.
+_BENCH_TXBUF = const(512)  # the driver's TX ring buffer asked for (bytes)
+_BENCH_TX_CHUNK = const(256)  # written at most per tick, and only when txdone()
+_BENCH_OUT_MAX = const(4096)  # outgoing bytes held; requests wait beyond half of it
+_BENCH_QUEUE = const(16)  # received requests held; more wait in the UART
+_BENCH_READ = const(256)  # bytes read from the UART per tick
 
 
 def _join(root, name):
@@ -101,20 +112,34 @@ class App:
                 "model": self.board.model, "serial": self.serial, "firmware": VERSION,
                 "hardware": self.board.hw_rev, "battery": 100}
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
-                          self._on_passkey, self._on_link)
+                          self._on_passkey, self._on_link,
+                          window_open=self.pen.pairing_open, clock=self._uptime)
         # The bench UART (a test fixture's cable): the same frames, COBS + CRC-16,
         # read-only plus STOP (see handler.BENCH_TYPES).
+        # Off unless the board enables it (absent, or "enabled": false: a production
+        # build has no bench port).
         self.bench = None
+        self.bench_out = bytearray()  # encoded packets the UART has yet to take
+        self.bench_q = []  # frames received, waiting for their share of a tick
+        self.bench_dropped = 0  # events not sent on the bench for want of room
         cfg = doc.get("bench_uart")
-        if cfg:
+        if cfg and cfg.get("enabled", True):
             self.bench = machine.UART(cfg["id"], baudrate=cfg["baud"], tx=cfg["tx"],
-                                      rx=cfg["rx"])
+                                      rx=cfg["rx"], txbuf=_BENCH_TXBUF)
             self.bench_rx = link.Deframer()
             self.bench_handler = Handler(self.pen, bench=True)
         self._battery = -1
 
+    def _uptime(self):
+        return self.pen.now_ms
+
     # ---- radio callbacks (IRQ context: only record) -----------------------------
     def _on_rx(self, conn, data):
+        if not self.ble.authenticated:
+            # The stack let it through (MITM), but the link is below the pen's
+            # floor (short key, no bond) and is being dropped.
+            self.dropped += 1
+            return
         data = bytes(data)
         if link.whole_type(data) == wire.T_STOP:
             # STOP is always safe: it goes to the head of the queue, so a flood of
@@ -166,12 +191,14 @@ class App:
                 self._send(frame)
             if self.bench is not None:
                 for frame in self.bench_handler.event_frames(out.events):
-                    self.bench.write(link.encode_packet(frame))
+                    self._bench_put(frame, True)
+                self._bench_flush()
         except MemoryError:
             # No heap for a notification this tick: the event is lost to the link
             # (what matters is in the log, which the host syncs), not the session.
             gc.collect()
             self.events_dropped += 1
+        self._log_bonds()
         self.ticks += 1
         if self.ticks % 100 == 0:
             self._slow()
@@ -200,21 +227,67 @@ class App:
             if frame is None:
                 continue
             for resp in self.handler.handle(frame, self.ble.authenticated):
+                if frame[1] == wire.T_SET_KEY and resp[1] == wire.T_ACK:
+                    # a new permit key: the hosts bonded before lose their bonds
+                    self.ble.revoke_others()
                 self._send(resp)
 
     def _serve_bench(self):
+        # As _serve: a bounded share of the tick (LOG_READ pages are short while
+        # running: handler). Input is read only while there is room to hold it and
+        # to answer; the rest waits in the UART (its driver drops what overflows).
         uart = self.bench
         if uart is None:
             return
-        data = uart.read()
-        if not data:
+        if len(self.bench_q) < _BENCH_QUEUE:
+            data = uart.read(_BENCH_READ)
+            if data:
+                for item in self.bench_rx.feed(data):
+                    if isinstance(item, wire.WireError):
+                        self.link_errors += 1  # a damaged packet: dropped, the stream goes on
+                    else:
+                        self.bench_q.append(item)
+        limit = _RX_PER_TICK
+        if self.pen.state == wire.S_RUNNING:
+            limit = _RX_PER_TICK_RUNNING
+        n = 0
+        while self.bench_q and n < limit and len(self.bench_out) < _BENCH_OUT_MAX // 2:
+            n += 1
+            for resp in self.bench_handler.handle(self.bench_q.pop(0), False):
+                self._bench_put(resp, False)
+
+    def _bench_put(self, frame, event):
+        packet = link.encode_packet(frame)
+        if event and len(self.bench_out) + len(packet) > _BENCH_OUT_MAX:
+            self.bench_dropped += 1  # the log keeps what matters
             return
-        for item in self.bench_rx.feed(data):
-            if isinstance(item, wire.WireError):
-                self.link_errors += 1  # a damaged packet: dropped, the stream goes on
-                continue
-            for resp in self.bench_handler.handle(item, False):
-                uart.write(link.encode_packet(resp))
+        self.bench_out.extend(packet)
+
+    def _bench_flush(self):
+        # Never blocks: the driver has sent all it had, and this fits its buffer.
+        out = self.bench_out
+        uart = self.bench
+        if uart is not None and out and uart.txdone():
+            n = len(out) if len(out) < _BENCH_TX_CHUNK else _BENCH_TX_CHUNK
+            uart.write(out[:n])
+            self.bench_out = out[n:]
+
+    def _log_bonds(self):
+        # What the radio did to the bonds (noted in its IRQs), into the log.
+        # PAIRED / BONDS_REVOKED: a, b = the host's address (b: its top two bytes
+        # and, from bit 16, the address type); code = bonds left / hosts revoked.
+        notes = self.ble.notes
+        while notes:
+            what, arg = notes.pop(0)
+            if what == "paired":
+                self._log_peer(wire.K_PAIRED, arg, self.ble.bonds.count())
+            else:
+                for key in arg:
+                    self._log_peer(wire.K_BONDS_REVOKED, key, len(arg))
+
+    def _log_peer(self, kind, key, code):
+        a = key[1] | key[2] << 8 | key[3] << 16 | key[4] << 24
+        self.pen._log(kind, code, 0, a, key[5] | key[6] << 8 | key[0] << 16)
 
     def _send(self, frame):
         for frag in link.fragment(frame, self.ble.mtu, self.counter):

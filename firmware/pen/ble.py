@@ -10,6 +10,20 @@
 # Security: LE Secure Connections with MITM; the pen is display-only, so the
 # central types the 6-digit passkey the pen shows (on_passkey). Bonds are kept in
 # a JSON file of hex strings (secrets_path), so they survive a reboot.
+# What the pen itself holds to (pen/pairing.py has who may pair and when):
+# - a link counts as authenticated only when the stack reports it encrypted,
+#   authenticated (MITM), bonded and with a 16-byte key (_IRQ_ENCRYPTION_UPDATE);
+#   an authenticated link below that is dropped (NimBLE would let its writes
+#   through: MicroPython registers every attribute with min_key_size 0);
+# - a secret is stored only for a pairing in which the pen showed a passkey it was
+#   allowed to show: Just Works (no passkey) and refused pairings store nothing;
+# - a passkey is shown only to a pen without a bond or inside the pairing window,
+#   and not while failed passkeys back off; otherwise the link is dropped;
+# - NimBLE's own deletions (a repeated pairing) are honoured only while pairing is
+#   open; revoke_others() forgets every host but the link's, and the table never
+#   evicts the permit key's host.
+# Whether Secure Connections (not legacy pairing) was used is not in MicroPython's
+# IRQs: that is NimBLE's build option BLE_SM_SC_ONLY (docs/fidelity.md).
 #
 # Subscriptions: MicroPython's NimBLE binding never reports a CCCD write (no
 # _IRQ_GATTS_WRITE for it: extmod/nimble/modbluetooth_nimble.c, "This is event is
@@ -24,6 +38,8 @@ import bluetooth
 import json
 import os
 from binascii import hexlify, unhexlify
+
+from pen.pairing import PairingGate
 
 try:
     from micropython import const
@@ -66,6 +82,14 @@ _ADV_INTERVAL_US = const(100000)
 
 _RX_BUFFER = const(512)  # largest ATT attribute value
 _MAX_BONDS = const(8)  # hosts; NimBLE keeps two secrets per bond (ours, the peer's)
+_SEC_OUR = const(1)  # BLE_STORE_OBJ_TYPE_OUR_SEC
+_SEC_PEER = const(2)  # BLE_STORE_OBJ_TYPE_PEER_SEC
+BOND_TYPES = (_SEC_OUR, _SEC_PEER)
+_KEY_SIZE = const(16)  # bytes: the only encryption key size the pen accepts
+# NimBLE's struct ble_store_value_sec (host/ble_store.h), the value of a bond
+# secret, starts with the peer's ble_addr_t (7 bytes), then key_size (uint8): the
+# only fields the pen reads from it (the rest is laid out by the C compiler).
+_VALUE_KEY_SIZE = const(7)
 _DEFAULT_MTU = const(23)
 _ATT_HEADER = const(3)
 
@@ -114,24 +138,45 @@ def scan_response_payload(name):
     return _adv_field(_ADV_TYPE_NAME, name.encode()[:29])
 
 
+def _uptime_ms():
+    # Used only when no clock is given (the app gives the pen's own time).
+    import time
+    try:
+        return time.ticks_ms()  # type: ignore[attr-defined]  # MicroPython
+    except AttributeError:
+        return int(time.monotonic() * 1000)
+
+
+def address_key(addr_type, addr):
+    # The key NimBLE stores a bond under (ble_addr_t: type, then the address LSB
+    # first) for an address as the IRQs give it (most significant byte first).
+    return bytes((addr_type,)) + bytes(reversed(bytes(addr)))
+
+
 def random_passkey():
     return int.from_bytes(os.urandom(4), "big") % 1000000
 
 
 class BondStore:
-    # Secrets of the BLE stack (_IRQ_GET_SECRET / _IRQ_SET_SECRET), kept in a
-    # JSON file: a list of [sec_type, key hex, value hex], oldest first.
+    # Secrets of the BLE stack (_IRQ_GET_SECRET / _IRQ_SET_SECRET), kept in a JSON
+    # file: {"host": key hex or null, "bonds": [[sec_type, key hex, value hex], ...]}
+    # oldest first (a plain list, the older format, still loads). A bond is the
+    # two secrets NimBLE keeps under the peer's address (SEC_OUR, SEC_PEER); the
+    # stack's other secrets (its own IRK) are kept too but are no bond. "host" is
+    # the bond of the host that set the permit key: never evicted.
 
     def __init__(self, path, max_bonds=_MAX_BONDS):
         self.path = path
         self.max_bonds = max_bonds
         self.entries = []
+        self.host = None
         self.load()
 
     def load(self):
         # The file, or the temporary file a save left when power went between its
         # remove and rename (where rename cannot replace): bonds survive either way.
         self.entries = []
+        self.host = None
         raw = None
         for path in (self.path, self.path + ".tmp"):
             try:
@@ -140,6 +185,12 @@ class BondStore:
                 break
             except (OSError, ValueError):
                 pass
+        if isinstance(raw, dict):
+            try:
+                self.host = unhexlify(raw["host"]) if raw.get("host") else None
+            except (ValueError, TypeError):
+                self.host = None
+            raw = raw.get("bonds")
         if not isinstance(raw, list):
             return
         for item in raw:
@@ -149,7 +200,9 @@ class BondStore:
                 pass
 
     def save(self):
-        raw = [[e[0], hexlify(e[1]).decode(), hexlify(e[2]).decode()] for e in self.entries]
+        raw = {"host": hexlify(self.host).decode() if self.host else None,
+               "bonds": [[e[0], hexlify(e[1]).decode(), hexlify(e[2]).decode()]
+                         for e in self.entries]}
         tmp = self.path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(raw, f)
@@ -163,6 +216,9 @@ class BondStore:
             os.rename(tmp, self.path)
 
     def get(self, sec_type, index, key):
+        # key None: the index-th secret of that type (NimBLE iterating its bonds).
+        # A key is matched exactly: MicroPython's binding passes BLE_ADDR_ANY (seven
+        # zero bytes) when NimBLE iterates SEC_OUR, which matches no bond.
         if key is None:
             i = 0
             for e in self.entries:
@@ -178,30 +234,53 @@ class BondStore:
         return None
 
     def set(self, sec_type, key, value):
+        # value None deletes, and answers True only when something was deleted:
+        # NimBLE deletes again and again until told there is nothing left
+        # (ble_store_util_delete_all), so an unconditional True would never end.
+        # A new host in a full table takes the place of the oldest host that is
+        # not the permit key's; when there is none, False (nothing stored).
         key = bytes(key)
+        found = -1
         for i in range(len(self.entries)):
             e = self.entries[i]
             if e[0] == sec_type and e[1] == key:
-                self.entries.pop(i)
+                found = i
                 break
-        if value is not None:
-            self.entries.append([sec_type, key, bytes(value)])
-            # Too many hosts: forget the oldest host's whole bond (every secret kept
-            # under its address), never half of one.
-            while len(self.peers()) > self.max_bonds:
-                oldest = self.entries[0][1]
-                self.entries = [e for e in self.entries if e[1] != oldest]
-        try:
-            self.save()
-        except OSError:
-            return False
-        return True
+        if value is None:
+            if found < 0:
+                return False
+            self.entries.pop(found)
+            return self._saved()
+        if sec_type in BOND_TYPES and key not in self.peers() \
+                and self.count() >= self.max_bonds:
+            victim = None
+            for peer in self.peers():
+                if peer != self.host:
+                    victim = peer
+                    break
+            if victim is None:
+                return False
+            self._drop(victim)
+        if found >= 0:
+            self.entries.pop(found)
+        self.entries.append([sec_type, key, bytes(value)])
+        return self._saved()
+
+    def revoke_except(self, keep):
+        # Forget every host's bond but `keep`'s, which becomes the permit key's
+        # host. -> the keys of the hosts forgotten.
+        gone = [p for p in self.peers() if p != keep]
+        for peer in gone:
+            self._drop(peer)
+        self.host = bytes(keep) if keep is not None else None
+        self._saved()
+        return gone
 
     def peers(self):
         # the hosts with a bond, oldest first
         out = []
         for e in self.entries:
-            if e[1] not in out:
+            if e[0] in BOND_TYPES and e[1] not in out:
                 out.append(e[1])
         return out
 
@@ -210,10 +289,21 @@ class BondStore:
 
     def clear(self):
         self.entries = []
+        self.host = None
+        self._saved()
+
+    def _drop(self, peer):
+        # a host's whole bond (every secret under its address), never half of one
+        self.entries = [e for e in self.entries if e[1] != peer]
+        if peer == self.host:
+            self.host = None
+
+    def _saved(self):
         try:
             self.save()
         except OSError:
-            pass
+            return False
+        return True
 
 
 class PenBle:
@@ -225,15 +315,25 @@ class PenBle:
     # on_link(up): called when a central connects or goes, and when the link's
     #   authentication changes; up is True on an authenticated (encrypted + MITM)
     #   link. Whether the host listens is the app's business (HELLO).
+    # window_open(): True while the pairing window opened on the pen is open.
+    # clock(): milliseconds that never go back (the failed-passkey backoff).
+    # notes: ("paired", key) and ("revoked", [keys]) for the app to log; a key is
+    #   NimBLE's ble_addr_t: the address type, then the address, LSB first.
 
     def __init__(self, ble, info, secrets_path, on_rx, on_passkey=None, on_link=None,
-                 passkey_source=random_passkey):
+                 passkey_source=random_passkey, window_open=None, clock=None):
         self._ble = ble
         self._on_rx = on_rx
         self._on_passkey = on_passkey
         self._on_link = on_link
         self._passkey_source = passkey_source
+        self._window_open = window_open
+        self.gate = PairingGate(clock or _uptime_ms)
         self.bonds = BondStore(secrets_path)
+        self.peer = None  # the linked host's bond key
+        self.notes = []
+        self._pairing = False  # a passkey was shown on this link; no outcome yet
+        self._may_bond = False  # this link's pairing showed an allowed passkey
         self.name = info.get("name") or ADVERTISED_NAME_PREFIX
         self.conn = None
         self.mtu = _DEFAULT_MTU
@@ -306,6 +406,19 @@ class PenBle:
     def forget_bonds(self):
         self.bonds.clear()
 
+    def pairable(self):
+        # A pen without a bond pairs; one with a bond only inside the window.
+        return self.bonds.count() == 0 or bool(self._window_open and self._window_open())
+
+    def revoke_others(self):
+        # The linked host set a new permit key: every other host's bond goes.
+        # -> the keys forgotten.
+        if self.peer is None:
+            return []
+        gone = self.bonds.revoke_except(self.peer)
+        self.notes.append(("revoked", gone))
+        return gone
+
     def shutdown(self):
         self.disconnect()
         self.stop_advertising()
@@ -344,6 +457,9 @@ class PenBle:
                 self._ble.gap_disconnect(conn)
                 return
             self.conn = conn
+            self.peer = address_key(data[1], data[2])
+            self._pairing = False
+            self._may_bond = False
             self.mtu = _DEFAULT_MTU
             self.encrypted = False
             self.authenticated = False
@@ -357,9 +473,14 @@ class PenBle:
             if data[0] != self.conn:
                 return
             self.conn = None
+            self.peer = None
+            self._may_bond = False
             self.mtu = _DEFAULT_MTU
             self.encrypted = False
             self.authenticated = False
+            if self._pairing:
+                self._pairing = False
+                self.gate.failed()  # a passkey shown and the link gone: no success
             if self.passkey is not None:
                 self._show_passkey(data[0], None)
             self._update_link()
@@ -369,22 +490,41 @@ class PenBle:
             if conn == self.conn:
                 self.mtu = mtu
         elif event == _IRQ_ENCRYPTION_UPDATE:
-            conn, encrypted, authenticated, _bonded, _key_size = data
+            conn, encrypted, authenticated, bonded, key_size = data
             if conn != self.conn:
                 return
             was = self.authenticated
+            good = bool(encrypted and authenticated and bonded and key_size == _KEY_SIZE)
+            if self._pairing:
+                # the outcome of the pairing this link's passkey was shown for
+                self._pairing = False
+                if good:
+                    self.gate.succeeded()
+                else:
+                    self.gate.failed()
+                    self._may_bond = False
             self.encrypted = bool(encrypted)
-            self.authenticated = bool(encrypted and authenticated)
+            self.authenticated = good
             if self.passkey is not None:
                 self._show_passkey(conn, None)
+            if authenticated and encrypted and not good:
+                # MITM but a short key or no bond: below the pen's floor.
+                self._ble.gap_disconnect(conn)
             if self.authenticated != was:
                 self._update_link()
         elif event == _IRQ_PASSKEY_ACTION:
             conn, action, _number = data
-            if action == _PASSKEY_ACTION_DISPLAY:
+            if action == _PASSKEY_ACTION_DISPLAY and conn == self.conn \
+                    and self.gate.allows(self.bonds.count() > 0, self.pairable()):
                 passkey = self._passkey_source()
+                self._pairing = True
+                self._may_bond = True
                 self._show_passkey(conn, passkey)
                 self._ble.gap_passkey(conn, action, passkey)
+            elif action == _PASSKEY_ACTION_DISPLAY:
+                # Pairing closed (a bond and no window) or backing off: no passkey;
+                # dropping the link ends the pairing, nothing is stored.
+                self._ble.gap_disconnect(conn)
             else:
                 # Display-only: nothing to type or confirm; refuse.
                 self._ble.gap_passkey(conn, action, 0)
@@ -393,7 +533,27 @@ class PenBle:
             return self.bonds.get(sec_type, index, key)
         elif event == _IRQ_SET_SECRET:
             sec_type, key, value = data
-            return self.bonds.set(sec_type, key, value)
+            return self._set_secret(sec_type, key, value)
         elif event == _IRQ_CONNECTION_UPDATE:
             pass
         return None
+
+    def _set_secret(self, sec_type, key, value):
+        # False stores (or deletes) nothing; NimBLE then ends the pairing without
+        # a bond (ble_store_write: ESTORE_CAP, and its round-robin finds no peer
+        # to evict: BondStore.get).
+        if sec_type not in BOND_TYPES:
+            return self.bonds.set(sec_type, key, value)  # the stack's own IRK
+        if value is None:
+            # NimBLE forgetting a host (a repeated pairing): only while pairing is
+            # open, or a stranger with a host's address would erase its bond.
+            return self.pairable() and self.bonds.set(sec_type, key, value)
+        if not self._may_bond:
+            return False  # no passkey shown for it: Just Works, or not allowed
+        if len(value) <= _VALUE_KEY_SIZE or value[_VALUE_KEY_SIZE] != _KEY_SIZE:
+            return False  # a key shorter than 16 bytes is no bond
+        stored = self.bonds.set(sec_type, key, value)
+        if stored and sec_type == _SEC_PEER:
+            self.peer = bytes(key)  # the identity address the host is bonded under
+            self.notes.append(("paired", self.peer))
+        return stored

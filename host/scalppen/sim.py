@@ -12,6 +12,12 @@ Prints, once ready, one per line::
 
 then ``display: <text>`` on every change of the pen's display (lines of the display
 joined with `` | ``), until interrupted.
+
+The pen's button, from the command lines (one per line) it reads:
+
+    pair     hold the button 3 s: opens the pen's pairing window (a pen that
+             has a bond pairs a new computer only inside it)
+    press    a short press
 """
 
 from __future__ import annotations
@@ -19,10 +25,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 from scalppen.transports.base import ExtraMissing
+
+#: How long ``pair`` holds the button: the pen's PAIR_HOLD_MS (3 s, firmware/pen/core.py)
+#: and a few control ticks more.
+PAIR_HOLD_MS = 3200
+SHORT_PRESS_MS = 100
+
+
+async def hold_button(pen: Any, ms: int) -> None:
+    """Hold the pen's button for ``ms`` of the pen's time, then let go."""
+    pen.hw.set_button(True)
+    try:
+        await pen.run_for(ms)
+    finally:
+        pen.hw.set_button(False)
+
+
+async def _obey(pen: Any, commands: AsyncIterator[str], emit: Callable[[str], None]) -> None:
+    async for line in commands:
+        word = line.strip().lower()
+        if word == "pair":
+            await hold_button(pen, PAIR_HOLD_MS)
+            emit("button: held 3 s (pairing window open)")
+        elif word == "press":
+            await hold_button(pen, SHORT_PRESS_MS)
+            emit("button: pressed")
+        elif word:
+            emit(f"unknown command {word!r} (pair, press)")
 
 
 def display_line(text: str) -> str:
@@ -39,6 +73,8 @@ async def serve(
     contact: bool = True,
     emit: Callable[[str], None] = print,
     ready: asyncio.Event | None = None,
+    open_pairing: bool = False,
+    commands: AsyncIterator[str] | None = None,
 ) -> None:
     """Run the virtual pen until cancelled.
 
@@ -51,6 +87,8 @@ async def serve(
         contact: whether the pen rests on skin (the contact sensor reads contact).
         emit: where the lines go.
         ready: set once the lines above were emitted.
+        open_pairing: hold the button at power-up, opening the pairing window.
+        commands: lines such as ``pair`` (see above), e.g. read from stdin.
     """
     try:
         from scalppen_hardware import ble_radio
@@ -80,8 +118,13 @@ async def serve(
         emit(f"serial: {pty}")
         pen.on_display(on_display)
         on_display(pen.display)
+        if open_pairing:
+            await hold_button(pen, PAIR_HOLD_MS)
+            emit("button: held 3 s (pairing window open)")
         if ready is not None:
             ready.set()
+        if commands is not None:
+            await _obey(pen, commands, emit)
         await asyncio.Event().wait()
     finally:
         with contextlib.suppress(Exception):

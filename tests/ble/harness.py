@@ -43,6 +43,9 @@ class VirtualPen:
         self.passkeys: list[int | None] = []
         self.link_events: list[bool] = []
         self.echo = True
+        #: The pairing window the pen's button opens, and the pen's clock (ms).
+        self.window_open = False
+        self.clock_ms = 0
         self._passkey_shown = asyncio.Event()
         self.ble: Any = None
         self.pen: Any = None
@@ -60,6 +63,8 @@ class VirtualPen:
             on_rx=self._on_rx,
             on_passkey=self._on_passkey,
             on_link=self.link_events.append,
+            window_open=lambda: self.window_open,
+            clock=lambda: self.clock_ms,
         )
 
     async def reboot(self) -> None:

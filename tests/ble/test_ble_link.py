@@ -231,7 +231,7 @@ def test_bond_survives_reconnect_and_pen_reboot(tmp_path: Path) -> None:
         await exchange(b"reconnect")
 
         # The pen reboots: a new stack and BLE instance, the same secrets file.
-        stored = json.loads((tmp_path / "ble_secrets.json").read_text())
+        stored = json.loads((tmp_path / "ble_secrets.json").read_text())["bonds"]
         # one bond, kept as NimBLE keeps it: our secret and the peer's, under one address
         assert sorted(e[0] for e in stored) == [1, 2] and len({e[1] for e in stored}) == 1
         assert all(isinstance(x, str) for e in stored for x in e[1:])

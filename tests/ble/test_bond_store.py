@@ -68,3 +68,64 @@ def test_a_ninth_host_forgets_the_oldest_whole_bond_never_half(tmp_path: Path) -
         addr = bytes((host,)) * 7
         assert again.get(1, 0, addr) == b"our-%d" % host
         assert again.get(2, 0, addr) == b"peer-%d" % host
+
+
+def _bond(bonds: BondStore, host: int) -> bytes:
+    addr = bytes((host,)) * 7
+    assert bonds.set(1, addr, b"our-%d" % host) and bonds.set(2, addr, b"peer-%d" % host)
+    return addr
+
+
+def test_a_full_table_never_evicts_the_permit_keys_host(tmp_path: Path) -> None:
+    # Eight strangers bonding in turn must not push out the host that holds the
+    # permit key (denial of treatment): the oldest other host goes instead.
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    host = _bond(bonds, 0)
+    bonds.revoke_except(host)
+    for stranger in range(1, 17):
+        _bond(bonds, stranger)
+    again = BondStore(str(tmp_path / "bonds.json"))
+    assert again.host == host and host in again.peers() and again.count() == 8
+    assert again.get(2, 0, host) == b"peer-0"
+
+
+def test_a_full_table_of_protected_bonds_refuses_a_new_one(tmp_path: Path) -> None:
+    bonds = BondStore(str(tmp_path / "bonds.json"), max_bonds=1)
+    host = _bond(bonds, 0)
+    bonds.revoke_except(host)
+    assert bonds.set(1, b"\x05" * 7, b"our-5") is False
+    assert bonds.peers() == [host]
+
+
+def test_a_delete_answers_true_only_when_it_deleted_something(tmp_path: Path) -> None:
+    # NimBLE deletes until the store answers False (ble_store_util_delete_all).
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    addr = _bond(bonds, 3)
+    assert bonds.set(1, addr, None) is True
+    assert bonds.set(1, addr, None) is False
+    assert bonds.set(2, addr, None) is True and bonds.count() == 0
+    assert bonds.set(2, addr, None) is False
+
+
+def test_the_stacks_own_irk_is_no_bond(tmp_path: Path) -> None:
+    # MicroPython's binding stores the pen's IRK as secret type 10 under b"irk".
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    assert bonds.set(10, b"irk", bytes(16))
+    assert bonds.count() == 0 and bonds.get(10, 0, b"irk") == bytes(16)
+
+
+def test_seven_zero_bytes_match_no_bond(tmp_path: Path) -> None:
+    # When NimBLE iterates SEC_OUR to find a peer to evict, MicroPython's binding
+    # passes BLE_ADDR_ANY as the key: it must find nothing.
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    _bond(bonds, 4)
+    assert bonds.get(1, 0, bytes(7)) is None
+
+
+def test_revoking_keeps_only_the_new_host(tmp_path: Path) -> None:
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    old = [_bond(bonds, h) for h in (1, 2, 3)]
+    new = _bond(bonds, 4)
+    assert bonds.revoke_except(new) == old
+    again = BondStore(str(tmp_path / "bonds.json"))
+    assert again.peers() == [new] and again.host == new

@@ -22,7 +22,7 @@ FAULTS = ["stall", "charger", "contact lost", "cartridge pulled", "power loss",
           "request flood", "unpaired central", "wrong passkey", "replayed permit",
           "forged HMAC", "expired permit", "permit above the hard limits",
           "write point", "message boundary", "bonded central", "refusal flood",
-          "rewritten", "cloned", "undated"]
+          "rewritten", "cloned", "undated", "Just Works", "bench UART"]
 
 
 @cache

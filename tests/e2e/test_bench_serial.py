@@ -6,7 +6,9 @@ against it."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import select
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -15,11 +17,22 @@ from pathlib import Path
 import pytest
 
 from scalppen.client import Pen, PenRefused
+from scalppen.flash.build import production_board
 from scalppen.transports.serial import SerialTransport
-from scalppen.twin import make_twin
+from scalppen.twin import boards_dir, make_twin
 from scalppen_hardware import ble_radio
 from scalppen_hardware.twin.pen import TwinPen
-from scalppen_protocol.codes import ErrorCode, MsgType
+from scalppen_protocol.codec import decode_frame, encode_frame
+from scalppen_protocol.codes import (
+    MAX_PAGE_RECORDS,
+    RUNNING_PAGE_RECORDS,
+    ErrorCode,
+    MsgType,
+    PenState,
+)
+from scalppen_protocol.serial_framing import decode_packet, encode_packet
+from tests.e2e.vpen_fixtures import run, within
+from tests.twin.twin_rig import twin_rig
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -101,3 +114,79 @@ def test_command_line_over_the_bench_uart(tmp_path: Path) -> None:
     _run(tmp_path, scenario)
 
 
+
+
+def _read_packets(fd: int, want: int, seconds: float) -> list[bytes]:
+    """Packets (COBS, 0-delimited) read from ``fd`` until ``want`` or the time is up."""
+    buf = b""
+    end = time.monotonic() + seconds
+    while buf.count(b"\x00") < want and time.monotonic() < end:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            buf += os.read(fd, 65536)
+    return [p for p in buf.split(b"\x00") if p]
+
+
+def test_a_request_flood_on_the_bench_uart_never_blocks_a_running_tick(tmp_path: Path) -> None:
+    # 60 full-page LOG_READs in one burst while the needles move. Written as they
+    # came, the answers (tens of kB) would block machine.UART.write for seconds
+    # (it waits for room in the driver's TX buffer) and the control loop with it.
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=20.0) as rig:
+            await rig.pair()
+            pen = await rig.pen()
+            try:
+                await rig.start_session(pen)
+                twin = rig.twin
+                port = twin.hw.uart_port(int(twin.board["bench_uart"]["id"])).path
+                fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+                try:
+                    os.write(fd, b"".join(
+                        encode_packet(encode_frame(MsgType.LOG_READ, seq, {
+                            "from_seq": 1, "max_records": MAX_PAGE_RECORDS}))
+                        for seq in range(60)))
+                    reader = asyncio.get_running_loop().run_in_executor(
+                        None, _read_packets, fd, 60, 20.0)
+                    await twin.run_for(100)
+                    # Metered: one request a tick while running, the rest wait.
+                    assert await twin.probe("len(app.bench_q)") > 0
+                    await twin.run_for(8000)
+                    packets = await reader
+                finally:
+                    os.close(fd)
+                assert await twin.probe("len(app.bench.blocked_us)") == 0
+                assert (await within(pen.status())).state == PenState.RUNNING
+                pages = [decode_frame(decode_packet(p)) for p in packets]
+                assert len(pages) == 60 and {f.msg_type for f in pages} == {MsgType.LOG_PAGE}
+                # Short pages while running, as on the radio.
+                assert all(len(f.fields["records"]) <= RUNNING_PAGE_RECORDS for f in pages)
+            finally:
+                await within(pen.close(), 10.0)
+
+    run(scenario(), 150)
+
+
+def test_a_board_without_the_bench_uart_switched_on_has_none(tmp_path: Path) -> None:
+    # A production build ships the board with the bench UART off.
+    revb = json.loads((boards_dir() / "pen-s3-revb.json").read_text())
+    board = tmp_path / "pen-production.json"
+    board.write_text(json.dumps(production_board(revb)))
+
+    async def main() -> None:
+        vpen = make_twin(tmp_path / "flash", ble_radio.new_link(), board=str(board), speed=50,
+                         epoch=time.time())
+        await vpen.start()
+        try:
+            assert await vpen.probe("app.bench") is None
+            port = vpen.hw.uart_port(int(revb["bench_uart"]["id"])).path
+            fd = os.open(port, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+            try:
+                os.write(fd, encode_packet(encode_frame(MsgType.GET_STATUS, 1, {})))
+                await vpen.run_for(500)
+                assert _read_packets(fd, 1, 0.5) == []
+            finally:
+                os.close(fd)
+        finally:
+            await vpen.stop()
+
+    asyncio.run(main())

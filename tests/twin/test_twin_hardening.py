@@ -35,17 +35,19 @@ DAY = 86_400
 
 
 @contextlib.asynccontextmanager
-async def phone(r: TwinRig, tmp: Path) -> AsyncIterator[Pen]:
-    """A second central bonded by passkey: the pen's pairing window is opened on the
-    pen (button held 3.5 s), the passkey read off its display; no permit key."""
+async def phone(r: TwinRig, tmp: Path, *, pair: bool = True) -> AsyncIterator[Pen]:
+    """A second central bonded by passkey, no permit key. ``pair``: bond now, in the
+    pairing window opened on the pen (button held 3.5 s; not while a session is
+    open), the passkey read off its display; else come back on the bond it has."""
     central = await within(open_central(r.twin.link, address=PHONE,
                                         keystore_path=str(tmp / "phone-bonds.json")))
     try:
-        r.twin.hw.set_button(True)
-        await within(r.twin.run_for(3_500))
-        r.twin.hw.set_button(False)
         transport = BleTransport(r.address, backend=central.client_backend)
-        await within(transport.pair(r.passkey), 30.0)
+        if pair:
+            r.twin.hw.set_button(True)
+            await within(r.twin.run_for(3_500))
+            r.twin.hw.set_button(False)
+            await within(transport.pair(r.passkey), 30.0)
         pen = Pen(transport, timeout=10.0)
         await within(pen.__aenter__(), 20.0)  # open the link, say HELLO
         try:
@@ -99,11 +101,14 @@ def test_a_phone_cannot_move_the_clock_around_a_stop(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with twin_rig(tmp_path, speed=None) as r:
             await r.pair()
+            async with phone(r, tmp_path):  # bonded while the window was open
+                pass
+            await until(r.twin, "app.ble.conn is None", 10.0, "the phone to go")
             pen = await r.pen()
             await r.start_session(pen, 500)
             await within(r.twin.run_for(5_000))
             await host_gone(r, pen)  # the session pauses: nobody is watching
-            async with phone(r, tmp_path) as intruder:
+            async with phone(r, tmp_path, pair=False) as intruder:
                 now = int((await within(intruder.status())).clock)
                 back = {"unix": now - 4 * DAY, "nonce": b"phone-01", "tag": bytes(32)}
                 assert await refused(intruder._command(MsgType.SET_TIME, back)) == \

@@ -231,7 +231,9 @@ class Bridge:
                 self.hw.wdt_feed()
             elif code == w.OP_NOTIFY:
                 self._notify(op[1], op[2], op[3])
-            elif code == w.OP_UART or code == w.OP_OW_WRITE:
+            elif code == w.OP_UART:
+                objs[op[1]].deliver(op[2])  # the twin's UART already waited as the ESP32's
+            elif code == w.OP_OW_WRITE:
                 objs[op[1]].write(op[2])
             elif code == w.OP_I2C_WRITE:
                 with contextlib.suppress(OSError):  # the twin saw the ack in the snapshot

@@ -28,7 +28,19 @@ Behaviour kept as on MicroPython/NimBLE:
   authentication" (or "insufficient encryption" when the peer is bonded); with
   an unauthenticated key an ``*_AUTHENTICATED`` one answers "insufficient
   authentication".
-* Bonds are kept by the firmware through ``_IRQ_GET_SECRET`` / ``_IRQ_SET_SECRET``.
+* Bonds are kept by the firmware through ``_IRQ_GET_SECRET`` / ``_IRQ_SET_SECRET``,
+  under NimBLE's key, the peer's ``ble_addr_t`` (type byte, address LSB first),
+  the value beginning as NimBLE's ``ble_store_value_sec`` does (peer address,
+  key size; the rest is the stand-in's own), and only when both sides asked for
+  bonding (the BONDING flag in both pairing commands: ``ble_sm_process_result``
+  persists only then, and reports ``bonded`` from it, whatever the store answered).
+* A store that answers ``False`` (``BLE_HS_ESTORE_CAP``) gets NimBLE's overflow
+  handler that MicroPython installs, ``ble_store_util_status_rr``: it unpairs the
+  oldest bonded peer, found by iterating ``SEC_OUR`` (``ble_store_util_bonded_peers``;
+  MicroPython's binding then passes BLE_ADDR_ANY, seven zero bytes, as the key),
+  drops that peer's link, deletes its secrets and writes again. A delete is
+  repeated until the firmware answers ``False`` (``ble_store_util_delete_all``).
+  Where NimBLE would loop for ever, the stand-in stops and records the error.
 * Advertising stops when a central connects; the firmware advertises again
   after ``_IRQ_CENTRAL_DISCONNECT``.
 
@@ -47,6 +59,7 @@ Differences:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -186,9 +199,7 @@ class _FirmwareKeyStore(KeyStore):
         return await self._ble._aload_keys(name)
 
     async def delete(self, name: str) -> None:
-        self._ble._keys_cache.pop(name, None)
-        for sec_type in BOND_SEC_TYPES:
-            await self._ble._ask(_IRQ_SET_SECRET, (sec_type, name.encode(), None))
+        await self._ble._delete_peer(name)
 
     async def get_all(self) -> list[tuple[str, PairingKeys]]:
         found = []
@@ -199,9 +210,9 @@ class _FirmwareKeyStore(KeyStore):
                 break
             index += 1
             try:
-                record = json.loads(bytes(value))
+                record = _secret_record(value)
                 name = record["peer"]
-                ours = await self._ble._ask(_IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, name.encode()))
+                ours = await self._ble._ask(_IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, _store_key(name)))
                 if ours is None:
                     continue  # half a bond: NimBLE cannot use it
                 found.append((name, PairingKeys.from_dict(record["keys"])))
@@ -247,6 +258,39 @@ def _addr_bytes(address: hci.Address) -> bytes:
     return bytes(reversed(address.address_bytes))
 
 
+def _store_key(name: str) -> bytes:
+    """NimBLE's key for the bond with ``name`` (a bumble address string): the
+    ``ble_addr_t`` the binding passes, id type (0 public, 1 random), address LSB first."""
+    address = hci.Address(name)
+    return bytes((address.address_type & 1,)) + bytes(address.address_bytes)
+
+
+def _secret_value(name: str, keys: PairingKeys, key_size: int) -> bytes:
+    """A bond secret as the firmware sees it: NimBLE's ``ble_store_value_sec`` begins
+    with the peer's ``ble_addr_t`` (7 bytes) and ``key_size`` (1 byte), as here; the
+    rest (LTK, IRK, CSRK, flags) is the stand-in's own JSON, not NimBLE's struct."""
+    record = json.dumps({"peer": name, "keys": keys.to_dict()}, sort_keys=True).encode()
+    return _store_key(name) + bytes((key_size,)) + record
+
+
+def _secret_record(value: Any) -> dict[str, Any]:
+    """The JSON part of a secret (see :func:`_secret_value`); ValueError if damaged."""
+    raw = bytes(value)
+    if len(raw) < 9:
+        raise ValueError("bond record too short")
+    record = json.loads(raw[8:])
+    if not isinstance(record, dict):
+        raise ValueError("not a bond record")
+    record["key_size"] = raw[7]
+    return record
+
+
+#: BLE_ADDR_ANY as MicroPython's binding passes it when NimBLE iterates SEC_OUR.
+_ADDR_ANY_KEY = bytes(7)
+#: Rounds after which the stand-in stops a store loop NimBLE would never leave.
+_STORE_LOOP_LIMIT = 16
+
+
 class BLE:
     """The Bluetooth object (one per boot of the attached virtual pen)."""
 
@@ -290,6 +334,10 @@ class BLE:
         self._keys_cache: dict[str, PairingKeys] = {}
         #: (encrypted, authenticated) last reported to the firmware, by connection.
         self._reported: dict[int, tuple[bool, bool]] = {}
+        #: Encryption key size of each bond, by peer: NimBLE reports the size the
+        #: pairing negotiated (the smaller of both sides' maximum), and for a
+        #: restored bond the size stored with it (ble_store_value_sec.key_size).
+        self._key_sizes: dict[str, int] = {}
 
     # -- lifecycle ----------------------------------------------------------------
 
@@ -828,8 +876,10 @@ class BLE:
 
         def on_pairing(keys: PairingKeys) -> None:
             self._keys_cache[str(conn.peer_address)] = keys
+            session = self._device.smp_manager.sessions.get(handle) if self._device else None
+            self._key_sizes[str(conn.peer_address)] = self._negotiated_key_size(session)
             authenticated = bool(keys.ltk and keys.ltk.authenticated)
-            self._report_security(conn, authenticated, bool(self._cfg["bond"]))
+            self._report_security(conn, authenticated, self._bonding(str(conn.peer_address)))
 
         def on_pairing_failure(reason: int) -> None:
             self._report_security(conn, self._auth.get(handle, False), False)
@@ -860,9 +910,20 @@ class BLE:
                 int(bool(conn.is_encrypted)),
                 int(self._auth[conn.handle]),
                 int(bool(bonded)),
-                conn.encryption_key_size if conn.is_encrypted else 0,
+                self._key_sizes.get(str(conn.peer_address), 16) if conn.is_encrypted else 0,
             ),
         )
+
+    @staticmethod
+    def _negotiated_key_size(session: Any) -> int:
+        # bumble's virtual controller reports no key size (Encryption Change v1);
+        # NimBLE's is the pairing's: min of the two Pairing Request/Response
+        # "Maximum Encryption Key Size" fields (octet 4 of each PDU).
+        preq = getattr(session, "preq", None)
+        pres = getattr(session, "pres", None)
+        if preq and pres and len(preq) > 4 and len(pres) > 4:
+            return min(preq[4], pres[4])
+        return 16
 
     def _pairing_config(self, conn: Connection) -> PairingConfig:
         return PairingConfig(
@@ -886,12 +947,13 @@ class BLE:
         value = self._irq(_IRQ_GET_SECRET, (sec_type, index, key))
         return None if value is None else bytes(value)
 
-    @staticmethod
-    def _parse_keys(name: str, value: Any) -> PairingKeys | None:
+    def _parse_keys(self, name: str, value: Any) -> PairingKeys | None:
         if value is None:
             return None
         try:
-            return PairingKeys.from_dict(json.loads(bytes(value))["keys"])
+            record = _secret_record(value)
+            self._key_sizes[name] = int(record["key_size"])
+            return PairingKeys.from_dict(record["keys"])
         except (ValueError, KeyError, TypeError):
             _log.warning("unreadable bond for %s", name)
             return None
@@ -901,17 +963,17 @@ class BLE:
         last answer it gave (the twin answers only at its next tick)."""
         if self._port is not None:
             return self._keys_cache.get(name)
-        keys = self._parse_keys(name, self._get_secret(SEC_TYPE_PEER, 0, name.encode()))
-        if keys is not None and self._get_secret(SEC_TYPE_OUR, 0, name.encode()) is None:
+        keys = self._parse_keys(name, self._get_secret(SEC_TYPE_PEER, 0, _store_key(name)))
+        if keys is not None and self._get_secret(SEC_TYPE_OUR, 0, _store_key(name)) is None:
             keys = None  # half a bond: NimBLE cannot use it
         self._remember(name, keys)
         return keys
 
     async def _aload_keys(self, name: str) -> PairingKeys | None:
-        value = await self._ask(_IRQ_GET_SECRET, (SEC_TYPE_PEER, 0, name.encode()))
+        value = await self._ask(_IRQ_GET_SECRET, (SEC_TYPE_PEER, 0, _store_key(name)))
         keys = self._parse_keys(name, value)
         if keys is not None and await self._ask(
-                _IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, name.encode())) is None:
+                _IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, _store_key(name))) is None:
             keys = None  # half a bond: NimBLE cannot use it
         self._remember(name, keys)
         return keys
@@ -922,16 +984,72 @@ class BLE:
         else:
             self._keys_cache[name] = keys
 
-    async def _astore_keys(self, name: str, keys: PairingKeys) -> None:
+    def _session(self, name: str) -> Any:
+        device = self._device
+        for session in (device.smp_manager.sessions.values() if device else ()):
+            if str(session.connection.peer_address) == name:
+                return session
+        return None
+
+    def _bonding(self, name: str) -> bool:
+        # Both sides asked for bonding (NimBLE's BLE_SM_PROC_F_BONDING).
         if not self._cfg["bond"]:
+            return False
+        session = self._session(name)
+        return True if session is None else bool(session.bonding)
+
+    async def _astore_keys(self, name: str, keys: PairingKeys) -> None:
+        if not self._bonding(name):
             return
         # The stack knows the keys it just made whatever the store answers (a
         # failed store loses the bond at the next reset, not this link's security).
         self._keys_cache[name] = keys
-        record = json.dumps({"peer": name, "keys": keys.to_dict()}, sort_keys=True).encode()
+        self._key_sizes[name] = self._negotiated_key_size(self._session(name))
+        record = _secret_value(name, keys, self._key_sizes[name])
         stored = True
         for sec_type in BOND_SEC_TYPES:  # NimBLE writes both halves of the bond
-            if not await self._ask(_IRQ_SET_SECRET, (sec_type, name.encode(), record)):
+            if not await self._store_write(sec_type, name, record):
                 stored = False
         if not stored:
             _log.warning("the firmware did not store the bond with %s", name)
+
+    async def _store_write(self, sec_type: int, name: str, record: bytes) -> bool:
+        # ble_store_write: on a refusal (ESTORE_CAP) ble_store_util_status_rr
+        # unpairs the oldest bonded peer and the write is tried again.
+        for _ in range(_STORE_LOOP_LIMIT):
+            if await self._ask(_IRQ_SET_SECRET, (sec_type, _store_key(name), record)):
+                return True
+            oldest = await self._ask(_IRQ_GET_SECRET, (SEC_TYPE_OUR, 0, _ADDR_ANY_KEY))
+            if oldest is None:
+                return False  # no bonded peer to unpair: BLE_HS_ENOENT, no bond
+            try:
+                victim = str(_secret_record(oldest)["peer"])
+            except (ValueError, KeyError, TypeError):
+                return False
+            await self._unpair(victim)
+        self._loop_error("the store refused a bond and kept the peer NimBLE unpaired")
+        return False
+
+    async def _unpair(self, name: str) -> None:
+        # ble_gap_unpair: end that peer's link, then delete its secrets.
+        for conn in list(self._conns.values()):
+            if str(conn.peer_address) == name:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(hci.HCI_REMOTE_USER_TERMINATED_CONNECTION_ERROR)
+        await self._delete_peer(name)
+
+    async def _delete_peer(self, name: str) -> None:
+        # ble_store_util_delete_peer: each type deleted until the store answers False.
+        self._keys_cache.pop(name, None)
+        for sec_type in BOND_SEC_TYPES:
+            for _ in range(_STORE_LOOP_LIMIT):
+                if not await self._ask(_IRQ_SET_SECRET, (sec_type, _store_key(name), None)):
+                    break
+            else:
+                self._loop_error("the store answers True to every delete")
+                return
+
+    def _loop_error(self, what: str) -> None:
+        exc = RuntimeError(f"NimBLE would loop for ever: {what}")
+        _log.error("%s", exc)
+        self._radio.irq_errors.append(exc)

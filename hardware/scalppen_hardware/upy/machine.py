@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from scalppen_hardware.models.uart_port import DEFAULT_TXBUF, UartTx
+
 _hw: Any = None
 
 # reset causes (values of the ESP32 port)
@@ -307,14 +309,23 @@ SoftI2C = I2C
 
 
 class UART:
-    """A UART whose far end is a pseudo-terminal (``hw.uart_port(id).path``)."""
+    """A UART whose far end is a pseudo-terminal (``hw.uart_port(id).path``).
 
-    def __init__(self, id: int, baudrate: int = 115200, **kwargs: Any) -> None:
-        self._port = _get_hw().uart_port(int(id))
+    Writing is as on the ESP32 (:class:`~scalppen_hardware.models.uart_port.UartTx`):
+    a write that does not fit in ``txbuf`` plus the hardware FIFO blocks until the
+    line has sent the excess, and virtual time (the physics) moves on meanwhile.
+    The bytes reach the pty at once."""
+
+    def __init__(self, id: int, baudrate: int = 115200, *, txbuf: int = DEFAULT_TXBUF,
+                 **kwargs: Any) -> None:
+        self._hw = _get_hw()
+        self._port = self._hw.uart_port(int(id))
         self.baudrate = baudrate
+        self.tx = UartTx(baudrate, txbuf)
 
     def init(self, baudrate: int = 115200, **kwargs: Any) -> None:
         self.baudrate = baudrate
+        self.tx = UartTx(baudrate, int(kwargs.get("txbuf", DEFAULT_TXBUF)))
 
     def any(self) -> int:
         return 0  # unknown without reading; read() returns None when nothing waits
@@ -323,7 +334,20 @@ class UART:
         return self._port.read(nbytes)
 
     def write(self, buf: bytes) -> int:
-        return self._port.write(buf)
+        data = bytes(buf)
+        block_us = self.tx.write(len(data), self._hw.clock.world_us)
+        if block_us:
+            self._port.tx_blocks_us.append(block_us)
+            self._hw.clock.sleep_ms(-(-block_us // 1000))  # uart_write_bytes waits
+        return self._port.write(data)
+
+    def txdone(self) -> bool:
+        return self.tx.done(self._hw.clock.world_us)
+
+    def deliver(self, data: bytes) -> int:
+        """Bytes the twin's UART wrote: its MicroPython side models the driver's
+        waiting (twin/mpy/machine.py), so they go to the pty as they are."""
+        return self._port.write(bytes(data))
 
 
 class Timer:

@@ -51,6 +51,8 @@ def build_cmd(
         "--out", help="bundle directory (default: build/firmware)")] = None,
     board: Annotated[str | None, typer.Option(
         "--board", help="board definition name or JSON file")] = None,
+    production: Annotated[bool, typer.Option(
+        "--production", help="a build for patients: the bench UART is switched off")] = False,
 ) -> None:
     """Compile the firmware with mpy-cross into a bundle with a SHA-256 manifest."""
     from scalppen.flash.build import build_bundle, find_board
@@ -60,12 +62,12 @@ def build_cmd(
     out_dir = out or root / DEFAULT_BUNDLE
     board_path = find_board(root / "hardware" / "boards", board) if board is None or not \
         Path(board).is_file() else Path(board)
-    manifest = build_bundle(fw, out_dir, board_path)
+    manifest = build_bundle(fw, out_dir, board_path, production=production)
     total = sum(f.size for f in manifest.files)
     _say(
         f"built firmware {manifest.version} (build {manifest.build_id}) for {manifest.board}: "
         f"{len(manifest.files)} files, {total / 1024:.1f} kB, .mpy v{manifest.mpy_version} "
-        f"-> {out_dir}")
+        f"{'(production: no bench UART) ' if production else ''}-> {out_dir}")
 
 
 @handle_errors

@@ -21,6 +21,7 @@ from scalppen.cli.common import UsageError, console, err_console, handle_errors
 from scalppen.cli.storage import open_db, pen_spec, resolve_pen, resolve_profile
 from scalppen.refusals import describe
 from scalppen.store import DATASETS, FORMATS, StoredLogRecord, export, list_gaps, list_log_records
+from scalppen.workflows.pairing import bond_address
 from scalppen_protocol.codes import ErrorCode, RecordKind
 
 logs_app = typer.Typer(
@@ -46,6 +47,8 @@ KIND_TEXT: Final[dict[RecordKind, str]] = {
     RecordKind.LOG_RECOVERED: "log recovered",
     RecordKind.REFUSALS_REPEATED: "refusals repeated",
     RecordKind.DISARMED: "disarmed",
+    RecordKind.PAIRED: "computer paired",
+    RecordKind.BONDS_REVOKED: "pairing revoked",
 }
 #: SESSION_END flag: the session was closed at boot after a reset.
 FLAG_INTERRUPTED: Final = 1
@@ -132,6 +135,10 @@ def record_text(rec: StoredLogRecord) -> str:
         return f"{rec.a} more times: {why}" if why else f"{rec.a} more refusals"
     if kind == RecordKind.DISARMED:
         return "the link that armed the permit changed: permit dropped"
+    if kind == RecordKind.PAIRED:
+        return f"bonded with {bond_address(rec.a, rec.b)} ({rec.code} computers bonded)"
+    if kind == RecordKind.BONDS_REVOKED:
+        return f"bond with {bond_address(rec.a, rec.b)} dropped for a new permit key"
     return why
 
 

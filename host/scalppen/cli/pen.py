@@ -88,6 +88,12 @@ def pair_cmd(
             f"paired with {info.model} {info.serial} (firmware {info.fw_version}); "
             f"permit key {'set' if paired.new_key else 'kept'}"
         )
+        if paired.revoked:
+            console.print(
+                f"the pen forgot the bonds of {len(paired.revoked)} other computer(s): "
+                + ", ".join(paired.revoked) + " (they must pair again, in the pen's window)")
+        elif paired.new_key:
+            console.print("no other computer was bonded with the pen")
 
     run(go())
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import tempfile
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import typer
@@ -23,8 +26,16 @@ def sim_cmd(
         help="cartridge in the slot at power-up: new, used, expired, worn, none"),
     contact: bool = typer.Option(True, "--contact/--no-contact",
                                  help="the pen rests on skin"),
+    open_pairing: bool = typer.Option(
+        False, "--open-pairing",
+        help="hold the pen's button at power-up: opens its pairing window"),
 ) -> None:
-    """Run a virtual pen: its BLE over an HCI TCP bridge and its USB port on a pty."""
+    """Run a virtual pen: its BLE over an HCI TCP bridge and its USB port on a pty.
+
+    Lines typed on stdin work the pen's button: "pair" holds it 3 s (opens the
+    pairing window a pen with a bond needs to pair a new computer), "press"
+    presses it.
+    """
     from scalppen.cli.common import UsageError
     from scalppen.sim import serve
 
@@ -35,10 +46,26 @@ def sim_cmd(
     def emit(line: str) -> None:
         print(line, flush=True)
 
+    async def stdin_lines() -> AsyncIterator[str]:
+        # A daemon thread reads stdin, so an interrupted sim never waits for a line.
+        loop = asyncio.get_running_loop()
+        lines: asyncio.Queue[str] = asyncio.Queue()
+
+        def read() -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the sim ended
+                for line in sys.stdin:
+                    loop.call_soon_threadsafe(lines.put_nowait, line)
+                loop.call_soon_threadsafe(lines.put_nowait, "")
+
+        threading.Thread(target=read, name="sim-stdin", daemon=True).start()
+        while line := await lines.get():
+            yield line  # end of input: the pen runs on
+
     async def go(directory: Path) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await serve(directory, speed=speed, board=board, emit=emit,
-                        cartridge=None if cartridge == "none" else cartridge, contact=contact)
+                        cartridge=None if cartridge == "none" else cartridge, contact=contact,
+                        open_pairing=open_pairing, commands=stdin_lines())
 
     if flash is not None:
         with contextlib.suppress(KeyboardInterrupt):

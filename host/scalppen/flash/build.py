@@ -140,6 +140,15 @@ def mpy_cross_version() -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+def production_board(board_json: dict[str, Any]) -> dict[str, Any]:
+    """The board definition as a production build ships it: no bench UART (the
+    firmware serves it only when ``bench_uart`` is present and not disabled)."""
+    doc = dict(board_json)
+    if isinstance(doc.get("bench_uart"), dict):
+        doc["bench_uart"] = dict(doc["bench_uart"], enabled=False)
+    return doc
+
+
 def find_board(boards_dir: Path, name: str | None = None) -> Path:
     """The board JSON called ``name`` (with or without ``.json``).
 
@@ -188,6 +197,7 @@ def build_bundle(
     board: Path,
     *,
     jobs: int = 8,
+    production: bool = False,
 ) -> Manifest:
     """Compile ``firmware_dir`` into ``out_dir`` (emptied first) and write ``manifest.json``.
 
@@ -196,6 +206,8 @@ def build_bundle(
         out_dir: the bundle directory to (re)create.
         board: the board definition JSON copied in as ``board.json``.
         jobs: mpy-cross processes run at once.
+        production: a build for patients: the board's bench UART is switched off
+            (``"bench_uart": {..., "enabled": false}``), whatever the board says.
 
     Returns:
         The manifest written to ``out_dir / "manifest.json"``.
@@ -218,6 +230,9 @@ def build_bundle(
         board_json = json.loads(board_data)
     except (OSError, ValueError) as exc:
         raise BuildError(f"cannot read board definition {board}: {exc}") from exc
+    if production:
+        board_json = production_board(board_json)
+        board_data = (json.dumps(board_json, indent=2) + "\n").encode()
     version = read_version(firmware_dir)
     emits = mpy_cross_version()
     if emits != TARGET_MPY:

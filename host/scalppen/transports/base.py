@@ -69,7 +69,12 @@ class NotPaired(AuthenticationError):
 
 
 class PairingFailed(TransportError):
-    """Pairing did not complete (wrong passkey, cancelled, timed out)."""
+    """Pairing did not complete (wrong passkey, cancelled, timed out, or refused:
+    a pen with a bond pairs only inside its pairing window)."""
+
+    hint = ("a pen already paired with a computer pairs another only while its pairing "
+            "window is open (hold its button 3 s); after wrong passkeys it waits longer "
+            "before showing the next")
 
 
 class ExtraMissing(TransportError, ImportError):

@@ -262,6 +262,14 @@ class BleTransport(FrameLinkBase):
         except (BleakError, OSError, EOFError) as exc:
             await self._drop_client()
             raise PairingFailed(f"pairing with {self.address} failed: {exc}") from exc
+        except asyncio.CancelledError:
+            # bumble aborts the pairing when the pen drops the link (it refuses to
+            # pair outside its window, or while wrong passkeys back off)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise
+            await self._drop_client()
+            raise PairingFailed(f"{self.address} dropped the link while pairing") from None
         _log.info("paired with %s (service %s)", self.address, uuids.service)
         self._framer.mtu = await self._read_mtu(client)
         if not self.connected:

@@ -12,6 +12,11 @@ from scalppen.client import Pen
 from scalppen.results import PenInfo
 from scalppen.transports.base import PasskeyProvider
 from scalppen.workflows.radio import Radio
+from scalppen_protocol.codes import RecordKind
+
+#: Log records read back after a new permit key to find the bonds it revoked (the
+#: pen keeps 8 bonds: at most 7 BONDS_REVOKED records follow its KEY_SET).
+_TAIL_RECORDS = 16
 
 
 class KeyConflict(Exception):
@@ -25,6 +30,8 @@ class Paired:
     info: PenInfo
     address: str
     new_key: bool
+    #: Addresses of the hosts whose bonds the pen dropped for the new permit key.
+    revoked: tuple[str, ...] = ()
 
 
 async def pair_pen(
@@ -44,6 +51,7 @@ async def pair_pen(
         PairingFailed: wrong passkey or timeout; KeyConflict; TransportError.
     """
     transport = await radio.pair(address, passkey)
+    revoked: tuple[str, ...] = ()
     async with Pen(transport) as pen:
         info = pen.info
         assert info is not None
@@ -61,6 +69,7 @@ async def pair_pen(
                     ) from exc
                 raise
             new_key = True
+            revoked = await _revoked_bonds(pen)
         S.upsert_pen(
             db, info.serial, model=info.model, fw_version=info.fw_version, hw_rev=info.hw_rev,
             ble_address=address, limits=info.limits.__dict__ if info.limits else None,
@@ -70,7 +79,27 @@ async def pair_pen(
             S.set_permit_key(db, info.serial, key)
         # the clock, signed with the key now stored (read now: pairing took a while)
         await pen.set_time(int(now().timestamp()), key)
-    return Paired(info=info, address=address, new_key=new_key)
+    return Paired(info=info, address=address, new_key=new_key, revoked=revoked)
+
+
+def bond_address(a: int, b: int) -> str:
+    """The host address a PAIRED / BONDS_REVOKED record names from its ``a`` (the
+    address's low four bytes) and ``b`` (its top two), least significant first."""
+    raw = int(a).to_bytes(4, "little") + (int(b) & 0xFFFF).to_bytes(2, "little")
+    return ":".join(f"{x:02X}" for x in reversed(raw))
+
+
+async def _revoked_bonds(pen: Pen) -> tuple[str, ...]:
+    # The pen logs one BONDS_REVOKED record per host right after its KEY_SET.
+    last = (await pen.read_log(1, 1)).last_seq
+    page = await pen.read_log(max(1, last - _TAIL_RECORDS + 1), _TAIL_RECORDS)
+    revoked: list[str] = []
+    for record in page.records:
+        if record.kind == RecordKind.KEY_SET:
+            revoked = []
+        elif record.kind == RecordKind.BONDS_REVOKED:
+            revoked.append(bond_address(record.a, record.b))
+    return tuple(revoked)
 
 
 def _known_key(db: S.Store, serial: str) -> bytes | None:

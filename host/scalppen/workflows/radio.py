@@ -20,11 +20,14 @@ class Radio:
         where: ``"os"`` for the operating system's stack, a bumble transport name
             (``usb:0``, ``tcp-client:127.0.0.1:PORT``), or a bumble ``LocalLink``.
         keystore: file for bumble's bonds (the OS stack keeps its own).
+        address: the bumble central's random static address (bonds are bound to it).
     """
 
-    def __init__(self, where: Any = "os", keystore: Path | None = None) -> None:
+    def __init__(self, where: Any = "os", keystore: Path | None = None,
+                 address: str = CENTRAL_ADDRESS) -> None:
         self.where = where
         self.keystore = keystore
+        self.address = address
         self.central: Any = None
 
     async def __aenter__(self) -> Self:
@@ -34,7 +37,7 @@ class Radio:
             except ImportError as exc:
                 raise ExtraMissing("BLE through bumble", "bumble", "sim") from exc
             self.central = await open_central(
-                self.where, address=CENTRAL_ADDRESS,
+                self.where, address=self.address,
                 keystore_path=str(self.keystore) if self.keystore else None,
             )
         return self

@@ -198,12 +198,32 @@ class I2C:
 SoftI2C = I2C
 
 
+_UART_FIFO = 128  # UART_HW_FIFO_LEN on the ESP32-S3
+
+
 class UART:
-    def __init__(self, id, baudrate=115200, **kw):
+    # Writing as on the ESP32 (the CPython model is scalppen_hardware.models.
+    # uart_port.UartTx): uart_write_bytes returns once the bytes are in the TX ring
+    # buffer (txbuf, 256 by default: ports/esp32/machine_uart.c) or the hardware
+    # FIFO, and waits for room as long as it takes; the line sends baud/10 bytes/s.
+    # A write that does not fit blocks this program (virtual time moves on).
+    def __init__(self, id, baudrate=115200, txbuf=256, **kw):
         self._o = _twin.new("UART", [id, baudrate])[0]
+        self._rate = baudrate // 10  # bytes/s, 8N1
+        self._room = txbuf + _UART_FIFO
+        self._queued = 0
+        self._at = _twin.ticks_us
+        self.blocked_us = []  # how long each blocking write waited
 
     def init(self, baudrate=115200, **kw):
         return None
+
+    def _left(self):
+        period = _twin.info["ticks_period"]
+        half = period >> 1
+        since = ((_twin.ticks_us - self._at + half) & (period - 1)) - half  # ticks_diff
+        sent = since * self._rate // 1000000
+        return self._queued - sent if self._queued > sent else 0
 
     def any(self):
         return _twin.uart_any(self._o)
@@ -213,8 +233,18 @@ class UART:
 
     def write(self, buf):
         data = bytes(buf)
+        queued = self._left() + len(data)
+        self._queued = queued
+        self._at = _twin.ticks_us
         _twin.push(struct.pack("<BBH", _twin.OP_UART, self._o, len(data)) + data, False)
+        if queued > self._room:
+            wait = ((queued - self._room) * 1000000 + self._rate - 1) // self._rate
+            self.blocked_us.append(wait)
+            _twin.sync((wait + 999) // 1000)
         return len(data)
+
+    def txdone(self):
+        return self._left() == 0
 
 
 class WDT:
