@@ -242,7 +242,7 @@ async def _ble_rig_sync(tmp: Path, cuts: Callable[[Reference], list[Cut]]) -> tu
 
 # ---- (c) the twin: the firmware bundle in MicroPython, over the virtual BLE link ----------
 
-PROBE_HEAP_KB = 320
+PROBE_HEAP_KB = 512
 
 _TWIN_FILL = """
 import sys
@@ -313,7 +313,7 @@ def _twin_path(r: TwinRig, rows: list[Row]) -> SyncPath:
 async def _twin_rig_sync(tmp: Path,
                          cuts: Callable[[Reference], list[Cut]]) -> tuple[Reference, int]:
     # The test reads the pen's log with probes (25 records a tick); probes cost
-    # heap the pen would not spend, and this pen's heap is fragmented at 192 KB
+    # heap the pen would not spend, and this pen's heap is fragmented at its default size
     # (docs/benchmarks.md, the twin's smallest heap): give them room.
     async with twin_rig(tmp, speed=None, heap_kb=PROBE_HEAP_KB) as r:
         await r.pair()
