@@ -70,8 +70,9 @@ class Cartridge:
         self._forget()
 
     def _forget(self):
-        self._pages = [None, None, None]  # page data as read (and as written since)
-        self._macs = [None, None, None]
+        # page data as read (and as written since), and the MACs read with it
+        self._pages = [None, None, None]  # type: list
+        self._macs = [None, None, None]  # type: list
         self._chal = [None, None, None]
         self._locked = False
         self._step = 0  # 0 status, 1..3 pages, 4 checked
@@ -191,6 +192,8 @@ class Cartridge:
 
     def _finish(self):
         cmd = self._sent
+        if cmd is None:
+            return
         op = cmd[0]
         n = 6 if op == _CMD_STATUS else (64 if op == _CMD_AUTH else 0)
         got = self._result(n)
@@ -246,7 +249,7 @@ class Cartridge:
         # The record after a confirmed write (it was authenticated as read; the
         # chip applied the write the one way it allows).
         rec = cartauth.decode(self._pages)
-        if rec is not None:
+        if rec is not None and self.record is not None:
             rec["id"] = self.rom
             rec["valid"] = True
             rec["auth"] = self.record["auth"]

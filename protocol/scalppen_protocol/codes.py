@@ -113,7 +113,8 @@ class ErrorCode(IntEnum):
     SESSION_CAP = 0x59
     CARTRIDGE_INVALID = 0x5A
     BATTERY_UNKNOWN = 0x5B  # the fuel gauge cannot be read: the charge is unknown (rule 12)
-    CARTRIDGE_UNAUTHENTIC = 0x5C  # its authenticator failed the challenge: a copy or a rewrite (rules 13, 15)
+    # its authenticator failed the challenge: a copy or a rewrite (rules 13, 15)
+    CARTRIDGE_UNAUTHENTIC = 0x5C
     CARTRIDGE_UNDATED = 0x5D  # no manufacture date: the shelf life cannot be checked (rule 15)
     # faults (rules 3, 8, 9, 21)
     FAULT_STALL = 0x60
