@@ -31,7 +31,9 @@ _LIMITS = (
     ("overtemp_c10", 450, 500, "max"),
     ("stall_ms", 30, 100, "max"),
     ("wdt_ms", 1000, 2000, "max"),
-    ("cartridge_rated_strokes", 100000, 100000, "max"),
+    # rule 14: a 15-minute session at the top of the stroke window (150/s x 900 s =
+    # 135,000) with margin
+    ("cartridge_rated_strokes", 150000, 150000, "max"),
     ("cartridge_shelf_life_s", 63072000, 63072000, "max"),
 )
 STANDALONE_MAX_DEPTH_UM = const(500)

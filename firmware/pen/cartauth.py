@@ -38,6 +38,10 @@ P_USAGE = const(1)
 P_COUNTER = const(2)
 VERSION = const(2)
 COUNTER_MAX = const(0x1FFFF)  # the DS28E50's counter is 17 bits
+# Strokes per count: 17 bits hold 131,071 counts, short of the 150,000-stroke default
+# rating (rule 14), so one count stands for two strokes (262,142 at most). Strokes
+# used are recorded rounded up to the next count: never fewer than were made.
+STROKES_PER_COUNT = const(2)
 MANID = b"\x00\x00"  # manufacturer id bytes the chip mixes into every MAC
 SECRET_PREFIX = b"scalppen/cartridge"
 _FACTORY_FMT = "<2sBBIII14sH"
@@ -82,7 +86,8 @@ def decode(pages):
         return None
     first, fin = struct.unpack("<IB", pages[P_USAGE][:5])
     counter = struct.unpack("<I", pages[P_COUNTER][:4])[0]
-    used = rated - counter if counter < rated else 0
+    left = counter * STROKES_PER_COUNT
+    used = rated - left if left < rated else 0
     return {
         "needles": needles,
         "rated": rated,

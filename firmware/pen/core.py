@@ -20,7 +20,7 @@ from pen import permit as _permit
 from pen.depthctl import DepthCtl
 from pen.io import Outputs
 from pen.motorctl import MotorCtl
-from pen.store import LogFull
+from pen.store import LogFull, log_id
 from pen.wear import Wear, cart_hex, F_FINISHED
 
 try:
@@ -58,6 +58,14 @@ _U16 = const(0xFFFF)
 _U32 = const(0xFFFFFFFF)
 
 _ORDINARY = (wire.K_PERMIT_REFUSED, wire.K_START_REFUSED, wire.K_REFUSALS_REPEATED, wire.K_BOOT)
+# START refusals that end the permit (the pen goes back to IDLE): they need a new
+# decision, not a moment's fix. The others (no contact, no cartridge or one not
+# read yet, charging, not homed, depth, the log) keep the pen ARMED and the
+# display says what it waits for.
+_DISARMING = (wire.E_CARTRIDGE_USED, wire.E_CARTRIDGE_WORN, wire.E_CARTRIDGE_EXPIRED,
+              wire.E_CARTRIDGE_REINSERTED, wire.E_CARTRIDGE_INVALID,
+              wire.E_CARTRIDGE_UNAUTHENTIC, wire.E_CARTRIDGE_UNDATED, wire.E_BATTERY_LOW,
+              wire.E_BATTERY_UNKNOWN, wire.E_INTERVAL_LOCKOUT, wire.E_SESSION_CAP)
 _NAMES = ("IDLE", "ARMED", "RUN", "PAUSE", "DONE", "FAULT", "LOCKED", "HOMING")
 
 
@@ -87,6 +95,7 @@ class Pen:
         self.link_session = False
         self.cart = None
         self.cart_code = 0
+        self.start_detail = 0  # the last refused START's NACK detail (pen/safety.py)
         self._cart_id = None
         self.inp = None
         self.out = Outputs()
@@ -118,7 +127,7 @@ class Pen:
         if clock:
             self._clk_base = clock
             self._credit_time_off(clock)
-        self._log(wire.K_BOOT, reset_code)
+        self._log(wire.K_BOOT, reset_code, 0, log_id(store.c))  # a: the log's id
         self._close_interrupted(reset_code)
 
     # ---- clock, log, counters -------------------------------------------------
@@ -445,13 +454,25 @@ class Pen:
         c = self.store.c
         if inp.cartridge is not None and self.cart is not None:
             self.cart_code = self.wear.code(self.cart, now)
+        left = -1
+        if not self.session_open and self.cart is not None and not self.cart_code:
+            left = self.wear.left(self.cart)  # rule 14: the budget for the whole permit
         code, detail = safety.check_start(
             self.board, inp, now, self.depth.homed, self.depth.setting_um, p["depth"],
-            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"], c.get("lock", 0))
+            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"], c.get("lock", 0),
+            left)
         if not code and self.cart is None:
             code = wire.E_NO_CARTRIDGE  # inserted since the last tick: not checked yet
         if code:
-            return self._refuse(wire.K_START_REFUSED, req, code, detail)
+            self.start_detail = detail
+            self._refuse(wire.K_START_REFUSED, req, code, detail)
+            if st == wire.S_ARMED and code in _DISARMING:
+                # the permit was decided for a pen that could start: what is wrong
+                # now needs a new decision (a new cartridge, a charge, the interval)
+                self._log(wire.K_DISARMED, code, p["depth"], p["s"], detail)
+                self.permit = None
+                self.state = wire.S_IDLE
+            return code
         um = self.depth.setting_um
         if not self.session_open:
             self.session_open = True
@@ -860,9 +881,25 @@ class Pen:
     def wear_fields(self):
         return self.wear.wire_fields(self.cart, self.clock())
 
+    def waiting_for(self, inp):
+        # What an ARMED pen waits for before a START can pass ("" = nothing known).
+        if self.state != wire.S_ARMED or inp is None:
+            return ""
+        if inp.charging:
+            return "unplug charger"
+        if inp.cartridge is None or self.cart is None:
+            return "no cartridge"
+        if not self.depth.homed:
+            return "homing"
+        if not inp.contact:
+            return "no contact"
+        return ""
+
     def _display(self, inp):
         um = self.depth.setting_um
         s = self.elapsed_ms // 1000
-        return "%s %d.%02dmm L%d\n%02d:%02d bat %d%%" % (
+        text = "%s %d.%02dmm L%d\n%02d:%02d bat %d%%" % (
             _NAMES[self.state], um // 1000, (um % 1000) // 10, self.motor.level + 1,
             s // 60, s % 60, inp.battery_pct)
+        wait = self.waiting_for(inp)
+        return text + "\nwaits: " + wait if wait else text

@@ -118,8 +118,8 @@ class Handler:
             code = pen.start()
             if code == wire.E_INTERVAL_LOCKOUT:
                 self._detail = pen.lockout_until()
-            elif code == wire.E_BATTERY_LOW:
-                self._detail = pen.battery_needed()
+            elif code in (wire.E_BATTERY_LOW, wire.E_CARTRIDGE_WORN):
+                self._detail = pen.start_detail  # the percent needed, the minutes left
         elif t == wire.T_STOP:
             code = pen.stop()
         elif t == wire.T_SET_KEY:

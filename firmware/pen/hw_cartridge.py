@@ -177,10 +177,11 @@ class Cartridge:
             return None
         if self._want_usage is not None and self._want_usage != self._pages[cartauth.P_USAGE]:
             return bytes((_CMD_WRITE, cartauth.P_USAGE)) + self._want_usage
-        d = self._want_used - self.record["used"]
+        # counts to take off: down to the count that shows at least _want_used used
+        rated = self.record["rated"]
+        left = rated - self._want_used if self._want_used < rated else 0
         counter = self._counter()
-        if d > counter:
-            d = counter  # the counter stops at 0: worn out
+        d = counter - left // cartauth.STROKES_PER_COUNT  # the counter stops at 0: worn out
         if d > 0:
             if d > _MAX_DECREMENT:
                 d = _MAX_DECREMENT

@@ -59,10 +59,25 @@ def battery_needed(board, remaining_s):
     return board.battery_reserve_pct + (board.drain_pct_per_ks * remaining_s + 999) // 1000
 
 
+def strokes_needed(board, remaining_s):
+    # Rule 14: the strokes the remaining needling time can take at the top of the
+    # stroke window (the motor may run anywhere in it).
+    return board.rate_max_sps * remaining_s
+
+
+def minutes_left(board, strokes_left):
+    # Whole minutes of needling a cartridge budget covers at the top of the window.
+    if strokes_left <= 0:
+        return 0
+    return strokes_left // (board.rate_max_sps * 60)
+
+
 def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_code,
-                last_end, last_depth, lock_s=0):
+                last_end, last_depth, lock_s=0, cart_left=-1):
     # -> (code, detail) for a START (rules 1-3, 5, 6, 10-15, 20). detail is the
-    # lift time for INTERVAL_LOCKOUT, the needed percent for BATTERY_LOW.
+    # lift time for INTERVAL_LOCKOUT, the needed percent for BATTERY_LOW, the
+    # minutes the cartridge has left for CARTRIDGE_WORN. cart_left: the
+    # cartridge's strokes left (-1 = not checked: a session already open).
     if inp.charging:
         return wire.E_CHARGING, 0
     if not homed:
@@ -78,6 +93,8 @@ def check_start(board, inp, now, homed, depth_um, permit_max, remaining_s, cart_
         return cart_code, 0
     if remaining_s <= 0:
         return wire.E_SESSION_CAP, 0
+    if cart_left >= 0 and cart_left < strokes_needed(board, remaining_s):
+        return wire.E_CARTRIDGE_WORN, minutes_left(board, cart_left)
     if not inp.battery_ok:
         return wire.E_BATTERY_UNKNOWN, 0  # rule 12 cannot be judged on a stale reading
     need = battery_needed(board, remaining_s)

@@ -16,6 +16,7 @@
 # renamed over state.dat, so a reader sees the old or the new record, never a mix.
 import binascii
 import json
+import os
 import struct
 
 from pen import wire
@@ -53,7 +54,18 @@ def defaults():
         "lock_at": 0,  # the pen's clock when "lock" was stored (0 = clock unset)
         "unlogged": 0,  # ordinary records (refusals...) not written for want of room
         "tnonces": [],  # nonces of recent SET_TIMEs, hex (bounded)
+        "log_id": 0,  # this log's identity (0 = not drawn yet): see log_id()
     }
+
+
+def log_id(c):
+    # The identity of the log these counters go with, drawn at random the first time
+    # (the counters start afresh with an empty log) and kept with them from their next
+    # commit on. Every BOOT record carries it in a, so a host tells a log that
+    # restarted (seqs from 1 again) from the one it synced before.
+    if not c.get("log_id"):
+        c["log_id"] = int.from_bytes(os.urandom(4), "big") or 1
+    return c["log_id"]
 
 
 class LogFull(OSError):

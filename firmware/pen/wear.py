@@ -69,6 +69,11 @@ class Wear:
             u = rec[0]
         return u
 
+    def left(self, cart):
+        # Strokes left in the cartridge's wear budget (rule 14).
+        n = self.rated(cart) - self.used(cart)
+        return n if n > 0 else 0
+
     def code(self, cart, now):
         # Error code of an inserted cartridge (0 = usable).
         try:

@@ -574,6 +574,7 @@ class VirtualPenHardware:
         cut resets), with the board's default rating, keyed by the factory with the
         master key the board's pens check against."""
         kw.setdefault("master", bytes.fromhex(str(self.board["cartridge"].get("auth_key", ""))))
+        # the board's rating (the chip's 17-bit counter, two strokes a count, holds it)
         kw.setdefault("rated", int(self._lim["cartridge_rated_strokes"]))
         kw.setdefault("shelf_life_s", int(self._lim["cartridge_shelf_life_s"]))
         return VirtualCartridge.make(kind, now=self.clock.calendar(), **kw)

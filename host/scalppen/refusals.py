@@ -94,7 +94,8 @@ def describe(code: ErrorCode | int, detail: int = 0) -> str:
 
     Args:
         code: an ``ErrorCode`` (or an int this host may not know).
-        detail: the NACK's detail word (for INTERVAL_LOCKOUT: when it lifts).
+        detail: the NACK's detail word (for INTERVAL_LOCKOUT: when it lifts; for
+            CARTRIDGE_WORN: the minutes of needling the cartridge has left).
     """
     try:
         known = ErrorCode(int(code))
@@ -104,6 +105,9 @@ def describe(code: ErrorCode | int, detail: int = 0) -> str:
     text = MESSAGES.get(known, known.name.lower().replace("_", " "))
     if known == ErrorCode.INTERVAL_LOCKOUT and detail:
         return f"{text}: the next session is allowed from {format_time(detail)}"
+    if known == ErrorCode.CARTRIDGE_WORN and detail:
+        return (f"the cartridge has {detail} min of needling left at the top stroke rate, "
+                "less than the permitted time: insert a new one or choose a shorter session")
     if detail:
         return f"{text} (detail {detail})"
     return text

@@ -18,6 +18,11 @@ The pen's button, from the command lines (one per line) it reads:
     pair     hold the button 3 s: opens the pen's pairing window (a pen that
              has a bond pairs a new computer only inside it)
     press    a short press
+
+and its power:
+
+    power-cut    the power goes (mid-session, say) and comes back: the pen boots
+                 again over the same flash
 """
 
 from __future__ import annotations
@@ -46,17 +51,37 @@ async def hold_button(pen: Any, ms: int) -> None:
         pen.hw.set_button(False)
 
 
+#: How long (wall s) a power cut may take to come back before the sim says so.
+POWER_BACK_S = 30.0
+
+
+async def power_cut(pen: Any) -> bool:
+    """Cut the pen's power; True once it booted again."""
+    boots = pen.boots
+    pen.hw.inject("power_loss")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + POWER_BACK_S
+    while loop.time() < deadline:
+        if pen.boots > boots and pen.bridge is not None:
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
 async def _obey(pen: Any, commands: AsyncIterator[str], emit: Callable[[str], None]) -> None:
     async for line in commands:
         word = line.strip().lower()
-        if word == "pair":
+        if word == "power-cut":
+            back = await power_cut(pen)
+            emit("power: cut, back on" if back else "power: cut, the pen did not boot again")
+        elif word == "pair":
             await hold_button(pen, PAIR_HOLD_MS)
             emit("button: held 3 s (pairing window open)")
         elif word == "press":
             await hold_button(pen, SHORT_PRESS_MS)
             emit("button: pressed")
         elif word:
-            emit(f"unknown command {word!r} (pair, press)")
+            emit(f"unknown command {word!r} (pair, press, power-cut)")
 
 
 def display_line(text: str) -> str:

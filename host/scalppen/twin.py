@@ -5,12 +5,19 @@
 manifest) and returns a :class:`~scalppen_hardware.twin.pen.TwinPen` whose blank
 flash gets that bundle, as a pen leaves the factory. A flash that already holds
 an application keeps it (a later ``scalppen flash`` changed it, say).
+
+Each flash directory is its own pen: at its first use it gets a random chip id
+(``machine.unique_id()``, from which the firmware makes the serial) and a random
+static BLE address, kept in the flash directory's ``identity.json`` (as
+``board.json`` is), the way a factory burns them into a chip once.
 """
 
 from __future__ import annotations
 
 import atexit
 import hashlib
+import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -51,10 +58,43 @@ def factory_bundle(board: str = "pen-s3-revb") -> Path:
     return out
 
 
+#: Where a twin's chip id and BLE address are kept, in its flash directory.
+IDENTITY_FILE = "identity.json"
+
+
+def pen_identity(flash_dir: Path) -> tuple[bytes, str]:
+    """The chip id (6 bytes) and random static BLE address of the pen whose flash is
+    ``flash_dir``: made at random on first use and kept in :data:`IDENTITY_FILE`."""
+    path = Path(flash_dir) / IDENTITY_FILE
+    try:
+        data = json.loads(path.read_text())
+        uid = bytes.fromhex(data["unique_id"])
+        address = str(data["address"])
+        if len(uid) != 6:
+            raise ValueError("unique_id is not 6 bytes")
+        return uid, address
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a pen identity ({exc})") from None
+    uid = os.urandom(6)
+    raw = bytearray(os.urandom(6))
+    raw[0] |= 0xC0  # a random static address has its two top bits set (BT Core Vol 6 B 1.3.2.1)
+    address = ":".join(f"{b:02X}" for b in raw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"unique_id": uid.hex(), "address": address}) + "\n")
+    return uid, address
+
+
 def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", **kwargs: Any) -> Any:
-    """A twin pen on ``link`` whose flash is ``flash_dir`` (see TwinPen's arguments)."""
+    """A twin pen on ``link`` whose flash is ``flash_dir`` (see TwinPen's arguments);
+    its chip id and address are the flash directory's own (:func:`pen_identity`)
+    unless given."""
     try:
         from scalppen_hardware.twin.pen import TwinPen
     except ImportError as exc:  # bumble / the unix port are the "sim" extra
         raise ExtraMissing("the virtual pen", "bumble", "sim") from exc
+    uid, address = pen_identity(flash_dir)
+    kwargs.setdefault("unique_id", uid)
+    kwargs.setdefault("address", address)
     return TwinPen(flash_dir, link, bundle_dir=factory_bundle(board), board=board, **kwargs)

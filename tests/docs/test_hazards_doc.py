@@ -22,7 +22,8 @@ FAULTS = ["stall", "charger", "contact lost", "cartridge pulled", "power loss",
           "request flood", "unpaired central", "wrong passkey", "replayed permit",
           "forged HMAC", "expired permit", "permit above the hard limits",
           "write point", "message boundary", "bonded central", "refusal flood",
-          "rewritten", "cloned", "undated", "Just Works", "bench UART"]
+          "rewritten", "cloned", "undated", "Just Works", "bench UART",
+          "refused START"]
 
 
 @cache

@@ -6,6 +6,7 @@ bridge (``--ble bumble:tcp-client:...``), exactly as with a USB BLE dongle.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -21,13 +22,14 @@ import pytest
 pytestmark = pytest.mark.timeout(240)
 
 SCALPPEN = [sys.executable, "-m", "scalppen.cli"]
+BOARDS = Path(__file__).resolve().parents[2] / "hardware" / "boards"
 
 
 class Sim:
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *extra: str) -> None:
         env = dict(os.environ, SCALPPEN_HOME=str(home), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [*SCALPPEN, "sim", "--speed", "60", "--flash", str(home / "flash")],
+            [*SCALPPEN, "sim", "--speed", "60", "--flash", str(home / "flash"), *extra],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
@@ -133,7 +135,7 @@ def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
 
     wear = cli(home, sim.port, "wear")
     assert wear.returncode == 0, wear.stderr
-    assert "of 100,000 rated" in wear.stdout
+    assert "of 150,000 rated" in wear.stdout
 
     again = cli(home, sim.port, "session", "start", "--depth", "0.5", "--minutes", "1",
                 "--sterilised")
@@ -143,6 +145,50 @@ def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
     report = cli(home, sim.port, "report", "--out", str(home / "r.html"))
     assert report.returncode == 0, report.stderr
     assert (home / "r.html").read_text().count("<svg") >= 3
+
+
+def _paired_with_a_patient(sim: Sim, home: Path) -> None:
+    scan = cli(home, sim.port, "scan", "--timeout", "2")
+    assert scan.returncode == 0, scan.stderr
+    address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
+    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
+    pair = subprocess.Popen(
+        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
+         str(home / "db"), "pair", address],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    passkey = sim.wait_for(r"^display: PAIR (\d{6})").group(1)
+    _out, err = pair.communicate(passkey + "\n", timeout=60)
+    assert pair.returncode == 0, err
+    assert cli(home, sim.port, "profile", "add", "Ada", "--birth-year", "1985").returncode == 0
+    assert cli(home, sim.port, "profile", "assign-pen", address, "Ada").returncode == 0
+    assert cli(home, sim.port, "screen", "--profile", "Ada", "--all-no").returncode == 0
+
+
+def test_a_cartridge_too_worn_for_the_session_is_refused_before_arming(tmp_path: Path) -> None:
+    # Issue 14 item 4: a board rating its cartridges 100,000 strokes (the old
+    # default). 15 minutes at 116 strokes/s would need 104,400; at the top of the
+    # window 135,000. The host refuses before any permit, with the minutes left.
+    doc = json.loads((BOARDS / "pen-s3-revb.json").read_text())
+    doc["limits"]["cartridge_rated_strokes"] = 100000
+    board = tmp_path / "rated-100k.json"
+    board.write_text(json.dumps(doc))
+    sim = Sim(tmp_path, "--board", str(board))
+    try:
+        _paired_with_a_patient(sim, tmp_path)
+        run = cli(tmp_path, sim.port, "session", "start", "--depth", "0.5", "--sterilised")
+        assert run.returncode == 3, run.stderr + run.stdout
+        assert "rule 14" in run.stdout and "11 min" in run.stdout, run.stdout
+        assert "session ended" not in run.stdout
+        status = cli(tmp_path, sim.port, "status")
+        assert status.returncode == 0, status.stderr
+        assert "idle" in status.stdout  # never armed: no permit was spent on it
+        short = cli(tmp_path, sim.port, "session", "start", "--depth", "0.5", "--minutes", "1",
+                    "--sterilised", timeout=120)
+        assert short.returncode == 0, short.stderr + short.stdout
+        assert "session ended (permitted time reached)" in short.stdout
+    finally:
+        sim.stop()
 
 
 def test_bad_arguments_fail_before_connecting(tmp_path: Path) -> None:

@@ -312,13 +312,15 @@ class HostAndPen(RuleBasedStateMachine):
         cart = hw.cartridge
         if cart is not None and cart.rom in self.monitor.tainted:
             hw.remove_cartridge()
-            await wait_until(lambda: self.app.pen.cart is None, 5.0, "the cartridge out")
+            await wait_until(lambda: self.app.pen.cart is None, 15.0, "the cartridge out")
             cart = None
         if cart is None:
             hw.insert_cartridge(self._new_cartridge())
         hw.set_contact(True)
+        # (wall seconds: the cartridge's authentication takes about 12 ticks; a busy
+        # machine stretches them)
         await wait_until(lambda: self.app.pen.cart is not None and self.app.inp.contact,
-                         5.0, "the pen to see its cartridge and the skin")
+                         15.0, "the pen to see its cartridge and the skin")
 
     def _new_cartridge(self) -> VirtualCartridge:
         """A new cartridge, dated by the host's calendar (not the pen's RTC)."""

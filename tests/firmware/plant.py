@@ -29,14 +29,14 @@ def chip_read(cid, pages, key=KEY):
     return cartauth.record(cid, cartauth.check(KEY, cid, pages, macs, chal), pages)
 
 
-def chip_pages(needles=14, rated=100000, used=0, expiry=1900000000, first_use=0, finished=False,
+def chip_pages(needles=14, rated=150000, used=0, expiry=1900000000, first_use=0, finished=False,
                made=1740000000):
     return [cartauth.encode_factory(needles, rated, expiry, made),
             cartauth.encode_usage(first_use, finished),
-            cartauth.encode_counter(rated - used if used < rated else 0)]
+            cartauth.encode_counter(max(0, rated - used) // cartauth.STROKES_PER_COUNT)]
 
 
-def cartridge(cid=b"\x2d\x01\x02\x03\x04\x05\x06\x07", needles=14, rated=100000, used=0,
+def cartridge(cid=b"\x2d\x01\x02\x03\x04\x05\x06\x07", needles=14, rated=150000, used=0,
               expiry=1900000000, first_use=0, finished=False, made=1740000000, key=KEY):
     # A cartridge as the factory made it (keyed with `key`), as the pen reads it.
     return chip_read(cid, chip_pages(needles, rated, used, expiry, first_use, finished, made), key)
@@ -50,8 +50,10 @@ def chip_write(rec, fields):
     if fields.get("finished"):
         rec["finished"] = True
     u = fields.get("used", 0)
-    if u > rec["used"]:
-        rec["used"] = u if u < rec["rated"] else rec["rated"]
+    if u > rec["used"]:  # in counts of two strokes, rounded up (pen/cartauth.py)
+        per = cartauth.STROKES_PER_COUNT
+        rated = rec["rated"]
+        rec["used"] = rated - (max(0, rated - u) // per) * per
 
 
 class Plant:

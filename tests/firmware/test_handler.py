@@ -84,7 +84,7 @@ def test_log_read_pages(r):
 def test_get_wear(r):
     t, _, f = r.req(wire.T_GET_WEAR)
     assert t == wire.T_WEAR and f["cartridge"] == 1 and f["needles"] == 14
-    assert f["strokes_rated"] == 100000 and f["cart_state"] == 0
+    assert f["strokes_rated"] == 150000 and f["cart_state"] == 0
 
 
 def test_status_fields(r):

@@ -5,6 +5,7 @@ import pytest
 from memfs import MemFs
 from pen import safety, wire
 from pen.board import Board, BoardError
+from pen.wear import cart_hex
 from rig import T0, Rig, make_board, signed_time
 
 
@@ -336,7 +337,9 @@ def test_rule12_battery_must_cover_permitted_duration(r):
     assert r.arm(duration=900) == 0
     _rt, _, f = r.req(wire.T_START)
     assert f["error"] == wire.E_BATTERY_LOW and f["detail"] == need
+    assert r.pen.state == wire.S_IDLE  # the refusal ended the permit: a new decision
     r.plant.inp.battery_pct = need
+    assert r.arm(duration=900) == 0
     assert r.code(wire.T_START) == 0
 
 
@@ -412,20 +415,23 @@ def test_rule14_worn_cartridge_refused(r):
 def test_rule14_wear_budget_stops_running_session(r):
     from plant import cartridge
 
-    swap(r, cartridge(cid=b"\x2d\x07\x07\x07\x07\x07\x07\x07", rated=500, needles=12))
-    running(r)
+    swap(r, cartridge(cid=b"\x2d\x07\x07\x07\x07\x07\x07\x07", rated=90000, needles=12))
+    running(r)  # 600 s x 150/s = 90,000: the budget covers the permit at START
+    # strokes the START check could not foresee (a count above the window): the
+    # running count still locks the cartridge when its rated strokes are reached
+    r.pen.wear._rec(cart_hex(r.pen.cart))[0] = 90000 - 500
     r.run(6000)
     assert r.pen.state == wire.S_FINISHED and r.pen.out.motor_duty == 0
     assert r.log(wire.K_SESSION_END)[-1]["code"] == wire.E_CARTRIDGE_WORN
     w = r.req(wire.T_GET_WEAR)[2]
-    assert w["strokes_used"] >= 500 and w["hp_punctures"] == w["hp_strokes"] * 12
-    assert r.plant.writes[-1]["used"] >= 500
+    assert w["strokes_used"] >= 90000 and w["hp_punctures"] == w["hp_strokes"] * 12
+    assert r.plant.writes[-1]["used"] >= 90000
 
 
 def test_rule14_rated_capped_by_board(r):
     from plant import cartridge
 
-    swap(r, cartridge(cid=b"\x2d\x08\x08\x08\x08\x08\x08\x08", rated=10**7, used=100000))
+    swap(r, cartridge(cid=b"\x2d\x08\x08\x08\x08\x08\x08\x08", rated=10**7, used=150000))
     assert r.pen.cart_code == wire.E_CARTRIDGE_WORN
 
 

@@ -117,7 +117,7 @@ def test_a_silent_gauge_refuses_the_start_as_battery_unknown(r):
     assert r.arm(depth=500) == 0
     assert r.code(wire.T_SET_DEPTH, {"depth_um": 500}) == 0
     assert r.code(wire.T_START) == wire.E_BATTERY_UNKNOWN
-    assert r.pen.state == wire.S_ARMED and r.max_duty == 0
+    assert r.pen.state == wire.S_IDLE and r.max_duty == 0  # the permit ended with it
 
 
 def test_a_gauge_lost_while_running_stops_the_session(r):

@@ -32,7 +32,7 @@ def test_default_board_limits(board) -> None:  # type: ignore[no-untyped-def]
     assert lim["speed_levels_sps"] == [100, 117, 133, 150]
     assert (lim["session_warn_s"], lim["session_cap_s"], lim["tick_ms"]) == (600, 900, 10)
     assert lim["standalone"] == {"enabled": False, "depth_um": 500, "duration_s": 600}
-    assert lim["cartridge_rated_strokes"] == 100000
+    assert lim["cartridge_rated_strokes"] == 150000  # rule 14
     assert lim["cartridge_shelf_life_s"] == 2 * 365 * 86400
     assert board["pins"]["motor_pwm"] == board.pins["motor_pwm"]
     assert json.loads(board.to_json()) == board.data

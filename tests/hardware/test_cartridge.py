@@ -44,7 +44,8 @@ def test_pages_and_macs_agree_with_firmware(board) -> None:  # type: ignore[no-u
     assert encode_usage() == fw.encode_usage() == b"\xff" * 32
     cart = VirtualCartridge.make("new", now=EPOCH, serial=7, **f)
     pages = [cart.page(p) for p in range(3)]
-    assert fw.decode(pages) == cart.record == FIELDS
+    # one count is two strokes: 4,321 strokes used read back as 4,322, never fewer
+    assert fw.decode(pages) == cart.record == dict(FIELDS, used=4322)
     rom = cart.rom
     assert device_secret(DEV_MASTER_KEY, rom) == fw.device_secret(DEV_MASTER_KEY, rom)
     chal = bytes(range(32))
@@ -83,7 +84,7 @@ def test_rom_and_kinds() -> None:
     with pytest.raises(ValueError, match="unknown cartridge kind"):
         VirtualCartridge.make("shiny", now=now)
     with pytest.raises(ValueError, match="counter"):
-        VirtualCartridge.make("new", now=now, rated=200000)
+        VirtualCartridge.make("new", now=now, rated=300000)  # above 131,071 counts of two
 
 
 def _command(ow, cart, cmd: bytes, clock=None, wait_ms: int = 0) -> tuple[int, bytes]:  # type: ignore[no-untyped-def]
@@ -136,7 +137,7 @@ def test_onewire_protocol(hw, machine, clock) -> None:  # type: ignore[no-untype
     assert res == 0xAA and cart.page(1)[:4] == bytes(4)
     # the counter only counts down
     res, _ = _command(ow, cart, b"\xc9\x05\x00\x00", clock, 100)
-    assert res == 0xAA and cart.record["used"] == 5
+    assert res == 0xAA and cart.record["used"] == 10  # five counts of two strokes
     res, _ = _command(ow, cart, b"\xc3\x01\x00", clock, 100)  # protection cannot be taken off
     assert cart.protection[1] == 0x04
     ow.select_rom(bytes(8))  # another id: nobody answers
@@ -152,7 +153,7 @@ def test_driver_reads_cartridge_and_reports_pull(rig) -> None:  # type: ignore[n
     c = rig.inp.cartridge
     assert c is not None
     assert c["valid"] and c["auth"] and c["id"] == cart.rom and c["needles"] == 16 and c["used"] == 0
-    assert c["rated"] == rig.board["limits"]["cartridge_rated_strokes"]
+    assert c["rated"] == rig.board["limits"]["cartridge_rated_strokes"] == 150_000
     rig.hw.inject("cartridge_pulled")
     rig.tick(5)
     assert rig.inp.cartridge is None
@@ -183,15 +184,16 @@ def test_driver_write_back_round_trips(rig) -> None:  # type: ignore[no-untyped-
     assert rig.inp.cartridge_busy
     rig.tick(30)
     assert not rig.inp.cartridge_busy and rig.inp.cartridge_errors == 0
-    assert cart.record["used"] == 12345 and cart.record["first_use"] == EPOCH + 5
-    assert rig.inp.cartridge["used"] == 12345 and rig.inp.cartridge["auth"]
+    assert cart.record["used"] == 12346 and cart.record["first_use"] == EPOCH + 5
+    # recorded in counts of two strokes, rounded up: never fewer than were made
+    assert rig.inp.cartridge["used"] == 12346 and rig.inp.cartridge["auth"]
     assert cart.writes == 2  # the usage page once, the counter once
     rig.out.cartridge_write = {"finished": True, "used": 100}  # fewer strokes: not taken
     rig.tick()
     rig.out.cartridge_write = None
     rig.tick(15)
     assert cart.record["finished"] and rig.inp.cartridge["finished"]
-    assert cart.record["used"] == 12345 and cart.record["first_use"] == EPOCH + 5
+    assert cart.record["used"] == 12346 and cart.record["first_use"] == EPOCH + 5
 
 
 def test_write_to_pulled_cartridge_fails_cleanly(rig) -> None:  # type: ignore[no-untyped-def]

@@ -213,7 +213,7 @@ def test_gauge_off_the_bus_refuses_the_start(pen_on_hw) -> None:  # type: ignore
     assert r.code(w.T_SET_DEPTH, {"depth_um": 500}) == 0
     assert r.code(w.T_START) == w.E_BATTERY_UNKNOWN
     r.run(500)
-    assert r.pen.state == w.S_ARMED and r.max_duty == 0
+    assert r.pen.state == w.S_IDLE and r.max_duty == 0  # the refusal ended the permit
 
 
 def test_gauge_lost_mid_session_stops_it(pen_on_hw) -> None:  # type: ignore[no-untyped-def]

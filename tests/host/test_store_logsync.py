@@ -217,3 +217,85 @@ def test_history_days_apart(db: S.Store) -> None:
     S.ingest_log_records(db, PEN, session_records(1, T0), now=NOW)
     since = datetime.fromtimestamp(T0, UTC) + timedelta(seconds=1)
     assert S.list_sessions(db, since=since) == []
+
+
+def power_cut_records(t_start: int, boot_time: int) -> list[dict]:
+    """A session the power cut after 5 min 7 s: the pen's last record before the cut,
+    then BOOT and the SESSION_END it wrote at boot (flagged interrupted)."""
+    return [
+        rec(1, RecordKind.ARMED, t_start - 30, 750),
+        rec(2, RecordKind.SESSION_START, t_start, 750),
+        rec(3, RecordKind.SESSION_WARN, t_start + 300, 750),
+        rec(4, RecordKind.BOOT, boot_time),
+        {**rec(5, RecordKind.SESSION_END, boot_time, 750, a=307_000, b=35_000), "flags": 1},
+    ]
+
+
+@pytest.mark.parametrize("boot_after_s", [0, 3600])
+def test_power_cut_mid_session_is_one_session(db: S.Store, boot_after_s: int) -> None:
+    # boot_after_s 0: the RTC lost its time (the END carries 0); else the pen came back later
+    boot_time = T0 + boot_after_s if boot_after_s else 0
+    S.ingest_log_records(db, PEN, power_cut_records(T0, boot_time), now=NOW)
+    (s,) = S.list_sessions(db)
+    assert (s.start_seq, s.end_seq, s.strokes, s.depth_um) == (2, 5, 35_000, 750)
+    assert s.started_at == datetime.fromtimestamp(T0, UTC)
+    assert s.ended_at == datetime.fromtimestamp(T0 + 307, UTC)
+    assert s.duration_s == 307.0
+
+
+def test_power_cut_session_read_page_by_page_is_still_one(db: S.Store) -> None:
+    records = power_cut_records(T0, T0 + 3600)
+    for r in records:  # the END closing it arrives in a later sync than the BOOT
+        S.ingest_log_records(db, PEN, [r], now=NOW)
+    (s,) = S.list_sessions(db)
+    assert (s.start_seq, s.end_seq, s.strokes, s.complete) == (2, 5, 35_000, True)
+    assert s.ended_at == datetime.fromtimestamp(T0 + 307, UTC)
+
+
+def test_a_restarted_log_is_a_new_epoch_beside_the_old(db: S.Store) -> None:
+    first = [rec(1, RecordKind.BOOT, T0 - 60, a=0x1111), *session_records(2, T0)]
+    S.ingest_log_records(db, PEN, first, now=NOW)
+    S.set_tolerated(db, S.list_sessions(db)[0].id, True)
+    assert S.start_log_epoch(db, PEN) == 1 and S.last_synced_seq(db, PEN) is None
+    again = [rec(1, RecordKind.BOOT, T0 + 86399, a=0x2222), *session_records(2, T0 + 86400)]
+    result = S.ingest_log_records(db, PEN, again, from_seq=1, now=NOW)
+    assert (result.new, result.duplicates, result.conflicts, result.sessions) == (4, 0, [], 1)
+    assert S.last_synced_seq(db, PEN) == 4 and S.last_log_id(db, PEN) == 0x2222
+    assert [(r.log_epoch, r.seq) for r in S.list_log_records(db, PEN)] == [
+        (0, 1), (0, 2), (0, 3), (0, 4), (1, 1), (1, 2), (1, 3), (1, 4)]
+    old, new = S.list_sessions(db)
+    assert (old.start_seq, old.tolerated) == (3, True)  # the old log's session is untouched
+    assert (new.start_seq, new.tolerated) == (3, None)
+    assert new.started_at == datetime.fromtimestamp(T0 + 86400, UTC)
+    assert S.sessions_from_seq(db, PEN, 1) == [new.id]
+    assert S.list_gaps(db, PEN) == []
+
+
+def test_v1_store_migrates_keeping_sessions_and_what_refers_to_them(tmp_path: Path) -> None:
+    import os
+    import sqlite3
+
+    from scalppen.store.db import _split
+    from scalppen.store.migrations import MIGRATIONS
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in _split(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.executescript(
+        "PRAGMA user_version = 1;"
+        "INSERT INTO pens (serial) VALUES ('SP-1');"
+        "INSERT INTO log_records VALUES ('SP-1', 7, 100, 5, 0, 0, 500, 0, 0, 1);"
+        "INSERT INTO sessions (id, pen_serial, depth_um, start_seq, tolerated)"
+        " VALUES (42, 'SP-1', 500, 7, 1);"
+        "INSERT INTO telemetry_summaries VALUES (42, 1, 1, 1, 1, 1, 1, 1, 1, 1);"
+    )
+    conn.commit()
+    conn.close()
+    os.chmod(path, 0o600)
+    with S.open_store(path) as store:
+        (s,) = S.list_sessions(store)
+        assert (s.id, s.start_seq, s.tolerated) == (42, 7, True)
+        assert store.query_one("SELECT COUNT(*) FROM telemetry_summaries")[0] == 1
+        assert [(r.log_epoch, r.seq) for r in S.list_log_records(store, "SP-1")] == [(0, 7)]
+        assert store.query_one("PRAGMA foreign_keys")[0] == 1

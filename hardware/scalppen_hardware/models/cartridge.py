@@ -40,6 +40,15 @@ PAGES = 3
 P_FACTORY, P_USAGE, P_COUNTER = 0, 1, 2
 VERSION = 2
 COUNTER_MAX = 0x1FFFF
+#: Strokes one count stands for (``pen/cartauth.py``): 17 bits of counts hold up to
+#: 262,142 strokes, the 150,000-stroke default rating included (rule 14).
+STROKES_PER_COUNT = 2
+RATED_MAX = COUNTER_MAX * STROKES_PER_COUNT
+
+
+def counts_left(rated: int, used: int) -> int:
+    """The counter that shows at least ``used`` of ``rated`` strokes used."""
+    return max(0, rated - used) // STROKES_PER_COUNT
 MANID = b"\x00\x00"
 SECRET_PREFIX = b"scalppen/cartridge"
 #: The development master key; the boards' JSON carry the same (``cartridge.auth_key``).
@@ -134,7 +143,7 @@ def decode_pages(pages: list[bytes], counter: int) -> dict[str, Any]:
         "expiry": expiry,
         "made": made,
         "first_use": 0 if first == _NEVER else first,
-        "used": rated - counter if counter < rated else 0,
+        "used": max(0, rated - counter * STROKES_PER_COUNT),
         "finished": fin != 0xFF,
     }
 
@@ -175,7 +184,7 @@ class VirtualCartridge:
         now: int,
         serial: int | None = None,
         needles: int = 14,
-        rated: int = 100000,
+        rated: int = 150_000,
         shelf_life_s: int = 63072000,
         master: bytes = DEV_MASTER_KEY,
         **overrides: Any,
@@ -220,12 +229,12 @@ class VirtualCartridge:
     def factory_program(self, fields: dict[str, Any]) -> None:
         """What the factory's programmer does once: the pages, the counter, then the locks."""
         rated = int(fields["rated"])
-        if not 0 < rated <= COUNTER_MAX:
-            raise ValueError(f"rated strokes {rated} outside 1..{COUNTER_MAX} (the counter's)")
+        if not 0 < rated <= RATED_MAX:
+            raise ValueError(f"rated strokes {rated} outside 1..{RATED_MAX} (the counter's)")
         self.pages[P_FACTORY][:] = encode_factory(fields)
         first, fin = int(fields.get("first_use", 0)), bool(fields.get("finished"))
         self.pages[P_USAGE][:] = encode_usage(first, fin)
-        self.counter = rated - min(int(fields.get("used", 0)), rated)
+        self.counter = counts_left(rated, int(fields.get("used", 0)))
         self.protection = [PROT_WP, PROT_EM, PROT_WP]
 
     @property
@@ -293,7 +302,7 @@ class VirtualCartridge:
             rec = {**self.record, **fields}
             twin.pages[P_FACTORY][:] = encode_factory(rec)
             twin.pages[P_USAGE][:] = encode_usage(int(rec["first_use"]), bool(rec["finished"]))
-            twin.counter = max(0, int(rec["rated"]) - int(rec["used"]))
+            twin.counter = counts_left(int(rec["rated"]), int(rec["used"]))
         return twin
 
     def rewrite(self, **fields: Any) -> list[str]:
@@ -310,7 +319,7 @@ class VirtualCartridge:
             if bytes(self.pages[P_USAGE]) != want:
                 refused.append("usage")
         if "used" in fields:
-            target = max(0, int(rec["rated"]) - int(fields["used"]))
+            target = counts_left(int(rec["rated"]), int(fields["used"]))
             if target < self.counter:
                 self.decrement(self.counter - target)
             if self.counter != target:

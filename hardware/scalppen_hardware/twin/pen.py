@@ -108,6 +108,8 @@ class TwinPen:
         bundle_dir: the firmware bundle laid on a blank flash (``scalppen build``).
         board: a board name in ``hardware/boards`` or a path.
         address: the pen's random static BLE address.
+        unique_id: the chip's ``machine.unique_id()`` (6 bytes; the pen's serial is
+            derived from it); None: the hardware model's default.
         speed: virtual seconds per wall second (``None``: as fast as it runs).
         soc_pct: the battery's charge at first power-up.
         epoch: the RTC and calendar at power-up (Unix s); None: cold RTC.
@@ -130,6 +132,7 @@ class TwinPen:
         epoch: float | None = None,
         heap_kb: int = twin_process.DEFAULT_HEAP_KB,
         flash_size: int | None = None,
+        unique_id: bytes | None = None,
     ) -> None:
         self.flash_dir = Path(flash_dir)
         self.flash_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +148,8 @@ class TwinPen:
         if epoch is not None:
             self.clock.set_epoch(epoch)
             self.clock.set_calendar(epoch)
-        self.hw = VirtualPenHardware(self.board, self.clock, soc_pct=soc_pct)
+        self.hw = VirtualPenHardware(self.board, self.clock, soc_pct=soc_pct,
+                                     unique_id=unique_id)
         self.radio = ble_radio.VirtualRadio(link, address, name="pen")
         self.boots = 0
         self.errors: list[str] = []

@@ -17,7 +17,9 @@ from scalppen.workflows.logsync import sync_log
 
 @handle_errors
 def sync_cmd(ctx: typer.Context) -> None:
-    """Read new log records from the pen (resumable; each record is stored once)."""
+    """Read new log records from the pen (resumable; each record is stored once).
+
+    Fails (non-zero, one line) when records the pen holds could not be stored."""
     opts = options(ctx)
 
     async def go() -> None:
@@ -33,6 +35,10 @@ def sync_cmd(ctx: typer.Context) -> None:
 
                     summary = await sync_log(pen, db, pen_serial(target, pen),
                                              now=datetime.now(UTC), progress=progress)
+        if summary.restarted:
+            console.print(f"the pen's log restarted ({summary.restarted}): stored from its "
+                          f"start as log {summary.log_epoch}, beside the earlier one",
+                          markup=False)
         console.print(
             f"log synced up to record {summary.last_seq}: {summary.new} new, "
             f"{summary.duplicates} already stored, {summary.sessions} sessions"

@@ -159,7 +159,7 @@ def start_cmd(
         )
         for finding in outcome.sync.clock_findings if outcome.sync else ():
             console.print(f"[yellow]clock:[/] {finding.text}")
-        _ask_tolerance(ctx, target.serial)
+        _ask_tolerance(ctx, outcome.sync.session_ids if outcome.sync else [])
         if outcome.decision.topical_hold_until:
             hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
             console.print(f"no minoxidil until {hold} (rule 7)")
@@ -167,20 +167,27 @@ def start_cmd(
     run(go())
 
 
-def _ask_tolerance(ctx: typer.Context, serial: str) -> None:
-    """Ask (on a terminal) how the session was tolerated: rule 4 raises depth only after yes."""
+def _ask_tolerance(ctx: typer.Context, synced: list[int]) -> None:
+    """Ask (on a terminal) how the session was tolerated: rule 4 raises depth only after yes.
+
+    ``synced``: the sessions the sync after this one stored, in log order; the last is
+    the one just run. Nothing stored: nothing is rated (never another session)."""
+    if not synced:
+        console.print("this session is not stored yet: run `scalppen logs sync`, then "
+                      "record how it was tolerated with `scalppen session rate ID` (rule 4)")
+        return
+    session_id = synced[-1]
     if not console.is_terminal:
-        console.print("record how it was tolerated: scalppen session rate --tolerated "
-                      "(or --not-tolerated); the next depth step depends on it (rule 4)")
+        console.print(f"record how it was tolerated: scalppen session rate {session_id} "
+                      "--tolerated (or --not-tolerated); the next depth step depends on it "
+                      "(rule 4)")
         return
     answer = typer.confirm(
         "Was the session tolerated well (at most mild redness, no oozing, heat or pus)?",
         default=True,
     )
     with open_db(ctx) as db:
-        sessions = S.list_sessions(db, pen_serial=serial)
-        if sessions:
-            S.set_tolerated(db, sessions[-1].id, answer)
+        S.set_tolerated(db, session_id, answer)
     if not answer:
         console.print("noted; if you see oozing, extreme heat or pus, report it: "
                       "scalppen adverse KIND (rule 18)")

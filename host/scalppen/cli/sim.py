@@ -34,7 +34,8 @@ def sim_cmd(
 
     Lines typed on stdin work the pen's button: "pair" holds it 3 s (opens the
     pairing window a pen with a bond needs to pair a new computer), "press"
-    presses it.
+    presses it; "power-cut" cuts its power (it boots again). Each --flash directory
+    is its own pen (its own serial and address).
     """
     from scalppen.cli.common import UsageError
     from scalppen.sim import serve

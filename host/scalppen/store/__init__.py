@@ -33,9 +33,14 @@ from scalppen.store.history import clearance_records, handpiece_record, load_his
 from scalppen.store.logsync import (
     derive_sessions,
     ingest_log_records,
+    last_log_id,
     last_synced_seq,
     list_gaps,
     list_log_records,
+    log_epoch,
+    sessions_from_seq,
+    start_log_epoch,
+    stored_record,
 )
 from scalppen.store.pens import (
     add_profile,
@@ -118,6 +123,7 @@ __all__ = [
     "get_telemetry_summary",
     "handpiece_record",
     "ingest_log_records",
+    "last_log_id",
     "last_synced_seq",
     "latest_attestation",
     "latest_service",
@@ -134,6 +140,7 @@ __all__ = [
     "list_sessions",
     "list_wear",
     "load_history",
+    "log_epoch",
     "migrate",
     "open_store",
     "pen_limits",
@@ -146,8 +153,11 @@ __all__ = [
     "record_telemetry_summary",
     "record_wear",
     "report_adverse_event",
+    "sessions_from_seq",
     "set_permit_key",
     "set_tolerated",
+    "start_log_epoch",
+    "stored_record",
     "summarise_telemetry",
     "upsert_pen",
 ]

@@ -199,17 +199,30 @@ def migrate(store: Store) -> int:
     Raises:
         SchemaTooNewError: the database is newer than this program.
     """
-    with store.transaction():
-        current = store.schema_version
-        if current > SCHEMA_VERSION:
-            raise SchemaTooNewError(
-                f"{store.path} was written by a newer scalppen (schema {current}, this one "
-                f"knows {SCHEMA_VERSION}): upgrade scalppen"
-            )
-        for number in range(current + 1, SCHEMA_VERSION + 1):
-            for statement in _split(MIGRATIONS[number - 1]):
-                store.execute(statement)
-            store.execute(f"PRAGMA user_version = {number}")
+    # A migration that rebuilds a table drops the old one: with foreign keys on, that
+    # would cascade to the rows referring to it. They are off while it runs (SQLite's
+    # procedure for schema changes, https://sqlite.org/lang_altertable.html) and the
+    # result is checked before it commits.
+    store.execute("PRAGMA foreign_keys = OFF")
+    try:
+        with store.transaction():
+            current = store.schema_version
+            if current > SCHEMA_VERSION:
+                raise SchemaTooNewError(
+                    f"{store.path} was written by a newer scalppen (schema {current}, this "
+                    f"one knows {SCHEMA_VERSION}): upgrade scalppen"
+                )
+            for number in range(current + 1, SCHEMA_VERSION + 1):
+                for statement in _split(MIGRATIONS[number - 1]):
+                    store.execute(statement)
+                store.execute(f"PRAGMA user_version = {number}")
+            broken = store.query_one("PRAGMA foreign_key_check")
+            if broken is not None:
+                raise StoreError(
+                    f"{store.path}: the migration left a dangling reference {tuple(broken)}"
+                )
+    finally:
+        store.execute("PRAGMA foreign_keys = ON")
     return SCHEMA_VERSION - current
 
 

@@ -5,7 +5,9 @@ seq). A hole in the sequence numbers is reported by the ingest that finds it and
 remembered in ``log_gaps`` until records fill it; it is never hidden. Sessions are
 derived from SESSION_START / SESSION_END records (SESSION_END: ``a`` = duration in
 ms, ``b`` = strokes); a BOOT or a new START before the END closes a session as
-incomplete.
+incomplete. A session the power cut is one session: the pen logs BOOT and then the
+SESSION_END it closed at boot (flagged interrupted, with the elapsed ms and strokes
+it had saved), and that END completes the session its START opened.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ _LIMITS: Final = {
 #: A permit names the session's profile if issued at most this long before its start.
 PERMIT_MATCH_S: Final = 3600
 _SESSION_KINDS: Final = (RecordKind.SESSION_START, RecordKind.SESSION_END, RecordKind.BOOT)
+#: SESSION_END flags: closed at boot after a reset (firmware/pen/core.py FLAG_INTERRUPTED).
+END_INTERRUPTED: Final = 1
 
 
 def as_log_record(record: Mapping[str, Any] | LogRecord) -> LogRecord:
@@ -56,17 +60,62 @@ def as_log_record(record: Mapping[str, Any] | LogRecord) -> LogRecord:
     return LogRecord(**values)
 
 
+def log_epoch(db: Store, pen_serial: str) -> int:
+    """The pen's current log epoch: 0 for its first log, one more each time its log
+    restarted (seqs from 1 again: another log, see :func:`start_log_epoch`)."""
+    row = db.query_one("SELECT log_epoch FROM sync_state WHERE pen_serial = ?", (pen_serial,))
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+def start_log_epoch(db: Store, pen_serial: str) -> int:
+    """The pen's log restarted: what comes next is stored as a new epoch, from seq 1,
+    beside (never over) the records of the log before. Returns the new epoch."""
+    with db.transaction():
+        ensure_pen(db, pen_serial)
+        db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen_serial,))
+        db.execute(
+            "UPDATE sync_state SET log_epoch = log_epoch + 1, derived_seq = -1,"
+            " expected_first_seq = NULL WHERE pen_serial = ?",
+            (pen_serial,),
+        )
+    return log_epoch(db, pen_serial)
+
+
 def last_synced_seq(db: Store, pen_serial: str) -> int | None:
-    """The highest seq stored for the pen (resume reading after it), or None."""
-    row = db.query_one("SELECT MAX(seq) FROM log_records WHERE pen_serial = ?", (pen_serial,))
+    """The highest seq stored for the pen's current log (resume reading after it), or None."""
+    row = db.query_one(
+        "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND log_epoch = ?",
+        (pen_serial, log_epoch(db, pen_serial)),
+    )
     return None if row is None or row[0] is None else int(row[0])
 
 
+def stored_record(db: Store, pen_serial: str, seq: int) -> LogRecord | None:
+    """The record stored at ``seq`` of the pen's current log, or None."""
+    row = db.query_one(
+        f"SELECT {', '.join(_FIELDS)} FROM log_records WHERE pen_serial = ? AND log_epoch = ?"
+        " AND seq = ?",
+        (pen_serial, log_epoch(db, pen_serial), seq),
+    )
+    return None if row is None else LogRecord(**{f: row[f] for f in _FIELDS})
+
+
+def last_log_id(db: Store, pen_serial: str) -> int:
+    """The log id (BOOT ``a``) of the pen's current log as last stored; 0 if unknown."""
+    row = db.query_one(
+        "SELECT a FROM log_records WHERE pen_serial = ? AND log_epoch = ? AND kind = ?"
+        " AND a != 0 ORDER BY seq DESC LIMIT 1",
+        (pen_serial, log_epoch(db, pen_serial), int(RecordKind.BOOT)),
+    )
+    return 0 if row is None else int(row[0])
+
+
 def list_gaps(db: Store, pen_serial: str) -> list[tuple[int, int]]:
-    """Every missing seq range (inclusive) still open for the pen, lowest first."""
+    """Every missing seq range (inclusive) still open in the pen's current log, lowest first."""
     rows = db.query(
-        "SELECT first_seq, last_seq FROM log_gaps WHERE pen_serial = ? ORDER BY first_seq",
-        (pen_serial,),
+        "SELECT first_seq, last_seq FROM log_gaps WHERE pen_serial = ? AND log_epoch = ?"
+        " ORDER BY first_seq",
+        (pen_serial, log_epoch(db, pen_serial)),
     )
     return [(int(r[0]), int(r[1])) for r in rows]
 
@@ -75,6 +124,7 @@ def _stored(row: sqlite3.Row) -> StoredLogRecord:
     return StoredLogRecord(
         pen_serial=row["pen_serial"],
         seq=row["seq"],
+        log_epoch=row["log_epoch"],
         time=from_ts(row["time"]),
         kind=row["kind"],
         flags=row["flags"],
@@ -93,7 +143,7 @@ def list_log_records(
     kinds: Sequence[int] | None = None,
     limit: int | None = None,
 ) -> list[StoredLogRecord]:
-    """Stored log records, by pen then seq."""
+    """Stored log records, by pen, log epoch, then seq."""
     where: list[str] = []
     params: list[Any] = []
     if pen_serial is not None:
@@ -108,7 +158,7 @@ def list_log_records(
     sql = "SELECT * FROM log_records"
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY pen_serial, seq"
+    sql += " ORDER BY pen_serial, log_epoch, seq"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
@@ -144,13 +194,14 @@ def ingest_log_records(
     now_ts = to_ts(now or utcnow())
     with db.transaction():
         ensure_pen(db, pen_serial)
+        ep = log_epoch(db, pen_serial)
         existing: dict[int, LogRecord] = {}
         if recs:
             lo, hi = min(r.seq for r in recs), max(r.seq for r in recs)
             for row in db.query(
                 f"SELECT {', '.join(_FIELDS)} FROM log_records"
-                " WHERE pen_serial = ? AND seq BETWEEN ? AND ?",
-                (pen_serial, lo, hi),
+                " WHERE pen_serial = ? AND log_epoch = ? AND seq BETWEEN ? AND ?",
+                (pen_serial, ep, lo, hi),
             ):
                 existing[row["seq"]] = LogRecord(**{f: row[f] for f in _FIELDS})
         fresh: dict[int, LogRecord] = {}
@@ -165,14 +216,15 @@ def ingest_log_records(
             else:
                 conflicts.append(rec.seq)
         db.executemany(
-            "INSERT OR IGNORE INTO log_records (pen_serial, seq, time, kind, flags, code,"
-            " depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR IGNORE INTO log_records (pen_serial, log_epoch, seq, time, kind, flags,"
+            " code, depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (pen_serial, r.seq, r.time, r.kind, r.flags, r.code, r.depth_um, r.a, r.b, now_ts)
+                (pen_serial, ep, r.seq, r.time, r.kind, r.flags, r.code, r.depth_um, r.a, r.b,
+                 now_ts)
                 for r in fresh.values()
             ],
         )
-        gaps = _update_gaps(db, pen_serial, sorted(fresh), from_seq, now_ts)
+        gaps = _update_gaps(db, pen_serial, ep, sorted(fresh), from_seq, now_ts)
         derived = derive_sessions(db, pen_serial, rewind_below=min(fresh, default=None))
     return SyncResult(
         new=len(fresh),
@@ -184,7 +236,7 @@ def ingest_log_records(
 
 
 def _update_gaps(
-    db: Store, pen: str, new_seqs: list[int], from_seq: int | None, now_ts: int
+    db: Store, pen: str, ep: int, new_seqs: list[int], from_seq: int | None, now_ts: int
 ) -> list[tuple[int, int]]:
     """Recompute the missing ranges around the new records; return the newly found ones.
 
@@ -200,26 +252,31 @@ def _update_gaps(
         )
     if not new_seqs and from_seq is None:
         return []
-    bounds = db.query_one("SELECT MIN(seq) FROM log_records WHERE pen_serial = ?", (pen,))
+    bounds = db.query_one(
+        "SELECT MIN(seq) FROM log_records WHERE pen_serial = ? AND log_epoch = ?", (pen, ep)
+    )
     if bounds is None or bounds[0] is None:
         return []
     min_seq = int(bounds[0])
     before = {
         (int(r["first_seq"]), int(r["last_seq"])): int(r["detected_at"])
-        for r in db.query("SELECT * FROM log_gaps WHERE pen_serial = ?", (pen,))
+        for r in db.query(
+            "SELECT * FROM log_gaps WHERE pen_serial = ? AND log_epoch = ?", (pen, ep)
+        )
     }
     low = new_seqs[0] if new_seqs else min_seq
     anchor = db.query_one(
-        "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND seq < ?", (pen, low)
+        "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND log_epoch = ? AND seq < ?",
+        (pen, ep, low),
     )
     lo = int(anchor[0]) if anchor is not None and anchor[0] is not None else min_seq
     found = [
         (int(r[0]), int(r[1]))
         for r in db.query(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
-            " FROM log_records WHERE pen_serial = ? AND seq >= ?)"
+            " FROM log_records WHERE pen_serial = ? AND log_epoch = ? AND seq >= ?)"
             " WHERE prev IS NOT NULL AND seq - prev > 1",
-            (pen, lo),
+            (pen, ep, lo),
         )
     ]
     expected = db.query_one(
@@ -228,13 +285,14 @@ def _update_gaps(
     if expected is not None and expected[0] is not None and int(expected[0]) < min_seq:
         found.insert(0, (int(expected[0]), min_seq - 1))
     db.execute(
-        "DELETE FROM log_gaps WHERE pen_serial = ? AND (first_seq > ? OR first_seq < ?)",
-        (pen, lo, min_seq),
+        "DELETE FROM log_gaps WHERE pen_serial = ? AND log_epoch = ?"
+        " AND (first_seq > ? OR first_seq < ?)",
+        (pen, ep, lo, min_seq),
     )
     db.executemany(
-        "INSERT OR REPLACE INTO log_gaps (pen_serial, first_seq, last_seq, detected_at)"
-        " VALUES (?, ?, ?, ?)",
-        [(pen, a, b, before.get((a, b), now_ts)) for a, b in found],
+        "INSERT OR REPLACE INTO log_gaps (pen_serial, log_epoch, first_seq, last_seq,"
+        " detected_at) VALUES (?, ?, ?, ?, ?)",
+        [(pen, ep, a, b, before.get((a, b), now_ts)) for a, b in found],
     )
     return [g for g in found if g not in before]
 
@@ -252,17 +310,19 @@ def _profile_for(db: Store, pen: str, started_ts: int | None) -> int | None:
     return None if owner is None or owner[0] is None else int(owner[0])
 
 
-def _save_session(db: Store, pen: str, values: dict[str, Any]) -> bool:
-    """Insert or update the session named by its START or END seq. True if it changed."""
+def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any]) -> bool:
+    """Insert or update the session named by its START or END seq in log epoch ``ep``.
+    True if it changed."""
     by_start = by_end = None
     if values["start_seq"] is not None:
         by_start = db.query_one(
-            "SELECT * FROM sessions WHERE pen_serial = ? AND start_seq = ?",
-            (pen, values["start_seq"]),
+            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ? AND start_seq = ?",
+            (pen, ep, values["start_seq"]),
         )
     if values["end_seq"] is not None:
         by_end = db.query_one(
-            "SELECT * FROM sessions WHERE pen_serial = ? AND end_seq = ?", (pen, values["end_seq"])
+            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ? AND end_seq = ?",
+            (pen, ep, values["end_seq"]),
         )
     if by_start is not None and by_end is not None and by_start["id"] != by_end["id"]:
         db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
@@ -281,9 +341,9 @@ def _save_session(db: Store, pen: str, values: dict[str, Any]) -> bool:
     if row is None:
         profile = _profile_for(db, pen, values["started_at"])
         db.execute(
-            f"INSERT INTO sessions (pen_serial, profile_id, {', '.join(cols)})"
-            f" VALUES (?, ?, {', '.join('?' * len(cols))})",
-            (pen, profile, *(values[c] for c in cols)),
+            f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
+            f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
+            (pen, ep, profile, *(values[c] for c in cols)),
         )
         return True
     if all(row[c] == values[c] for c in cols):
@@ -295,15 +355,17 @@ def _save_session(db: Store, pen: str, values: dict[str, Any]) -> bool:
     return True
 
 
-def _clock_floor(db: Store, pen: str, start: sqlite3.Row | None, end: sqlite3.Row) -> int:
+def _clock_floor(
+    db: Store, pen: str, ep: int, start: sqlite3.Row | None, end: sqlite3.Row
+) -> int:
     """The latest time the pen's clock showed between a session's START and END: its
     records' times and, for a clock that was set (TIME_SET), the time it showed before.
     A clock moved back mid-session cannot make the session end earlier than that."""
     lo = start["seq"] if start is not None else end["seq"]
     row = db.query_one(
         "SELECT MAX(time), MAX(CASE WHEN kind = ? THEN b ELSE 0 END) FROM log_records"
-        " WHERE pen_serial = ? AND seq BETWEEN ? AND ?",
-        (int(RecordKind.TIME_SET), pen, lo, end["seq"]),
+        " WHERE pen_serial = ? AND log_epoch = ? AND seq BETWEEN ? AND ?",
+        (int(RecordKind.TIME_SET), pen, ep, lo, end["seq"]),
     )
     if row is None:
         return 0
@@ -334,6 +396,29 @@ def _complete(start: sqlite3.Row | None, end: sqlite3.Row, floor: int = 0) -> di
     }
 
 
+def _interrupted(
+    db: Store, pen: str, ep: int, start: sqlite3.Row, boot: sqlite3.Row, end: sqlite3.Row
+) -> dict[str, Any]:
+    """A session a reset cut, closed by the SESSION_END the pen wrote at its next boot.
+
+    That END's time is the boot's, not the cut's: the session ran ``a`` ms from its
+    START, and it lasted at least until the last record the pen wrote before the cut."""
+    values = _complete(start, end)
+    started = start["time"] or None
+    row = db.query_one(
+        "SELECT MAX(time) FROM log_records WHERE pen_serial = ? AND log_epoch = ?"
+        " AND seq > ? AND seq < ?",
+        (pen, ep, start["seq"], boot["seq"]),
+    )
+    last_seen = int(row[0]) if row is not None and row[0] else 0
+    if started is not None:
+        ended = max(started + round(values["duration_s"]), last_seen)
+        if end["time"] and end["time"] >= started:
+            ended = min(ended, end["time"])  # never after the boot that closed it
+        values["ended_at"] = ended
+    return values
+
+
 def _incomplete(start: sqlite3.Row, next_time: int) -> dict[str, Any]:
     started = start["time"] or None
     ended = next_time or None
@@ -351,6 +436,10 @@ def _incomplete(start: sqlite3.Row, next_time: int) -> dict[str, Any]:
     }
 
 
+def _closed_at_boot(rec: sqlite3.Row) -> bool:
+    return rec["kind"] == RecordKind.SESSION_END and bool(rec["flags"] & END_INTERRUPTED)
+
+
 def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = None) -> int:
     """Turn the pen's session records not yet processed into sessions.
 
@@ -366,33 +455,54 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
     with db.transaction():
         db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen_serial,))
         state = db.query_one(
-            "SELECT derived_seq FROM sync_state WHERE pen_serial = ?", (pen_serial,)
+            "SELECT derived_seq, log_epoch FROM sync_state WHERE pen_serial = ?", (pen_serial,)
         )
         cursor = int(state[0]) if state is not None else -1
+        ep = int(state[1]) if state is not None else 0
         if rewind_below is not None and rewind_below <= cursor:
             row = db.query_one(
-                "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND kind = ? AND seq < ?",
-                (pen_serial, int(RecordKind.SESSION_END), rewind_below),
+                "SELECT MAX(seq) FROM log_records WHERE pen_serial = ? AND log_epoch = ?"
+                " AND kind = ? AND seq < ?",
+                (pen_serial, ep, int(RecordKind.SESSION_END), rewind_below),
             )
             cursor = int(row[0]) if row is not None and row[0] is not None else -1
         kinds = ", ".join(str(int(k)) for k in _SESSION_KINDS)
         rows = db.query(
-            f"SELECT seq, time, kind, depth_um, a, b FROM log_records WHERE pen_serial = ?"
-            f" AND seq > ? AND kind IN ({kinds}) ORDER BY seq",
-            (pen_serial, cursor),
+            f"SELECT seq, time, kind, flags, depth_um, a, b FROM log_records WHERE pen_serial = ?"
+            f" AND log_epoch = ? AND seq > ? AND kind IN ({kinds}) ORDER BY seq",
+            (pen_serial, ep, cursor),
         )
         changed = 0
         pending: sqlite3.Row | None = None
-        for rec in rows:
+        boot: sqlite3.Row | None = None  # a reset while ``pending`` was open
+        for i, rec in enumerate(rows):
             kind = rec["kind"]
             if kind == RecordKind.SESSION_END:
-                floor = _clock_floor(db, pen_serial, pending, rec)
-                changed += _save_session(db, pen_serial, _complete(pending, rec, floor))
-                pending = None
-            else:
-                if pending is not None:
-                    changed += _save_session(db, pen_serial, _incomplete(pending, rec["time"]))
-                pending = rec if kind == RecordKind.SESSION_START else None
+                if pending is not None and boot is not None:
+                    values = _interrupted(db, pen_serial, ep, pending, boot, rec)
+                else:
+                    floor = _clock_floor(db, pen_serial, ep, pending, rec)
+                    values = _complete(pending, rec, floor)
+                changed += _save_session(db, pen_serial, ep, values)
+                pending = boot = None
+                continue
+            if pending is not None:
+                after = rows[i + 1] if i + 1 < len(rows) else None
+                if kind == RecordKind.BOOT and boot is None and (
+                    after is None or _closed_at_boot(after)
+                ):
+                    # The END closing it at this boot follows (or is not read yet):
+                    # until it comes, the session stands as incomplete.
+                    boot = rec
+                    if after is None:
+                        values = _incomplete(pending, rec["time"])
+                        changed += _save_session(db, pen_serial, ep, values)
+                    continue
+                changed += _save_session(
+                    db, pen_serial, ep, _incomplete(pending, (boot or rec)["time"])
+                )
+            pending = rec if kind == RecordKind.SESSION_START else None
+            boot = None
         last = last_synced_seq(db, pen_serial)
         new_cursor = (
             pending["seq"] - 1 if pending is not None else (last if last is not None else -1)
@@ -401,6 +511,18 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
             "UPDATE sync_state SET derived_seq = ? WHERE pen_serial = ?", (new_cursor, pen_serial)
         )
     return changed
+
+
+def sessions_from_seq(db: Store, pen_serial: str, from_seq: int) -> list[int]:
+    """Ids of the sessions of the pen's current log whose START or END is at ``from_seq``
+    or later (what a sync from there stored), in log order."""
+    rows = db.query(
+        "SELECT id FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
+        " AND MAX(COALESCE(start_seq, 0), COALESCE(end_seq, 0)) >= ?"
+        " ORDER BY COALESCE(start_seq, end_seq)",
+        (pen_serial, log_epoch(db, pen_serial), from_seq),
+    )
+    return [int(r[0]) for r in rows]
 
 
 def session_time(value: int | None) -> datetime | None:

@@ -191,8 +191,77 @@ CREATE TABLE permits (
 CREATE INDEX permits_pen ON permits (pen_serial, issued_at);
 """
 
+#: Log epochs: a pen whose log restarted (seqs from 1 again) keeps the records,
+#: gaps and sessions of its earlier log; the new log is epoch + 1. Tables are
+#: rebuilt (SQLite cannot change a key in place) with foreign keys off
+#: (see db.migrate), so sessions keep their ids and what refers to them.
+_V2: Final = """
+CREATE TABLE log_records_v2 (
+    pen_serial  TEXT NOT NULL REFERENCES pens(serial),
+    log_epoch   INTEGER NOT NULL DEFAULT 0,
+    seq         INTEGER NOT NULL,
+    time        INTEGER NOT NULL,
+    kind        INTEGER NOT NULL,
+    flags       INTEGER NOT NULL,
+    code        INTEGER NOT NULL,
+    depth_um    INTEGER NOT NULL,
+    a           INTEGER NOT NULL,
+    b           INTEGER NOT NULL,
+    synced_at   INTEGER NOT NULL,
+    PRIMARY KEY (pen_serial, log_epoch, seq)
+) WITHOUT ROWID;
+INSERT INTO log_records_v2 (pen_serial, log_epoch, seq, time, kind, flags, code, depth_um,
+    a, b, synced_at)
+    SELECT pen_serial, 0, seq, time, kind, flags, code, depth_um, a, b, synced_at
+    FROM log_records;
+DROP TABLE log_records;
+ALTER TABLE log_records_v2 RENAME TO log_records;
+CREATE INDEX log_records_kind ON log_records (pen_serial, log_epoch, kind, seq);
+
+CREATE TABLE log_gaps_v2 (
+    pen_serial   TEXT NOT NULL REFERENCES pens(serial),
+    log_epoch    INTEGER NOT NULL DEFAULT 0,
+    first_seq    INTEGER NOT NULL,
+    last_seq     INTEGER NOT NULL,
+    detected_at  INTEGER NOT NULL,
+    PRIMARY KEY (pen_serial, log_epoch, first_seq)
+);
+INSERT INTO log_gaps_v2 (pen_serial, log_epoch, first_seq, last_seq, detected_at)
+    SELECT pen_serial, 0, first_seq, last_seq, detected_at FROM log_gaps;
+DROP TABLE log_gaps;
+ALTER TABLE log_gaps_v2 RENAME TO log_gaps;
+
+ALTER TABLE sync_state ADD COLUMN log_epoch INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE sessions_v2 (
+    id          INTEGER PRIMARY KEY,
+    pen_serial  TEXT NOT NULL REFERENCES pens(serial),
+    profile_id  INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    started_at  INTEGER,
+    ended_at    INTEGER,
+    depth_um    INTEGER NOT NULL,
+    duration_s  REAL NOT NULL DEFAULT 0,
+    strokes     INTEGER NOT NULL DEFAULT 0,
+    tolerated   INTEGER CHECK (tolerated IN (0, 1)),
+    complete    INTEGER NOT NULL DEFAULT 1,
+    start_seq   INTEGER,
+    end_seq     INTEGER,
+    log_epoch   INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (pen_serial, log_epoch, start_seq),
+    UNIQUE (pen_serial, log_epoch, end_seq)
+);
+INSERT INTO sessions_v2 (id, pen_serial, profile_id, started_at, ended_at, depth_um,
+    duration_s, strokes, tolerated, complete, start_seq, end_seq, log_epoch)
+    SELECT id, pen_serial, profile_id, started_at, ended_at, depth_um, duration_s, strokes,
+    tolerated, complete, start_seq, end_seq, 0 FROM sessions;
+DROP TABLE sessions;
+ALTER TABLE sessions_v2 RENAME TO sessions;
+CREATE INDEX sessions_profile ON sessions (profile_id, ended_at);
+CREATE INDEX sessions_pen ON sessions (pen_serial, started_at);
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1,)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

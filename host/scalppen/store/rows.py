@@ -87,6 +87,7 @@ class StoredLogRecord:
     depth_um: int
     a: int
     b: int
+    log_epoch: int = 0  # which of the pen's logs (one more each time its log restarted)
 
 
 @dataclass(frozen=True)

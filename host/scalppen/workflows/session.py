@@ -9,16 +9,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from scalppen import store as S
 from scalppen.client import Pen, PenTimeout
 from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
+from scalppen.policy.cartridge import cartridge_refusal
+from scalppen.refusals import describe
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
 from scalppen.workflows.logsync import SyncSummary, sync_log
-from scalppen_protocol.codes import ErrorCode, Notice, PenState
+from scalppen_protocol.codes import ErrorCode, Notice, PenState, RecordKind
 
 
 class SessionOpen(Exception):
@@ -123,6 +125,7 @@ async def run_session(
     decision = decide(db, serial, plan, limits, moment, last, max(0, lock_left))
     if not decision.allowed:
         raise SessionRefused(decision)
+    decision = await _check_cartridge(pen, decision, info.limits.rate_max_sps)
     permit = issue_permit(decision, key, moment)
     S.record_permit(db, serial, permit, profile_id=plan.profile_id)
     outcome = SessionOutcome(decision=decision)
@@ -140,6 +143,7 @@ async def run_session(
     finally:
         events.close()
     outcome.sync = await sync_log(pen, db, serial, now=now())
+    _end_from_log(db, serial, outcome)
     S.record_wear(db, serial, asdict(await pen.wear()), at=now())
     _store_summary(db, serial, outcome)
     return outcome
@@ -199,10 +203,47 @@ async def _follow(
             return
 
 
+async def _check_cartridge(pen: Pen, decision: Decision, rate_max_sps: int) -> Decision:
+    """Rule 14 before arming: the inserted cartridge's budget left must cover the
+    permitted time at the top of the stroke window (the pen checks it again)."""
+    wear = await pen.wear()
+    if not wear.cartridge or wear.cart_state:
+        return decision  # none, or one the pen refuses itself with its own reason
+    refusal = cartridge_refusal(wear.strokes_used, wear.strokes_rated,
+                                decision.max_duration_s, rate_max_sps)
+    if refusal is None:
+        return decision
+    raise SessionRefused(replace(decision, allowed=False, refusals=(refusal,)))
+
+
+# The pen's SESSION_END code (its log) -> how the session ended.
+_END_REASONS = {
+    ErrorCode.CARTRIDGE_WORN: "cartridge worn out (its rated strokes were reached)",
+    ErrorCode.SESSION_CAP: "15-minute hard stop",
+}
+
+
+def _end_from_log(db: S.Store, serial: str, outcome: SessionOutcome) -> None:
+    """Take the end reason from the pen's own SESSION_END record, when the sync read
+    it: the live events say only that the session finished, not why."""
+    if outcome.sync is None or outcome.fault or outcome.ended_by == "stopped by the user":
+        return
+    ends = S.list_log_records(db, serial, since_seq=outcome.sync.from_seq,
+                              kinds=[RecordKind.SESSION_END])
+    if not ends:
+        return
+    code = ends[-1].code
+    if code in _END_REASONS:
+        outcome.ended_by = _END_REASONS[ErrorCode(code)]
+    elif code:
+        outcome.ended_by = f"ended by the pen: {describe(code)}"
+
+
 def _store_summary(db: S.Store, serial: str, outcome: SessionOutcome) -> None:
     samples = [asdict(t) for t in outcome.telemetry]
     if not samples:
         return
-    sessions = S.list_sessions(db, pen_serial=serial)
-    if sessions:
-        S.record_telemetry_summary(db, sessions[-1].id, S.summarise_telemetry(samples))
+    # the session this run's sync stored (never another pen's or patient's latest)
+    ids = outcome.sync.session_ids if outcome.sync else []
+    if ids:
+        S.record_telemetry_summary(db, ids[-1], S.summarise_telemetry(samples))

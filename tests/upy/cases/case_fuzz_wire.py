@@ -232,14 +232,32 @@ def _new_records(before, after, files):
     return recs
 
 
+# START refusals that end an armed permit (pen/core.py _DISARMING, PROTOCOL.md):
+# the one change a NACK makes, IDLE and a DISARMED record.
+DISARMING = (wire.E_CARTRIDGE_USED, wire.E_CARTRIDGE_WORN, wire.E_CARTRIDGE_EXPIRED,
+             wire.E_CARTRIDGE_REINSERTED, wire.E_CARTRIDGE_INVALID,
+             wire.E_CARTRIDGE_UNAUTHENTIC, wire.E_CARTRIDGE_UNDATED, wire.E_BATTERY_LOW,
+             wire.E_BATTERY_UNKNOWN, wire.E_INTERVAL_LOCKOUT, wire.E_SESSION_CAP)
+
+
 def _unchanged(h, before, after, refusals, t, code):
     assert before["handler"] == after["handler"], "handler"
-    assert before["pen"] == after["pen"], "pen"
+    bp, ap = before["pen"], after["pen"]
+    bp["start_detail"] = ap["start_detail"]  # the last START NACK's detail
+    disarmed = t == wire.T_START and code in DISARMING and bp["state"] == wire.S_ARMED
+    if disarmed:
+        assert ap["state"] == wire.S_IDLE and ap["permit"] is None, "not disarmed"
+        bp["state"], bp["permit"] = ap["state"], ap["permit"]
+    assert bp == ap, "pen"
     assert before["c"] == after["c"], "counters"
     recs = _new_records(before, after, h.pen.store.fs.files)
     counted = after["counted"] - before["counted"]
-    assert counted in (0, 1) and len(recs) + counted == refusals, (t, code, recs, counted)
+    extra = 1 if disarmed else 0
+    assert counted in (0, 1) and len(recs) + counted == refusals + extra, (t, code, recs, counted)
     for r in recs:
+        if extra and r["kind"] == wire.K_DISARMED:
+            assert r["code"] == code, r
+            continue
         assert r["kind"] in (wire.K_PERMIT_REFUSED, wire.K_START_REFUSED), r
         assert r["code"] == code and r["flags"] == t, r
     assert after["log"][2] == before["log"][2] + len(recs)
