@@ -26,9 +26,10 @@ LAUNCH = MPY_DIR / "launch.py"
 #: heap grows on demand (docs/fidelity.md, "Heap"); this one is fixed.
 DEFAULT_HEAP_KB = 256
 #: Heap the stand-ins themselves hold in the twin (measured: about 42 KiB of
-#: bytecode, constants and the bridge's buffers). On the pen they are C modules and
-#: cost no heap, so the twin's ``-X heapsize`` is the pen's heap plus this.
-STANDIN_HEAP_KB = 48
+#: bytecode, constants and the bridge's buffers, and the 16 KiB output buffer made at
+#: start). On the pen they are C modules and cost no heap, so the twin's
+#: ``-X heapsize`` is the pen's heap plus this.
+STANDIN_HEAP_KB = 64
 
 
 def micropython_exe() -> str:

@@ -11,6 +11,7 @@ from scalppen import store as S
 from scalppen.cli import storage
 from scalppen.cli.common import UsageError
 from scalppen.cli.context import Options
+from scalppen.cli.penlock import pen_lock
 from scalppen.client import Pen
 from scalppen.workflows.radio import Radio
 
@@ -56,13 +57,15 @@ async def connected_pen(opts: Options, target: Target | None) -> AsyncIterator[P
     if opts.serial:
         from scalppen.transports.serial import SerialTransport
 
-        async with Pen(SerialTransport(opts.serial)) as pen:
-            yield pen
+        with pen_lock(opts.serial):
+            async with Pen(SerialTransport(opts.serial)) as pen:
+                yield pen
         return
     if target is None:
         raise UsageError("no pen to connect to", "pair one with `scalppen pair`")
-    async with radio_for(opts) as radio, Pen(radio.transport(target.address)) as pen:
-        yield pen
+    with pen_lock(target.serial or target.address):
+        async with radio_for(opts) as radio, Pen(radio.transport(target.address)) as pen:
+            yield pen
 
 
 def pen_serial(target: Target | None, pen: Pen) -> str:

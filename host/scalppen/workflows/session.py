@@ -140,6 +140,11 @@ async def run_session(
         if started is not None:
             started(decision)
         await _follow(pen, events, outcome, on_event, stop_requested)
+    except BaseException:
+        # Whatever ends this command early (an error, Ctrl-C, a lost answer), the
+        # needles must not go on without it: STOP first (always allowed, always safe).
+        await _stop_quietly(pen)
+        raise
     finally:
         events.close()
     outcome.sync = await sync_log(pen, db, serial, now=now())
@@ -147,6 +152,16 @@ async def run_session(
     S.record_wear(db, serial, asdict(await pen.wear()), at=now())
     _store_summary(db, serial, outcome)
     return outcome
+
+
+#: How long an error exit waits for the pen to acknowledge its STOP.
+STOP_ON_ERROR_S = 3.0
+
+
+async def _stop_quietly(pen: Pen) -> None:
+    """Send STOP, best effort: the link may be the thing that failed."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(pen.stop(), STOP_ON_ERROR_S)
 
 
 async def _follow(

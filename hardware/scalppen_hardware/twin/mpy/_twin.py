@@ -40,7 +40,11 @@ _HEAD = 13  # u32 body length, u8 kind, u32 arg, u32 ops length
 # take none of it. Outputs are packed into one buffer, replies read into another,
 # and the snapshot is kept in buffers and lists updated in place.
 _sock = None
-_out = bytearray(1024)  # the header, then the queued ops
+# The header, then the queued ops. Made at start at the size a tick's output reaches
+# in a log sync (a 160-record page in notifications, events, pins): grown later, on a
+# heap the firmware has fragmented, it failed (MemoryError asking 8 KiB, where the
+# pen's NimBLE would have used its own mbufs, not the MicroPython heap).
+_out = bytearray(16384)
 _olen = _HEAD
 _dirty = False
 _lenbuf = bytearray(4)
