@@ -19,10 +19,36 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    """``--version``: the toolkit, the firmware it builds and the protocol it speaks."""
+    if not value:
+        return
+    from importlib.metadata import PackageNotFoundError, version
+
+    from scalppen.flash.build import read_version
+    from scalppen.twin import firmware_dir
+    from scalppen_protocol.codes import PROTOCOL_VERSION
+
+    try:
+        host = version("scalppen")
+    except PackageNotFoundError:
+        host = "unknown"
+    try:
+        fw = read_version(firmware_dir())
+    except Exception:
+        fw = "not found"
+    typer.echo(f"scalppen {host} (firmware {fw}, protocol {PROTOCOL_VERSION})")
+    raise typer.Exit()
+
+
 @app.callback()
 @handle_errors
 def _root(
     ctx: typer.Context,
+    _show_version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True,
+        help="print the toolkit's, the firmware's and the protocol's versions",
+    ),
     db: Path = typer.Option(
         None, "--db", envvar="SCALPPEN_DB", help="session database (default in SCALPPEN_HOME)"
     ),
