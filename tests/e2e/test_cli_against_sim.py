@@ -26,11 +26,16 @@ BOARDS = Path(__file__).resolve().parents[2] / "hardware" / "boards"
 
 
 class Sim:
-    def __init__(self, home: Path, *extra: str) -> None:
+    """``scalppen sim`` as a user runs it, its stdin open (button and power commands)."""
+
+    def __init__(self, home: Path, *extra: str, flash: Path | None = None,
+                 speed: str = "60") -> None:
         env = dict(os.environ, SCALPPEN_HOME=str(home), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
-            [*SCALPPEN, "sim", "--speed", "60", "--flash", str(home / "flash"), *extra],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [*SCALPPEN, "sim", "--speed", speed, "--flash", str(flash or home / "flash"),
+             *extra],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
         )
         self.lines: queue.Queue[str] = queue.Queue()
         self.seen: list[str] = []
@@ -43,13 +48,16 @@ class Sim:
         for line in self.proc.stdout:
             self.lines.put(line.rstrip("\n"))
 
-    def wait_for(self, pattern: str, timeout: float = 30.0) -> re.Match[str]:
+    def wait_for(self, pattern: str, timeout: float = 30.0, *,
+                 fresh: bool = False) -> re.Match[str]:
+        """The first line matching ``pattern`` (``fresh``: only lines not seen yet)."""
         deadline = time.monotonic() + timeout
         rx = re.compile(pattern)
-        for line in self.seen:
-            m = rx.search(line)
-            if m:
-                return m
+        if not fresh:
+            for line in self.seen:
+                m = rx.search(line)
+                if m:
+                    return m
         while time.monotonic() < deadline:
             try:
                 line = self.lines.get(timeout=0.2)
@@ -63,6 +71,12 @@ class Sim:
                 return m
         err = self.proc.stderr.read() if self.proc.poll() is not None and self.proc.stderr else ""
         raise AssertionError(f"sim never printed {pattern!r}; got {self.seen[-5:]} {err}")
+
+    def send(self, line: str) -> None:
+        """A line on the sim's stdin (``pair``, ``press``, ``power-cut``)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -91,13 +105,12 @@ def cli(home: Path, port: int, *args: str, stdin: str | None = None,
     )
 
 
-def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
-    home = tmp_path
+def pair_for(sim: Sim, home: Path, patient: str = "Ada") -> tuple[str, str]:
+    """Scan, pair (the passkey the pen shows typed at the prompt), give the pen to a
+    new screened patient; -> (the pen's address, what ``pair`` printed)."""
     scan = cli(home, sim.port, "scan", "--timeout", "2")
     assert scan.returncode == 0, scan.stderr
     address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
-
-    # pairing: the passkey the pen shows is typed at the prompt
     env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
     pair = subprocess.Popen(
         [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
@@ -107,13 +120,18 @@ def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
     passkey = sim.wait_for(r"^display: PAIR (\d{6})").group(1)
     out, err = pair.communicate(passkey + "\n", timeout=60)
     assert pair.returncode == 0, err
-    assert "paired with" in out and "permit key set" in out
-
-    assert cli(home, sim.port, "profile", "add", "Ada", "--birth-year", "1985").returncode == 0
-    assign = cli(home, sim.port, "profile", "assign-pen", address, "Ada")
+    assert cli(home, sim.port, "profile", "add", patient, "--birth-year", "1985").returncode == 0
+    assign = cli(home, sim.port, "profile", "assign-pen", address, patient)
     assert assign.returncode == 0, assign.stderr + assign.stdout
-    screen = cli(home, sim.port, "screen", "--profile", "Ada", "--all-no")
+    screen = cli(home, sim.port, "screen", "--profile", patient, "--all-no")
     assert screen.returncode == 0, screen.stderr
+    return address, out
+
+
+def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
+    home = tmp_path
+    _address, out = pair_for(sim, home)
+    assert "paired with" in out and "permit key set" in out
 
     status = cli(home, sim.port, "status")
     assert status.returncode == 0, status.stderr
@@ -147,24 +165,6 @@ def test_whole_story_from_the_command_line(sim: Sim, tmp_path: Path) -> None:
     assert (home / "r.html").read_text().count("<svg") >= 3
 
 
-def _paired_with_a_patient(sim: Sim, home: Path) -> None:
-    scan = cli(home, sim.port, "scan", "--timeout", "2")
-    assert scan.returncode == 0, scan.stderr
-    address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    pair = subprocess.Popen(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-         str(home / "db"), "pair", address],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    passkey = sim.wait_for(r"^display: PAIR (\d{6})").group(1)
-    _out, err = pair.communicate(passkey + "\n", timeout=60)
-    assert pair.returncode == 0, err
-    assert cli(home, sim.port, "profile", "add", "Ada", "--birth-year", "1985").returncode == 0
-    assert cli(home, sim.port, "profile", "assign-pen", address, "Ada").returncode == 0
-    assert cli(home, sim.port, "screen", "--profile", "Ada", "--all-no").returncode == 0
-
-
 def test_a_cartridge_too_worn_for_the_session_is_refused_before_arming(tmp_path: Path) -> None:
     # Issue 14 item 4: a board rating its cartridges 100,000 strokes (the old
     # default). 15 minutes at 116 strokes/s would need 104,400; at the top of the
@@ -175,7 +175,7 @@ def test_a_cartridge_too_worn_for_the_session_is_refused_before_arming(tmp_path:
     board.write_text(json.dumps(doc))
     sim = Sim(tmp_path, "--board", str(board))
     try:
-        _paired_with_a_patient(sim, tmp_path)
+        pair_for(sim, tmp_path)
         run = cli(tmp_path, sim.port, "session", "start", "--depth", "0.5", "--sterilised")
         assert run.returncode == 3, run.stderr + run.stdout
         assert "rule 14" in run.stdout and "11 min" in run.stdout, run.stdout

@@ -9,41 +9,21 @@ goes on to its end untouched; afterwards the pen is free again.
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_against_sim import SCALPPEN, Sim, cli, sim  # noqa: F401
+from tests.e2e.test_cli_against_sim import SCALPPEN, Sim, cli, pair_for, sim  # noqa: F401
 
 pytestmark = pytest.mark.timeout(240)
-
-
-def _paired(sim: Sim, home: Path) -> str:  # noqa: F811
-    scan = cli(home, sim.port, "scan", "--timeout", "2")
-    assert scan.returncode == 0, scan.stderr
-    address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    pair = subprocess.Popen(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-         str(home / "db"), "pair", address],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    passkey = sim.wait_for(r"^display: PAIR (\d{6})").group(1)
-    _out, err = pair.communicate(passkey + "\n", timeout=60)
-    assert pair.returncode == 0, err
-    assert cli(home, sim.port, "profile", "add", "Ada", "--birth-year", "1985").returncode == 0
-    assert cli(home, sim.port, "profile", "assign-pen", address, "Ada").returncode == 0
-    assert cli(home, sim.port, "screen", "--profile", "Ada", "--all-no").returncode == 0
-    return address
 
 
 def test_a_second_command_finds_the_pen_busy_and_the_session_goes_on(
     sim: Sim, tmp_path: Path,  # noqa: F811
 ) -> None:
     home = tmp_path
-    _paired(sim, home)
+    pair_for(sim, home)
     env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
     session = subprocess.Popen(
         [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",

@@ -10,91 +10,16 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import re
 import subprocess
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_against_sim import SCALPPEN, cli
+from tests.e2e.test_cli_against_sim import SCALPPEN, Sim, cli, pair_for
 
 pytestmark = pytest.mark.timeout(300)
-
-
-class SimPen:
-    """``scalppen sim --flash DIR`` with its stdin open (button and power commands)."""
-
-    def __init__(self, home: Path, flash: Path, speed: str = "60") -> None:
-        env = dict(os.environ, SCALPPEN_HOME=str(home), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [*SCALPPEN, "sim", "--speed", speed, "--flash", str(flash)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=env,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.seen: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        self.port = int(self.wait_for(r"^ble-hci-tcp: 127\.0\.0\.1:(\d+)$").group(1))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-
-    def wait_for(self, pattern: str, timeout: float = 30.0, *, fresh: bool = False) -> re.Match[str]:
-        rx = re.compile(pattern)
-        if not fresh:
-            for line in self.seen:
-                if m := rx.search(line):
-                    return m
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None:
-                    break
-                continue
-            self.seen.append(line)
-            if m := rx.search(line):
-                return m
-        raise AssertionError(f"sim never printed {pattern!r}; got {self.seen[-5:]}")
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-
-
-def pair_for(sim: SimPen, home: Path, patient: str) -> str:
-    """Pair the sim's pen, give it to a new patient ``patient`` (screened); its address."""
-    scan = cli(home, sim.port, "scan", "--timeout", "2")
-    assert scan.returncode == 0, scan.stderr
-    address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    pair = subprocess.Popen(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-         str(home / "db"), "pair", address],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
-    passkey = sim.wait_for(r"^display: PAIR (\d{6})").group(1)
-    _out, err = pair.communicate(passkey + "\n", timeout=60)
-    assert pair.returncode == 0, err
-    assert cli(home, sim.port, "profile", "add", patient, "--birth-year", "1985").returncode == 0
-    assert cli(home, sim.port, "profile", "assign-pen", address, patient).returncode == 0
-    assert cli(home, sim.port, "screen", "--profile", patient, "--all-no").returncode == 0
-    return address
 
 
 def sessions(home: Path, port: int) -> list[dict]:
@@ -111,9 +36,9 @@ def rated_id(run: subprocess.CompletedProcess[str]) -> int:
 
 def test_each_sim_is_its_own_pen_and_ratings_land_on_its_session(tmp_path: Path) -> None:
     home = tmp_path
-    first = SimPen(home, home / "flash-1")
+    first = Sim(home, flash=home / "flash-1")
     try:
-        ada_pen = pair_for(first, home, "Ada")
+        ada_pen, _ = pair_for(first, home, "Ada")
         run = cli(home, first.port, "session", "start", "--depth", "0.5", "--minutes", "1",
                   "--sterilised", timeout=120)
         assert run.returncode == 0, run.stderr + run.stdout
@@ -121,9 +46,9 @@ def test_each_sim_is_its_own_pen_and_ratings_land_on_its_session(tmp_path: Path)
     finally:
         first.stop()
 
-    second = SimPen(home, home / "flash-2")  # the sim restarted: another pen
+    second = Sim(home, flash=home / "flash-2")  # the sim restarted: another pen
     try:
-        bob_pen = pair_for(second, home, "Bob")
+        bob_pen, _ = pair_for(second, home, "Bob")
         assert bob_pen != ada_pen
         run = cli(home, second.port, "--pen", bob_pen, "session", "start", "--depth", "0.5",
                   "--minutes", "1", "--sterilised", timeout=120)
@@ -149,7 +74,7 @@ def test_each_sim_is_its_own_pen_and_ratings_land_on_its_session(tmp_path: Path)
 
 def test_power_cut_mid_session_is_one_session(tmp_path: Path) -> None:
     home = tmp_path
-    sim = SimPen(home, home / "flash", speed="5")
+    sim = Sim(home, speed="5")
     try:
         pair_for(sim, home, "Ada")
         env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
