@@ -293,12 +293,7 @@ class Pen:
     def log_ack(self, f):
         # LOG_ACK: the host stored the log up to f["up_to_seq"]; tagged with the
         # permit key (a bonded phone cannot free the space of unread evidence).
-        key = self.key()
-        code = 0
-        if not key:
-            code = wire.E_PERMIT_NO_KEY
-        elif not _permit.equal(_permit.ack_tag(key, f["up_to_seq"]), f["tag"]):
-            code = wire.E_PERMIT_BAD_TAG
+        code = _permit.check_ack(f, self.key())
         if code:
             return self._refuse(wire.K_PERMIT_REFUSED, wire.T_LOG_ACK, code, f["up_to_seq"])
         old = self.store.c.get("ack", 0)

@@ -85,6 +85,16 @@ def check_time(f, key, used):
     return 0
 
 
+def check_ack(f, key):
+    # -> error code for a LOG_ACK (0 = authentic). A replay is harmless: the
+    # acknowledged floor never goes back.
+    if not key:
+        return wire.E_PERMIT_NO_KEY
+    if not equal(ack_tag(key, f["up_to_seq"]), f["tag"]):
+        return wire.E_PERMIT_BAD_TAG
+    return 0
+
+
 def check(p, key, now, used, nonce_floor, board):
     # -> error code (0 = valid). p: the decoded ARM fields; key: bytes or None;
     # now: pen clock (0 = unset); used: container of used nonces (hex str);

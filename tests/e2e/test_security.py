@@ -108,12 +108,6 @@ def _permit(key: bytes, depth_um: int, duration_s: int, issued_at: int, expires_
     return sign_permit(key, depth_um, duration_s, issued_at, expires_at, nonce).as_dict()
 
 
-def _key(r: TwinRig) -> bytes:
-    key = S.get_permit_key(r.db, r.serial)
-    assert key is not None
-    return key
-
-
 async def _pen_now(pen: Pen) -> int:
     """The pen's own clock (what it checks permits against), as it reports it."""
     return int((await within(pen.status())).clock)
@@ -221,7 +215,7 @@ def test_expired_future_dated_and_inverted_permits_are_refused_and_logged(tmp_pa
             await r.pair()
             pen = await r.pen()
             try:
-                key, now = _key(r), await _pen_now(pen)
+                key, now = r.key(), await _pen_now(pen)
                 cases = [
                     (_permit(key, 500, 600, now - 2 * HOUR, now - HOUR, b"expired1"),
                      ErrorCode.PERMIT_EXPIRED),
@@ -264,7 +258,7 @@ def test_permit_beyond_the_firmware_hard_limits_is_refused_though_correctly_sign
             try:
                 assert pen.info is not None and pen.info.limits is not None
                 lim = pen.info.limits
-                key, now = _key(r), await _pen_now(pen)
+                key, now = r.key(), await _pen_now(pen)
                 over = [
                     (lim.ceiling_um + lim.grid_um, 600),  # above the product ceiling
                     (lim.abs_depth_um + lim.grid_um, 600),  # above the mechanical maximum
@@ -321,7 +315,7 @@ def test_permit_signed_with_another_pens_key_is_refused(tmp_path: Path) -> None:
                 assert await _refused(pen, for_b) == ErrorCode.PERMIT_BAD_TAG
                 await _idle_unarmed(pen)
                 # The same fields signed with this pen's key: accepted (nonce unspent).
-                mine = _permit(_key(r), for_b["max_depth_um"], for_b["max_duration_s"],
+                mine = _permit(r.key(), for_b["max_depth_um"], for_b["max_duration_s"],
                                for_b["issued_at"], for_b["expires_at"], for_b["nonce"])
                 await within(pen.arm(mine))
                 assert (await within(pen.status())).state == PenState.ARMED
@@ -348,7 +342,7 @@ def test_just_works_bonded_central_cannot_arm_even_with_a_valid_permit(tmp_path:
             await r.pair()
             pen = await r.pen()
             now = await _pen_now(pen)
-            permit = _permit(_key(r), 500, 600, now - 5, now + HOUR, b"justwork")
+            permit = _permit(r.key(), 500, 600, now - 5, now + HOUR, b"justwork")
             await within(pen.close())
             await until(r.twin, "app.ble.conn is None", 10.0, "the host to disconnect")
             tap = RadioTap(r.twin)
@@ -471,7 +465,7 @@ def test_out_of_order_fragments_of_a_valid_arm_never_arm_the_pen(tmp_path: Path)
                 tap = RadioTap(r.twin)
                 answers = _answers(pen)
                 now = await _pen_now(pen)
-                permit = _permit(_key(r), 500, 600, now - 5, now + HOUR, b"ordering")
+                permit = _permit(r.key(), 500, 600, now - 5, now + HOUR, b"ordering")
                 arm = encode_frame(MsgType.ARM, 0x5151, permit)
                 f = _fragments(arm, 18, counter=12)  # 58 bytes: 4 fragments
                 other = _fragments(arm, 18, counter=13)

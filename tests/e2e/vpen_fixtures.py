@@ -110,12 +110,17 @@ async def policy_permit(db: S.Store, pen: Pen, patient_id: int, moment: datetime
     return issue_permit(decision, key, moment)
 
 
+def permit_key(db: S.Store, serial: str) -> bytes:
+    """The pen's permit key, as the host stored it at pairing."""
+    key = S.get_permit_key(db, serial)
+    assert key is not None, "pair the pen first"
+    return key
+
+
 def key_signed_permit(db: S.Store, serial: str, unix_now: int, depth_um: int,
                       duration_s: int, nonce: bytes) -> dict[str, Any]:
     """A permit signed with the pen's key directly (no host policy), valid now."""
-    key = S.get_permit_key(db, serial)
-    assert key is not None
-    return sign_permit(key, depth_um, duration_s, unix_now - 5, unix_now + 300, nonce).as_dict()
+    return sign_permit(permit_key(db, serial), depth_um, duration_s, unix_now - 5, unix_now + 300, nonce).as_dict()
 
 
 @dataclass
@@ -264,12 +269,6 @@ class Rig:
         assert self.patient_id is not None, "pair first"
         return await policy_permit(self.db, pen, self.patient_id, self.now(), depth_um,
                                    duration_s)
-
-    def key(self) -> bytes:
-        """The pen's permit key, as the host stored it at pairing."""
-        key = S.get_permit_key(self.db, self.serial)
-        assert key is not None, "pair the pen first"
-        return key
 
     def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
         """A permit signed with the pen's key directly (no host policy), valid now."""

@@ -30,7 +30,13 @@ from scalppen_hardware import ble_radio, upy
 from scalppen_hardware.twin.pen import TwinPen
 from scalppen_hardware.twin.process import DEFAULT_HEAP_KB
 from scalppen_protocol.codes import PenState
-from tests.e2e.vpen_fixtures import key_signed_permit, policy_permit, wait_until, within
+from tests.e2e.vpen_fixtures import (
+    key_signed_permit,
+    permit_key,
+    policy_permit,
+    wait_until,
+    within,
+)
 
 EPOCH = 1_780_000_000
 #: What the pen's display shows while pairing.
@@ -137,9 +143,7 @@ class TwinRig:
 
     def key(self) -> bytes:
         """The pen's permit key, as the host stored it at pairing."""
-        key = S.get_permit_key(self.db, self.serial)
-        assert key is not None, "pair the pen first"
-        return key
+        return permit_key(self.db, self.serial)
 
     def signed_permit(self, depth_um: int, duration_s: int, nonce: bytes) -> dict[str, Any]:
         """A permit signed with the pen's key directly (no host policy), valid now."""
