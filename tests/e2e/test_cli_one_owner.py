@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_against_sim import SCALPPEN, Sim, cli, pair_for, sim  # noqa: F401
+from tests.e2e.sim_proc import SCALPPEN, Sim, cli, pair_for
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def test_a_second_command_finds_the_pen_busy_and_the_session_goes_on(
-    sim: Sim, tmp_path: Path,  # noqa: F811
+    sim: Sim, tmp_path: Path,
 ) -> None:
     home = tmp_path
     pair_for(sim, home)

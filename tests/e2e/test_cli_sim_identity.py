@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_cli_against_sim import SCALPPEN, Sim, cli, pair_for
+from tests.e2e.sim_proc import SCALPPEN, Sim, cli, pair_for
 
 pytestmark = pytest.mark.timeout(300)
 
