@@ -52,6 +52,13 @@ MAX_REPEAT_KINDS = const(8)  # kinds counted apart in a window; the rest share o
 # evidence of treatment and faults (sessions, faults, clock, link, cartridges): a
 # START is refused (LOG_UNSYNCED) once only the reserve is left, until the host
 # syncs and acknowledges (LOG_ACK). A session writes about ten.
+# A session stopped in its first 30 s of needling (a slip of the finger, a Ctrl-C)
+# pauses instead of ending: START (after a key holder's ARM on a new link) goes on
+# under its permit, as one session. Any paused session that is not started again
+# within 10 min ends (PAUSE_EXPIRED) and counts with its real depth and needling
+# time; rule 6 runs from that end (issue 14 item 5; docs/sessions.md).
+RESUME_NEEDLING_MS = const(30000)
+PAUSE_WINDOW_MS = const(600000)
 DISPLAY_MS = const(250)
 FLAG_INTERRUPTED = const(1)  # SESSION_END flags: closed at boot after a reset
 _U16 = const(0xFFFF)
@@ -122,6 +129,7 @@ class Pen:
         self._rep_t0 = 0
         self._lock_ms = 0  # running time not yet taken off counters "lock", ms
         self._lock_unsaved = 0  # ms taken off "lock" since it was last committed
+        self._pause_t0 = 0  # when the open session paused (now_ms)
         self.depth.setting_um = board.min_depth_um
         self.depth.start_homing(0)
         if clock:
@@ -507,7 +515,13 @@ class Pen:
     def stop(self):
         # Always allowed, always safe: motor off, needles retract.
         st = self.state
-        if st in (wire.S_RUNNING, wire.S_PAUSED):
+        if st == wire.S_RUNNING and self.elapsed_ms < RESUME_NEEDLING_MS:
+            self._halt()
+            self._checkpoint()
+            self._log(wire.K_SESSION_STOPPED, 0, self.session_depth, self.elapsed_ms, self.strokes)
+            self._paused()
+            self._notice(wire.N_PAUSED_STOPPED, PAUSE_WINDOW_MS // 1000)
+        elif st in (wire.S_RUNNING, wire.S_PAUSED):
             self._halt()
             self._end_session(0)
             self.state = wire.S_FINISHED
@@ -558,8 +572,19 @@ class Pen:
 
     def _pause(self, notice):
         self._halt()
-        self.state = wire.S_PAUSED
+        self._paused()
         self._notice(notice, self.elapsed_ms)
+
+    def _paused(self):
+        self.state = wire.S_PAUSED
+        self._pause_t0 = self.now_ms
+
+    def resume_left_ms(self):
+        # How long a paused session may still be started again (0: not paused).
+        if self.state != wire.S_PAUSED or not self.session_open:
+            return 0
+        left = PAUSE_WINDOW_MS - (self.now_ms - self._pause_t0)
+        return left if left > 0 else 0
 
     def _end_session(self, code):
         # Close the open session: log, counters, interval, cartridge finished.
@@ -682,6 +707,9 @@ class Pen:
             if now_ms - self._fault_t0 >= FAULT_HOLD_MS:
                 self.state = wire.S_HOMING
                 self.depth.start_homing(now_ms)
+        elif st == wire.S_PAUSED and self.session_open and not self.resume_left_ms():
+            self._end_session(wire.E_PAUSE_EXPIRED)  # not started again in time
+            self.state = wire.S_FINISHED
         elif st == wire.S_RUNNING:
             if gap > MAX_GAP_MS:
                 self._enter_fault(wire.E_FAULT_WATCHDOG)
@@ -738,7 +766,7 @@ class Pen:
             # rule 21: a lost link pauses (motor off, retract); only a new START resumes
             self._log(wire.K_LINK_LOST, wire.E_FAULT_LINK_LOST, self.depth.target_um, self.elapsed_ms)
             self._halt()
-            self.state = wire.S_PAUSED
+            self._paused()
             self._event(wire.T_EV_FAULT, {"code": wire.E_FAULT_LINK_LOST, "state": wire.S_PAUSED,
                                           "lockout": 0})
             return
@@ -871,6 +899,7 @@ class Pen:
             "permit_depth_um": p["depth"] if p else 0, "permit_s": p["s"] if p else 0,
             "last_session_end": c["last_end"] & _U32, "last_session_depth_um": _u16(c["last_depth"]),
             "lockout_until": self.lockout_until() & _U32,
+            "resume_left_s": _u16((self.resume_left_ms() + 999) // 1000),
         }
 
     def wear_fields(self):

@@ -8,7 +8,7 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-PROTOCOL_VERSION = const(2)
+PROTOCOL_VERSION = const(3)
 MAX_FRAME = const(4096)
 HEADER_SIZE = const(6)
 MAX_PAGE_RECORDS = const(160)
@@ -94,6 +94,7 @@ E_CARTRIDGE_INVALID = const(90)
 E_BATTERY_UNKNOWN = const(91)
 E_CARTRIDGE_UNAUTHENTIC = const(92)
 E_CARTRIDGE_UNDATED = const(93)
+E_PAUSE_EXPIRED = const(94)
 E_FAULT_STALL = const(96)
 E_FAULT_OVERCURRENT = const(97)
 E_FAULT_OVERTEMP = const(98)
@@ -132,6 +133,7 @@ K_REFUSALS_REPEATED = const(15)
 K_DISARMED = const(16)
 K_PAIRED = const(17)
 K_BONDS_REVOKED = const(18)
+K_SESSION_STOPPED = const(19)
 
 # pen states
 S_IDLE = const(0)
@@ -150,6 +152,7 @@ N_PAUSED_NO_CONTACT = const(3)
 N_RESUMED = const(4)
 N_SESSION_FINISHED = const(5)
 N_PERMIT_USED = const(6)
+N_PAUSED_STOPPED = const(7)
 
 # message type -> payload segments (see codegen.struct_spec)
 SPECS = {
@@ -168,7 +171,7 @@ SPECS = {
     126: (('f', '<B', ('req_type',)),),
     127: (('f', '<BHL', ('req_type', 'error', 'detail')),),
     129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHH', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s')),))),
-    130: (('f', '<BHLHHBLLBBBBHHLHL', ('state', 'fault', 'clock', 'depth_set_um', 'depth_actual_um', 'speed_level', 'elapsed_ms', 'strokes', 'battery_pct', 'charging', 'contact', 'cartridge', 'permit_depth_um', 'permit_s', 'last_session_end', 'last_session_depth_um', 'lockout_until')),),
+    130: (('f', '<BHLHHBLLBBBBHHLHLH', ('state', 'fault', 'clock', 'depth_set_um', 'depth_actual_um', 'speed_level', 'elapsed_ms', 'strokes', 'battery_pct', 'charging', 'contact', 'cartridge', 'permit_depth_um', 'permit_s', 'last_session_end', 'last_session_depth_um', 'lockout_until', 'resume_left_s')),),
     137: (('f', '<LL', ('first_seq', 'last_seq')), ('a', 'records', '<LLBBHHLL', ('seq', 'time', 'kind', 'flags', 'code', 'depth_um', 'a', 'b'), 22)),
     138: (('f', '<B8sBLLLLBLLLLL', ('cartridge', 'cart_id', 'needles', 'strokes_used', 'strokes_rated', 'first_use', 'expiry', 'cart_state', 'hp_strokes', 'hp_punctures', 'hp_sessions', 'hp_run_s', 'hp_first_session')),),
     192: (('f', '<LLHHHhBBB', ('elapsed_ms', 'strokes', 'depth_um', 'rate_x10', 'motor_ma', 'temp_c10', 'battery_pct', 'contact', 'state')),),

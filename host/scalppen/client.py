@@ -60,6 +60,7 @@ from scalppen_protocol.codes import (
     Capability,
     ErrorCode,
     MsgType,
+    PenState,
 )
 from scalppen_protocol.errors import ProtocolError
 from scalppen_protocol.messages import LOG_RECORD_SIZE, RESPONSES
@@ -720,8 +721,19 @@ class Pen:
         await self._command(MsgType.START)
 
     async def stop(self) -> None:
-        """Stop the motor and end or pause the session."""
+        """Stop the motor and end the session, or pause it: a session stopped in its
+        first 30 s of needling stays open, resumable (docs/sessions.md)."""
         await self._command(MsgType.STOP)
+
+    async def end_session(self) -> PenStatus:
+        """Stop the motor and end the session for good: a second STOP ends a session
+        the first one only paused. -> the pen's status after."""
+        await self._command(MsgType.STOP)
+        status = await self.status()
+        if status.state == PenState.PAUSED:
+            await self._command(MsgType.STOP)
+            status = await self.status()
+        return status
 
     def max_page_records(self) -> int:
         """Records per LOG_READ that fit the pen's largest frame."""

@@ -123,6 +123,7 @@ class PenStatus:
     last_session_end: int
     last_session_depth_um: int
     lockout_until: int
+    resume_left_s: int = 0  # a paused session: seconds left to start it again
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> PenStatus:

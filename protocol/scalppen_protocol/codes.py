@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 from typing import Final
 
-PROTOCOL_VERSION: Final = 2  # 2: SET_TIME carries a tag, LOG_ACK
+PROTOCOL_VERSION: Final = 3  # 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s
 MAX_FRAME: Final = 4096  # header + payload, bytes
 HEADER_SIZE: Final = 6
 MAX_PAGE_RECORDS: Final = 160
@@ -116,6 +116,7 @@ class ErrorCode(IntEnum):
     # its authenticator failed the challenge: a copy or a rewrite (rules 13, 15)
     CARTRIDGE_UNAUTHENTIC = 0x5C
     CARTRIDGE_UNDATED = 0x5D  # no manufacture date: the shelf life cannot be checked (rule 15)
+    PAUSE_EXPIRED = 0x5E  # a paused session was not started again within its window: it ended
     # faults (rules 3, 8, 9, 21)
     FAULT_STALL = 0x60
     FAULT_OVERCURRENT = 0x61
@@ -159,6 +160,7 @@ class RecordKind(IntEnum):
     DISARMED = 16  # the link that armed the permit changed: the permit is dropped
     PAIRED = 17  # a host bonded (a, b = its address; code = bonds kept)
     BONDS_REVOKED = 18  # a new permit key: this host's bond was forgotten (code = how many)
+    SESSION_STOPPED = 19  # stopped early: paused, resumable (a = needling ms, b = strokes)
 
 
 class PenState(IntEnum):
@@ -181,3 +183,4 @@ class Notice(IntEnum):
     RESUMED = 4
     SESSION_FINISHED = 5
     PERMIT_USED = 6
+    PAUSED_STOPPED = 7  # stopped in its first 30 s: resumable for value s under its permit

@@ -70,6 +70,7 @@ Status = Struct(
     "last_session_end" / Int32ul,
     "last_session_depth_um" / Int16ul,
     "lockout_until" / Int32ul,
+    "resume_left_s" / Int16ul,  # a paused session: s left to start it again (else it ends)
 )
 
 #: What a SET_TIME's tag covers. ``nonce`` is one-time, like a permit's.

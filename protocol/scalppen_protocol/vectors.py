@@ -51,7 +51,7 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
         "depth_actual_um": 495, "speed_level": 1, "elapsed_ms": 61000, "strokes": 7137,
         "battery_pct": 81, "charging": 0, "contact": 1, "cartridge": 1,
         "permit_depth_um": 500, "permit_s": 900, "last_session_end": 1794700000,
-        "last_session_depth_um": 500, "lockout_until": 0}),
+        "last_session_depth_um": 500, "lockout_until": 0, "resume_left_s": 0}),
     ("set_time", MsgType.SET_TIME, 3, {
         "unix": 1795000000, "nonce": _TIME_NONCE,
         "tag": _tag(TIME_TAG_PREFIX, struct.pack("<I8s", 1795000000, _TIME_NONCE))}),

@@ -34,7 +34,7 @@ STATUS: dict[str, int] = {
     "state": wire.S_IDLE, "fault": 0, "clock": 1_795_000_000, "depth_set_um": 500,
     "depth_actual_um": 500, "speed_level": 2, "elapsed_ms": 0, "strokes": 0,
     "battery_pct": 81, "charging": 0, "contact": 1, "cartridge": 1, "permit_depth_um": 0,
-    "permit_s": 0, "last_session_end": 0, "last_session_depth_um": 0, "lockout_until": 0,
+    "permit_s": 0, "last_session_end": 0, "last_session_depth_um": 0, "lockout_until": 0, "resume_left_s": 0,
 }
 
 WEAR: dict[str, Any] = {

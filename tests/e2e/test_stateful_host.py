@@ -348,8 +348,7 @@ class HostAndPen(RuleBasedStateMachine):
 
     async def _stop(self) -> None:
         pen = await self._client()
-        await within(pen.stop())
-        status = await within(pen.status())
+        status = await within(pen.end_session())
         assert status.state not in (PenState.RUNNING, PenState.PAUSED, PenState.ARMED)
 
     @rule()

@@ -520,7 +520,7 @@ def test_link_lost_mid_session_stops_retracts_and_nothing_resumes_by_itself(
                 page = await within(pen2.read_log(1))
                 assert [x.kind for x in page.records].count(RecordKind.SESSION_START) == 1
                 # Once the session is closed its permit is spent: no START, no re-ARM.
-                await within(pen2.stop())
+                await within(pen2.end_session())
                 await wait_until(lambda: hw.stroke_rate < 1 and hw.depth_um <= HOME_UM,
                                  10.0, "stopped")
                 with pytest.raises(PenRefused) as refused:
@@ -610,14 +610,21 @@ def test_notices_raised_by_a_stop_request_reach_the_host(tmp_path: Path) -> None
             try:
                 await r.start_session(pen, 500)
                 events = pen.events()
-                await within(pen.stop())
-                notices: list[Notice | int] = []
-                with contextlib.suppress(PenTimeout):
-                    while len(notices) < 2:
-                        ev = await within(events.get(1.0))
-                        if isinstance(ev, NoticeEvent):
-                            notices.append(ev.code)
-                assert notices == [Notice.SESSION_FINISHED, Notice.PERMIT_USED]
+
+                async def notices_after_stop(n: int) -> list[Notice | int]:
+                    await within(pen.stop())
+                    seen: list[Notice | int] = []
+                    with contextlib.suppress(PenTimeout):
+                        while len(seen) < n:
+                            ev = await within(events.get(1.0))
+                            if isinstance(ev, NoticeEvent):
+                                seen.append(ev.code)
+                    return seen
+
+                # in its first 30 s a STOP pauses (resumable); a second STOP ends it
+                assert await notices_after_stop(1) == [Notice.PAUSED_STOPPED]
+                assert await notices_after_stop(2) == [Notice.SESSION_FINISHED,
+                                                       Notice.PERMIT_USED]
             finally:
                 await within(pen.close())
 

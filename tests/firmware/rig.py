@@ -124,6 +124,14 @@ class Rig:
         assert self.code(wire.T_SET_DEPTH, {"depth_um": depth}) == 0
         return self.code(wire.T_START)
 
+    def end_session(self):
+        # STOP, and a second STOP if the first only paused (a session stopped in its
+        # first 30 s of needling is resumable): the session is over. -> the first code
+        code = self.code(wire.T_STOP)
+        if self.pen.state == wire.S_PAUSED and self.pen.session_open:
+            assert self.code(wire.T_STOP) == 0
+        return code
+
     def status(self):
         return self.req(wire.T_GET_STATUS)[2]
 

@@ -38,7 +38,7 @@ def used_cartridge():
     insert(a, rec)
     assert start_code(a) == 0
     a.run(1500)
-    a.code(wire.T_STOP)
+    a.end_session()
     a.run(100)
     assert rec["finished"] and rec["first_use"] and rec["used"] > 0
     return a, rec

@@ -24,7 +24,7 @@ def running(r, depth=500, duration=600):
 
 def finished(r, depth=500):
     running(r, depth)
-    assert r.code(wire.T_STOP) == 0
+    assert r.end_session() == 0
     r.run(200)
     return r.pen.store.c["last_end"]
 

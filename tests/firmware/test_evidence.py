@@ -20,7 +20,7 @@ OTHER_KEY = bytes(range(50, 82))
 def session(r, depth=500):
     assert r.start_session(depth, 600) == 0
     r.run(2000)
-    assert r.code(wire.T_STOP) == 0
+    assert r.end_session() == 0
     r.run(200)
 
 

@@ -35,8 +35,8 @@ def test_unknown_type_not_supported(r):
 @pytest.mark.parametrize(("frame", "code"), [
     (b"\x01", wire.E_TRUNCATED),
     (b"\x09\x07\x01\x00\x00\x00", wire.E_BAD_VERSION),
-    (b"\x02\x05\x01\x00\x02\x00\x01", wire.E_TRUNCATED),
-    (b"\x02\x07\x01\x00\x00\x00\x00", wire.E_MALFORMED),
+    (bytes([wire.PROTOCOL_VERSION]) + b"\x05\x01\x00\x02\x00\x01", wire.E_TRUNCATED),
+    (bytes([wire.PROTOCOL_VERSION]) + b"\x07\x01\x00\x00\x00\x00", wire.E_MALFORMED),
 ])
 def test_malformed_nack_with_decoder_code_and_no_state_change(r, frame, code):
     assert r.arm() == 0
@@ -135,7 +135,7 @@ def test_log_read_pages_are_short_while_needles_move(r):
     t, _, f = r.req(wire.T_LOG_READ, req)
     assert t == wire.T_LOG_PAGE and len(f["records"]) == wire.RUNNING_PAGE_RECORDS
     assert [x["seq"] for x in f["records"]] == list(range(1, 1 + wire.RUNNING_PAGE_RECORDS))
-    assert r.code(wire.T_STOP) == 0
+    assert r.end_session() == 0
     r.run(500)
     assert len(r.req(wire.T_LOG_READ, req)[2]["records"]) == wire.MAX_PAGE_RECORDS
 

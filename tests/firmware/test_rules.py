@@ -146,7 +146,7 @@ def test_rule05_pause_does_not_count():
 def test_rule06_interval_lockout(depth, hours):
     rr = Rig(MemFs())
     running(rr, depth, 600)
-    assert rr.code(wire.T_STOP) == 0
+    assert rr.end_session() == 0
     rr.run(200)
     end = rr.pen.store.c["last_end"]
     assert rr.arm(depth=depth) == 0
@@ -184,7 +184,7 @@ def test_rule06_last_session_survives_reboot_and_clock_rollback():
     fs = MemFs()
     rr = Rig(fs)
     running(rr, 1000)
-    rr.code(wire.T_STOP)
+    rr.end_session()
     rr.run(100)
     rr.boot()
     rr.req(wire.T_SET_TIME, signed_time(T0 - 86400 * 30))  # clock set back a month
@@ -358,7 +358,7 @@ def swap(r, cart):
 
 def test_rule13_used_cartridge_refused_after_finished_session(r):
     running(r, 250)
-    r.code(wire.T_STOP)
+    r.end_session()
     r.run(100)
     assert r.plant.inp.cartridge["finished"] is True  # written back to the EEPROM
     r.pen.store.c["last_end"] = 0  # take the interval out of the picture
@@ -370,7 +370,7 @@ def test_rule13_used_cartridge_refused_after_finished_session(r):
 
 def test_rule13_used_cartridge_refused_even_if_eeprom_not_written(r):
     running(r, 250)
-    r.code(wire.T_STOP)
+    r.end_session()
     r.run(100)
     r.plant.inp.cartridge["finished"] = False  # the EEPROM write was lost
     r.pen.store.c["last_end"] = 0
@@ -462,7 +462,7 @@ def test_rule20_no_permit_no_start(r):
 
 def test_rule20_permit_consumed_by_session(r):
     running(r, 250)
-    r.code(wire.T_STOP)
+    r.end_session()
     r.run(100)
     r.pen.store.c["last_end"] = 0
     assert r.code(wire.T_START) == wire.E_NOT_ARMED

@@ -15,7 +15,11 @@ def test_notices_raised_by_stop_are_handed_out_on_the_next_tick(r) -> None:
     assert r.start_session(1000, 600) == 0
     r.run(1500)
     r.events.clear()
-    assert r.code(wire.T_STOP) == 0
+    assert r.code(wire.T_STOP) == 0  # in the first 30 s: paused, resumable
+    r.tick()
+    assert _notices(r) == [wire.N_PAUSED_STOPPED]
+    r.events.clear()
+    assert r.code(wire.T_STOP) == 0  # a second STOP ends it
     r.tick()
     assert _notices(r) == [wire.N_SESSION_FINISHED, wire.N_PERMIT_USED]
 

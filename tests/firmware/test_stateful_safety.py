@@ -54,6 +54,7 @@ from plant import cartridge
 from rig import KEY, T0, signed_time
 from stateful_cartridge_auth import CartridgeAttacks
 from stateful_links import LinkAttacks
+from stateful_pauses import PauseRules
 from stateful_sensors import SensorFaults
 from stateful_support import (
     StatefulRig,
@@ -112,7 +113,7 @@ def act(**strategies):
     return deco
 
 
-class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine):
+class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, RuleBasedStateMachine):
     """The pen, its body and flash, and the model of what the test allowed."""
 
     def __init__(self):
@@ -236,6 +237,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
 
     def check_tick(self, out, ma_in, dt):
         self.check_sensor_crosschecks(out)
+        self.check_pause_window()
         self.check_stall_and_overcurrent_stop_within_one_tick(out, ma_in)
         self.check_retracted_unless_running(out)
         if out.motor_duty <= 0 and out.depth_target_um <= 0:
@@ -485,9 +487,11 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, RuleBasedStateMachine
 
     @act()
     def stop(self):
+        before, s = self.pen.state, self.sess
         code = self._req(wire.T_STOP)
         if code is not None:
             assert code == 0 and self.pen.state not in (wire.S_RUNNING, wire.S_ARMED)
+            self.check_stop_pause(before, s)
 
     @act(depth=depths, setting=depths, duration=durations, level=st.integers(0, 3))
     def begin_session(self, depth, duration, level, setting=None):
@@ -690,13 +694,20 @@ def test_machine_catches_contact_gating_removed(machine, monkeypatch):
         machine.advance_ticks(5)
 
 
+def finished(m):
+    """STOP until the session is over (a first STOP in its first 30 s only pauses)."""
+    m.stop()
+    if m.pen.state == wire.S_PAUSED:
+        m.stop()
+
+
 def test_machine_catches_replay_check_removed(machine, monkeypatch):
     """Sanity (rule 20): with the used-nonce check taken out, replaying a spent
     permit is caught at the ARM."""
     check = core._permit.check
     monkeypatch.setattr(core._permit, "check", lambda p, k, now, used, fl, b: check(p, k, now, [], 0, b))
     running(machine)
-    machine.stop()
+    finished(machine)
     with pytest.raises(AssertionError, match="ARM"):
         machine.arm_replayed_permit(0)
 
@@ -725,7 +736,7 @@ def test_machine_catches_interval_check_removed(machine, monkeypatch):
     next minute on a fresh cartridge is caught at the START."""
     monkeypatch.setattr(safety, "check_interval", lambda now, end, depth, lock_s=0: (0, 0))
     running(machine, 1000, 60)
-    machine.stop()
+    finished(machine)
     machine.advance_ticks(10)
     machine.cartridge_new("fresh")
     machine.advance_seconds(60)
@@ -754,7 +765,7 @@ def test_machine_rule06_deeper_setting_on_resume_counts_for_the_interval(machine
     machine.skin_contact(True)
     machine.start()
     machine.advance_seconds(5)
-    machine.stop()
+    finished(machine)
     assert machine.pen.store.c["last_depth"] == 1500
     machine.clock_jump(25 * 3600)
     _refused_for_interval(machine)
@@ -818,10 +829,46 @@ def test_machine_pending_cartridge_write_stays_with_its_cartridge(machine):
     is not programmed into the next cartridge, which stays usable."""
     running(machine)
     old = machine.inp.cartridge
-    machine.stop()
+    finished(machine)
     machine.cartridge_new("fresh")  # before the tick that would program the write
     new = machine.inp.cartridge
     machine.advance_seconds(1)
     assert not new["finished"] and not new["first_use"] and new["used"] == 0
     assert machine.pen.wear.code(new, machine.pen.clock()) == 0
     assert machine.pen.wear.code(old, machine.pen.clock()) == wire.E_CARTRIDGE_USED
+
+
+def test_machine_catches_a_pause_that_never_ends(machine, monkeypatch):
+    """Sanity (issue 14 item 5, rule 6): with the pause window taken out, a session
+    stopped early stays open and the machine's window check fails."""
+    monkeypatch.setattr(core.Pen, "resume_left_ms", lambda self: 1)
+    running(machine)
+    machine.stop()
+    assert machine.pen.state == wire.S_PAUSED
+    with pytest.raises(AssertionError, match="paused for"):
+        machine.advance_minutes(11)
+
+
+def test_machine_catches_a_late_stop_that_only_pauses(machine, monkeypatch):
+    """Sanity: with the 30 s limit taken out, a STOP after a minute of needling
+    pauses instead of ending, and the machine catches it."""
+    monkeypatch.setattr(core, "RESUME_NEEDLING_MS", 10**9)
+    running(machine, 500, 600)
+    machine.advance_seconds(60)
+    with pytest.raises(AssertionError, match="after 30 s"):
+        machine.stop()
+
+
+def test_machine_early_stop_resumes_as_one_session_and_a_late_one_ends(machine):
+    """Issue 14 item 5: a STOP 1 s in pauses; START goes on under the same permit
+    (one session); a STOP after 30 s of needling ends it."""
+    running(machine, 500, 600)
+    machine.stop()
+    assert machine.pen.state == wire.S_PAUSED and machine.sess is not None
+    machine.start()
+    machine.advance_seconds(40)
+    assert machine.pen.state == wire.S_RUNNING
+    machine.stop()
+    assert machine.pen.state == wire.S_FINISHED and machine.sess is None
+    assert len(machine.rig.log(wire.K_SESSION_START)) == 1
+    assert len(machine.rig.log(wire.K_SESSION_END)) == 1

@@ -82,6 +82,10 @@ WRITE_POINTS = {
         "30 s checkpoint: strokes, needling time, last needling time, cartridge wear (rules 6, 14)",
     ("core.Pen._run", "rename", "state.tmp>state.dat"): "commits the checkpoint",
     ("core.Pen._run", "append", "log*.bin"): "SESSION_WARN (rule 5) and LINK_LOST (rule 21) records",
+    ("core.Pen.stop", "write", "state.tmp"):
+        "a STOP in the first 30 s: the paused session's checkpoint (resumable)",
+    ("core.Pen.stop", "rename", "state.tmp>state.dat"): "commits the paused session",
+    ("core.Pen.stop", "append", "log*.bin"): "SESSION_STOPPED record (needling ms, strokes)",
     ("core.Pen._end_session", "write", "state.tmp"):
         "session closed: last end and depth (rule 6), cartridge finished (rule 13), wear (rule 14)",
     ("core.Pen._end_session", "rename", "state.tmp>state.dat"): "commits the closed session",

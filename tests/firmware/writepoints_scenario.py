@@ -215,7 +215,7 @@ def _session_with_everything(r):
     r.plant.inp.link_up = True
     assert r.pen.state == wire.S_PAUSED and r.code(wire.T_START) == 0  # resume
     r.run(1000)
-    assert r.code(wire.T_STOP) == 0
+    assert r.end_session() == 0
     r.run(200)
 
 

@@ -13,6 +13,7 @@ from scalppen_protocol import codegen
 from scalppen_protocol.codec import decode_frame, encode_frame
 from scalppen_protocol.codes import (
     MAX_FRAME,
+    PROTOCOL_VERSION,
     Capability,
     ErrorCode,
     MsgType,
@@ -26,6 +27,7 @@ from scalppen_protocol.vectors import CASES, load
 from tests.protocol.strategies import messages
 
 VECTORS = load()
+V = bytes([PROTOCOL_VERSION])  # a frame's first byte
 
 
 def test_every_message_has_a_vector() -> None:
@@ -121,17 +123,17 @@ def _status_frame() -> bytes:
 @pytest.mark.parametrize(
     ("data", "code"),
     [
-        (b"\x02\x82", ErrorCode.TRUNCATED),
+        (V + b"\x82", ErrorCode.TRUNCATED),
         (_status_frame()[:-1], ErrorCode.TRUNCATED),
         (_status_frame() + b"\x00", ErrorCode.MALFORMED),
         (b"\x09" + _status_frame()[1:], ErrorCode.BAD_VERSION),
-        (b"\x02\x55\x01\x00\x00\x00", ErrorCode.NOT_SUPPORTED),
-        (b"\x02\x01\x01\x00" + (MAX_FRAME).to_bytes(2, "little") + bytes(MAX_FRAME),
+        (V + b"\x55\x01\x00\x00\x00", ErrorCode.NOT_SUPPORTED),
+        (V + b"\x01\x01\x00" + (MAX_FRAME).to_bytes(2, "little") + bytes(MAX_FRAME),
          ErrorCode.OVERSIZE),
-        (b"\x02\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
-        (b"\x02\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
-        (b"\x02\x0b\x1d\x5e\x01\x00\x90", ErrorCode.TRUNCATED),  # SET_KEY, 1 of 32 key bytes
-        (b"\x02\x0b\x1d\x5e\x21\x00" + bytes(33), ErrorCode.MALFORMED),  # SET_KEY + 1 byte
+        (V + b"\x05\x01\x00\x01\x00\x00", ErrorCode.TRUNCATED),  # SET_DEPTH with 1 byte
+        (V + b"\x01\x01\x00\x04\x00\x01\x00\x00\x00", ErrorCode.MALFORMED),  # HELLO + 1 byte
+        (V + b"\x0b\x1d\x5e\x01\x00\x90", ErrorCode.TRUNCATED),  # SET_KEY, 1 of 32 key bytes
+        (V + b"\x0b\x1d\x5e\x21\x00" + bytes(33), ErrorCode.MALFORMED),  # SET_KEY + 1 byte
     ],
     ids=["short-header", "truncated", "trailing", "version", "unknown-type", "oversize",
          "short-payload", "long-payload", "short-fixed-bytes", "long-fixed-bytes"],
@@ -146,7 +148,7 @@ def test_defined_errors_on_both_sides(data: bytes, code: ErrorCode) -> None:
 
 
 def test_unknown_type_keeps_seq_for_the_nack() -> None:
-    data = b"\x02\x55\x34\x12\x00\x00"
+    data = V + b"\x55\x34\x12\x00\x00"
     with pytest.raises(wire.WireError) as fw:
         wire.decode(data)
     assert (fw.value.msg_type, fw.value.seq) == (0x55, 0x1234)

@@ -113,7 +113,7 @@ def test_a_phone_cannot_move_the_clock_around_a_stop(tmp_path: Path) -> None:
                 back = {"unix": now - 4 * DAY, "nonce": b"phone-01", "tag": bytes(32)}
                 assert await refused(intruder._command(MsgType.SET_TIME, back)) == \
                     ErrorCode.PERMIT_BAD_TAG
-                await within(intruder.stop())  # STOP is always allowed: the session ends
+                await within(intruder.end_session())  # STOP is always allowed: it ends
                 right = dict(back, unix=now, nonce=b"phone-02")
                 assert await refused(intruder._command(MsgType.SET_TIME, right)) == \
                     ErrorCode.PERMIT_BAD_TAG
@@ -140,7 +140,7 @@ def test_a_refusal_flood_leaves_the_evidence_for_the_host(tmp_path: Path) -> Non
             pen = await r.pen()
             await r.start_session(pen, 500)
             await within(r.twin.run_for(3_000))
-            await within(pen.stop())
+            await within(pen.end_session())
             await host_gone(r, pen)
             before = await probe(r.twin, "app.pen.store.last_seq()")
             async with phone(r, tmp_path) as intruder:

@@ -41,7 +41,8 @@ def test_an_error_in_the_session_command_stops_the_pen_before_it_exits(tmp_path:
                 with pytest.raises(ViewCrashed):
                     await within(run_session(pen, r.db, plan, r.now, on_event=view), 60.0)
                 status = await within(pen.status())
-                assert status.state == PenState.FINISHED, status.state  # stopped, not running
+                # stopped, not running: in its first 30 s of needling, paused and resumable
+                assert status.state == PenState.PAUSED and status.resume_left_s > 0, status
                 await wait_until(lambda: r.twin.hw.stroke_rate < 1.0, 10.0, "the motor to stop")
             finally:
                 await within(pen.close())
@@ -62,7 +63,9 @@ def test_a_cancelled_session_command_stops_the_pen(tmp_path: Path) -> None:
                 task.cancel()  # Ctrl-C, or the event loop closing under it
                 with pytest.raises(asyncio.CancelledError):
                     await task
-                assert (await within(pen.status())).state == PenState.FINISHED
+                status = await within(pen.status())
+                assert status.state == PenState.PAUSED and status.resume_left_s > 0, status
+                await wait_until(lambda: r.twin.hw.stroke_rate < 1.0, 10.0, "the motor to stop")
             finally:
                 await within(pen.close())
 

@@ -221,7 +221,7 @@ class HostAndTwin(RuleBasedStateMachine):
         async def stop() -> None:
             pen = await self._client()
             with contextlib.suppress(PenRefused):
-                await within(pen.stop())
+                await within(pen.end_session())
             await self.r.twin.run_for(CAM_COAST_MS)
             self.session = None
 

@@ -1,9 +1,10 @@
-"""``session start`` (live timer and telemetry, the 10-minute warning) and ``session stop``."""
+"""``session start`` (live timer and telemetry, the 10-minute warning), ``resume``, ``stop``."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
@@ -13,12 +14,19 @@ from rich.text import Text
 
 from scalppen import store as S
 from scalppen.cli.common import UsageError, console, handle_errors, run
-from scalppen.cli.connect import connected_pen, resolve_pen, target_for
-from scalppen.cli.context import options
+from scalppen.cli.connect import Target, connected_pen, resolve_pen, target_for
+from scalppen.cli.context import Options, options
 from scalppen.cli.storage import open_db, resolve_profile
+from scalppen.client import Pen
 from scalppen.policy.outcome import Refusal
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
-from scalppen.workflows.session import SessionPlan, SessionRefused, run_session
+from scalppen.workflows.session import (
+    SessionOutcome,
+    SessionPlan,
+    SessionRefused,
+    run_resume,
+    run_session,
+)
 from scalppen_protocol.codes import Notice
 
 session_app = typer.Typer(help="Run a needling session.", no_args_is_help=True)
@@ -85,6 +93,9 @@ class LiveView:
                 self.notes.append("paused: skin contact lost (press the pen's button to resume)")
             elif event.code == Notice.SESSION_CAP:
                 self.notes.append("15-minute hard stop reached")
+            elif event.code == Notice.PAUSED_STOPPED:
+                self.notes.append(f"stopped in the first 30 s: paused, resumable for "
+                                  f"{event.value // 60} min (press the pen's button)")
         elif isinstance(event, FaultEvent):
             self.notes.append(f"fault 0x{int(event.code):02x}: the pen stopped and retracted")
 
@@ -133,36 +144,81 @@ def start_cmd(
             owner = resolve_profile(db, profile, owner_of=pen_row).id
             plan = SessionPlan(owner, depth_um, int(minutes * 60) if minutes else None,
                                speed, attested=True)
-            view = LiveView(plan.duration_s or CAP_MIN * 60)
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, stop.set)
             try:
-                async with connected_pen(opts, target) as pen:
-                    with Live(view.render(), console=console, refresh_per_second=4) as live:
-                        def on_event(ev: PenEvent) -> None:
-                            view.update(ev)
-                            live.update(view.render())
-
-                        outcome = await run_session(
-                            pen, db, plan, lambda: datetime.now(UTC), on_event=on_event,
-                            stop_requested=stop)
+                outcome = await _live(opts, target, plan.duration_s or CAP_MIN * 60,
+                                      lambda pen, on_event, stop: run_session(
+                                          pen, db, plan, lambda: datetime.now(UTC),
+                                          on_event=on_event, stop_requested=stop))
             except SessionRefused as exc:
                 for line in refusal_lines(exc.decision.refusals):
                     console.print(f"refused: {line}", markup=False)
                 raise typer.Exit(3) from None
-            finally:
-                loop.remove_signal_handler(signal.SIGINT)
+        _report(ctx, outcome, depth_um)
+
+    run(go())
+
+
+async def _live(opts: Options, target: Target, planned_s: int,
+                runner: Callable[[Pen, Callable[[PenEvent], None], asyncio.Event],
+                                 Awaitable[SessionOutcome]]) -> SessionOutcome:
+    """Run ``runner`` on the connected pen under the live view; Ctrl-C asks it to STOP."""
+    view = LiveView(planned_s)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        async with connected_pen(opts, target) as pen:
+            with Live(view.render(), console=console, refresh_per_second=4) as live:
+                def on_event(ev: PenEvent) -> None:
+                    view.update(ev)
+                    live.update(view.render())
+
+                return await runner(pen, on_event, stop)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+def _report(ctx: typer.Context, outcome: SessionOutcome, depth_um: int) -> None:
+    """What the session came to: its end (or its pause), clock findings, tolerance."""
+    for finding in outcome.sync.clock_findings if outcome.sync else ():
+        console.print(f"[yellow]clock:[/] {finding.text}")
+    if outcome.resumable_s:
+        left = outcome.resumable_s
         console.print(
-            f"session ended ({outcome.ended_by}): {outcome.elapsed_s / 60:.1f} min, "
-            f"{outcome.strokes:,} strokes at {depth_um / 1000:.2f} mm"
-        )
-        for finding in outcome.sync.clock_findings if outcome.sync else ():
-            console.print(f"[yellow]clock:[/] {finding.text}")
-        _ask_tolerance(ctx, outcome.sync.session_ids if outcome.sync else [])
-        if outcome.decision.topical_hold_until:
-            hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
-            console.print(f"no minoxidil until {hold} (rule 7)")
+            f"session paused ({outcome.ended_by}) after {outcome.elapsed_s:.1f} s of needling "
+            f"at {depth_um / 1000:.2f} mm: stopped in its first 30 s, it can go on as the same "
+            "session")
+        console.print(f"resume within {left // 60}:{left % 60:02d} min: scalppen session "
+                      "resume; end it now: scalppen session stop; left alone it ends by itself "
+                      "and counts (rule 6)")
+        return
+    console.print(
+        f"session ended ({outcome.ended_by}): {outcome.elapsed_s / 60:.1f} min, "
+        f"{outcome.strokes:,} strokes at {depth_um / 1000:.2f} mm"
+    )
+    _ask_tolerance(ctx, outcome.sync.session_ids if outcome.sync else [])
+    if outcome.decision is not None and outcome.decision.topical_hold_until:
+        hold = outcome.decision.topical_hold_until.astimezone().strftime("%Y-%m-%d %H:%M")
+        console.print(f"no minoxidil until {hold} (rule 7)")
+
+
+@handle_errors
+def resume_cmd(ctx: typer.Context) -> None:
+    """Go on with a session the pen paused (stopped in its first 30 s, contact or link
+    lost): same session, same permit limits, within 10 minutes of the pause."""
+    opts = options(ctx)
+    if opts.serial:
+        raise UsageError("sessions run over the paired BLE link only", "drop --serial")
+
+    async def go() -> None:
+        with open_db(ctx) as db:
+            target = resolve_pen(db, opts.pen)
+            permits = S.list_permits(db, target.serial)
+            planned = permits[-1].max_duration_s if permits else CAP_MIN * 60
+            outcome = await _live(opts, target, planned, lambda pen, on_event, stop: run_resume(
+                pen, db, lambda: datetime.now(UTC), on_event=on_event, stop_requested=stop))
+            depth = permits[-1].max_depth_um if permits else 0
+        _report(ctx, outcome, depth)
 
     run(go())
 
@@ -216,14 +272,15 @@ def rate_cmd(
 
 @handle_errors
 def stop_cmd(ctx: typer.Context) -> None:
-    """Stop a running session now (the needles retract)."""
+    """End the pen's session now, running or paused (the needles retract); it counts
+    for rule 6 from now."""
     opts = options(ctx)
 
     async def go() -> None:
         with open_db(ctx) as db:
             target = target_for(db, opts)
         async with connected_pen(opts, target) as pen:
-            await pen.stop()
+            await pen.end_session()
         console.print("stopped")
 
     run(go())
@@ -231,6 +288,7 @@ def stop_cmd(ctx: typer.Context) -> None:
 
 def register(app: typer.Typer) -> None:
     session_app.command("start")(start_cmd)
+    session_app.command("resume")(resume_cmd)
     session_app.command("stop")(stop_cmd)
     session_app.command("rate")(rate_cmd)
     app.add_typer(session_app, name="session")

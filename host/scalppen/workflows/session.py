@@ -17,6 +17,7 @@ from scalppen import store as S
 from scalppen.client import Pen, PenTimeout
 from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
 from scalppen.policy.cartridge import cartridge_refusal
+from scalppen.policy.resume import resume_permit
 from scalppen.refusals import describe
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
 from scalppen.workflows.logsync import SyncSummary, sync_log
@@ -28,9 +29,22 @@ class SessionOpen(Exception):
 
     hint = "stop it first: scalppen session stop"
 
-    def __init__(self, state: str) -> None:
+    def __init__(self, state: str, resume_left_s: int = 0) -> None:
         super().__init__(f"the pen has a session open ({state.lower()}); no new permit "
                          "was issued")
+        if resume_left_s:
+            self.hint = (f"go on with it: scalppen session resume ({_minutes(resume_left_s)} "
+                         "left), or end it: scalppen session stop")
+
+
+class NothingToResume(Exception):
+    """The pen holds no paused session that can still be started again."""
+
+    hint = "start a new one: scalppen session start"
+
+
+def _minutes(seconds: int) -> str:
+    return f"{seconds // 60}:{seconds % 60:02d} min"
 
 
 class SessionRefused(Exception):
@@ -54,7 +68,7 @@ class SessionPlan:
 
 @dataclass
 class SessionOutcome:
-    decision: Decision
+    decision: Decision | None  # None: a resumed session (decided when it started)
     ended_by: str = ""
     fault: int = 0
     elapsed_s: float = 0.0
@@ -62,6 +76,9 @@ class SessionOutcome:
     warned: bool = False
     telemetry: list[TelemetryEvent] = field(default_factory=list)
     sync: SyncSummary | None = None
+    #: > 0: the pen paused the session instead of ending it (stopped in its first
+    #: 30 s): seconds left to resume it (``scalppen session resume``)
+    resumable_s: int = 0
 
 
 def decide(
@@ -107,7 +124,7 @@ async def run_session(
     serial = info.serial
     status = await pen.status()
     if status.state in (PenState.RUNNING, PenState.PAUSED):
-        raise SessionOpen(PenState(status.state).name)
+        raise SessionOpen(PenState(status.state).name, status.resume_left_s)
     key = S.get_permit_key(db, serial)
     if key is None:
         raise S.NotFoundError(f"no permit key for pen {serial}: pair it with `scalppen pair`")
@@ -129,8 +146,8 @@ async def run_session(
     permit = issue_permit(decision, key, moment)
     S.record_permit(db, serial, permit, profile_id=plan.profile_id)
     outcome = SessionOutcome(decision=decision)
-    events = pen.events()
-    try:
+
+    async def begin() -> None:
         await pen.set_time(int(moment.timestamp()), key)
         await pen.arm(permit.as_dict())
         await pen.set_depth(plan.depth_um)
@@ -139,6 +156,69 @@ async def run_session(
         await pen.start()
         if started is not None:
             started(decision)
+
+    await _run_and_store(pen, db, serial, now, outcome, begin, on_event, stop_requested)
+    return outcome
+
+
+async def run_resume(
+    pen: Pen,
+    db: S.Store,
+    now: Callable[[], datetime],
+    *,
+    on_event: Callable[[PenEvent], None] | None = None,
+    stop_requested: asyncio.Event | None = None,
+) -> SessionOutcome:
+    """Start again a session the pen paused (stopped in its first 30 s, or its contact
+    or link lost), under the limits of the permit it started with, while the pen's
+    window lasts (docs/sessions.md); then as :func:`run_session`.
+
+    Raises:
+        NothingToResume: the pen holds no paused session, or its window ran out.
+        PenRefused: the pen refused (its hard limits: contact, battery, cartridge...).
+    """
+    info = pen.info
+    assert info is not None
+    serial = info.serial
+    status = await pen.status()
+    if status.state != PenState.PAUSED or not status.resume_left_s:
+        state = PenState(status.state).name.lower() if status.state in PenState._value2member_map_ \
+            else str(status.state)
+        raise NothingToResume(f"no paused session to resume: the pen is {state}")
+    key = S.get_permit_key(db, serial)
+    if key is None:
+        raise S.NotFoundError(f"no permit key for pen {serial}: pair it with `scalppen pair`")
+    issued = S.list_permits(db, serial)
+    if not issued:
+        raise NothingToResume("the paused session was not started from this computer: it "
+                              f"ends by itself in {_minutes(status.resume_left_s)}")
+    original = issued[-1]
+    moment = now()
+    permit = resume_permit(
+        original_depth_um=original.max_depth_um, original_duration_s=original.max_duration_s,
+        resume_left_s=status.resume_left_s, key=key, now=moment)
+    S.record_permit(db, serial, permit, profile_id=original.profile_id)
+    outcome = SessionOutcome(decision=None, elapsed_s=status.elapsed_ms / 1000,
+                             strokes=status.strokes)
+
+    async def begin() -> None:
+        await pen.arm(permit.as_dict())
+        await pen.start()
+
+    await _run_and_store(pen, db, serial, now, outcome, begin, on_event, stop_requested)
+    return outcome
+
+
+async def _run_and_store(
+    pen: Pen, db: S.Store, serial: str, now: Callable[[], datetime], outcome: SessionOutcome,
+    begin: Callable[[], Any], on_event: Callable[[PenEvent], None] | None,
+    stop_requested: asyncio.Event | None,
+) -> None:
+    """Begin (arm, start), follow the live events to the end, then store the log,
+    the end reason, the wear and the telemetry summary."""
+    events = pen.events()
+    try:
+        await begin()
         await _follow(pen, events, outcome, on_event, stop_requested)
     except BaseException:
         # Whatever ends this command early (an error, Ctrl-C, a lost answer), the
@@ -148,10 +228,10 @@ async def run_session(
     finally:
         events.close()
     outcome.sync = await sync_log(pen, db, serial, now=now())
-    _end_from_log(db, serial, outcome)
+    if not outcome.resumable_s:
+        _end_from_log(db, serial, outcome)
     S.record_wear(db, serial, asdict(await pen.wear()), at=now())
     _store_summary(db, serial, outcome)
-    return outcome
 
 
 #: How long an error exit waits for the pen to acknowledge its STOP.
@@ -183,6 +263,12 @@ async def _follow(
                 await get
             await pen.stop()
             outcome.ended_by = "stopped by the user"
+            status = await pen.status()
+            if status.state == PenState.PAUSED and status.resume_left_s:
+                # stopped in its first 30 s: the pen holds it open to be resumed
+                outcome.resumable_s = status.resume_left_s
+                outcome.elapsed_s = status.elapsed_ms / 1000
+                outcome.strokes = status.strokes
             return
         if stopper is not None:
             stopper.cancel()
@@ -256,8 +342,8 @@ def _end_from_log(db: S.Store, serial: str, outcome: SessionOutcome) -> None:
 
 def _store_summary(db: S.Store, serial: str, outcome: SessionOutcome) -> None:
     samples = [asdict(t) for t in outcome.telemetry]
-    if not samples:
-        return
+    if not samples or outcome.resumable_s:
+        return  # a paused session is summarised when it ends
     # the session this run's sync stored (never another pen's or patient's latest)
     ids = outcome.sync.session_ids if outcome.sync else []
     if ids:

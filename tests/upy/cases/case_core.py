@@ -15,7 +15,7 @@ def test_happy_path():
     st = r.status()
     assert st["state"] == wire.S_RUNNING and st["strokes"] > 150
     assert 1000 <= r.pen.motor.rate_x10 <= 1400
-    assert r.code(wire.T_STOP) == 0
+    assert r.end_session() == 0
     r.run(500)
     assert r.status()["state"] == wire.S_FINISHED
     kinds = [x["kind"] for x in r.log()]
@@ -101,8 +101,9 @@ def test_reboot_mid_session():
 def test_handler_malformed_and_unknown_change_nothing():
     r = Rig(MemFs())
     before = r.status()
-    for frame in (b"\x02", b"\x02\x05\x07\x00\x05\x00\xff", b"\x02\x7e\x01\x00\x01\x00\x04",
-                  b"\x02\x33\x02\x00\x00\x00"):
+    v = bytes([wire.PROTOCOL_VERSION])
+    for frame in (v, v + b"\x05\x07\x00\x05\x00\xff", v + b"\x7e\x01\x00\x01\x00\x04",
+                  v + b"\x33\x02\x00\x00\x00"):
         out = r.h.handle(frame, True)
         t, seq, f = wire.decode(out[0])
         assert t == wire.T_NACK and f["error"] != 0

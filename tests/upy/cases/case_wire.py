@@ -48,9 +48,10 @@ def test_every_message_type_has_a_vector():
 
 
 def test_malformed_frames():
-    for bad, code in ((b"\x02\x02", wire.E_TRUNCATED), (b"\x03\x02\x00\x00\x00\x00", wire.E_BAD_VERSION),
-                      (b"\x02\x70\x00\x00\x00\x00", wire.E_NOT_SUPPORTED),
-                      (b"\x02\x05\x01\x00\x01\x00\x00", wire.E_TRUNCATED)):
+    v = bytes([wire.PROTOCOL_VERSION])
+    for bad, code in ((v + b"\x02", wire.E_TRUNCATED), (b"\x09\x02\x00\x00\x00\x00", wire.E_BAD_VERSION),
+                      (v + b"\x70\x00\x00\x00\x00", wire.E_NOT_SUPPORTED),
+                      (v + b"\x05\x01\x00\x01\x00\x00", wire.E_TRUNCATED)):
         try:
             wire.decode(bad)
             assert False, bad
