@@ -1,4 +1,4 @@
-"""A further virtual controller on the pen's link, served as H4 HCI over TCP.
+"""Bluetooth adapters on the pen's link, served as H4 HCI over TCP.
 
 Any bumble host, in this process or another, attaches with
 ``tcp-client:127.0.0.1:<port>`` and acts as a central next to the virtual pen
@@ -9,33 +9,118 @@ Any bumble host, in this process or another, attaches with
     ...
     await bridge.close()
 
-One host at a time; a host that attaches later gets the same controller (it
-resets it). The controller is :class:`~scalppen_hardware.ble_radio.LinkController`,
+Each TCP connection is its own adapter: a fresh controller on the link with its
+own H4 parser, as each computer in the room has its own radio. Several commands at
+once are several centrals: they scan side by side, and the pen (one connection at a
+time) takes only one of them, as a real pen would. Bytes from one connection never
+reach another's parser, so garbage or a half-written packet from one client cannot
+wedge the others.
+
+A client that goes away (its process killed, the TCP connection closed) is a
+radio switched off: its connections drop on the link as a supervision timeout
+(the pen sees the link lost at once and advertises again) and its controller
+leaves the link. The controller is :class:`~scalppen_hardware.ble_radio.LinkController`,
 so a connect to an absent pen that the host cancels fails cleanly.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
+import logging
 import socket
 
+from bumble import hci, ll
 from bumble.link import LocalLink
-from bumble.transport import Transport
-from bumble.transport.tcp_server import open_tcp_server_transport_with_socket
+from bumble.transport.common import StreamPacketSource
 
 from scalppen_hardware.ble_radio import LinkController
+
+_log = logging.getLogger(__name__)
+
+#: At most this many adapters at once; a further connection is closed at once.
+MAX_CLIENTS = 8
+
+
+class _Sink:
+    """The host side of one adapter: HCI packets to its TCP connection."""
+
+    def __init__(self, transport: asyncio.WriteTransport) -> None:
+        self.transport: asyncio.WriteTransport | None = transport
+
+    def on_packet(self, packet: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(packet)
+
+
+class _Adapter(asyncio.Protocol):
+    """One TCP client: its own H4 parser and its own controller on the link."""
+
+    def __init__(self, bridge: HciBridge) -> None:
+        self.bridge = bridge
+        self.source = StreamPacketSource()
+        self.sink: _Sink | None = None
+        self.controller: LinkController | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.WriteTransport)
+        if len(self.bridge.adapters) >= MAX_CLIENTS:
+            _log.warning("HCI bridge: %d adapters attached, refusing another", MAX_CLIENTS)
+            transport.close()
+            return
+        self.sink = _Sink(transport)
+        self.controller = LinkController(
+            f"{self.bridge.name}-{next(self.bridge.numbers)}", host_source=self.source,
+            host_sink=self.sink, link=self.bridge.link)
+        self.bridge.adapters.add(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.controller is None:
+            return
+        try:
+            self.source.data_received(data)
+        except Exception as exc:  # a packet the controller cannot take: drop this client
+            _log.warning("HCI bridge: dropping a client after %r", exc)
+            self.switch_off()
+
+    def eof_received(self) -> bool | None:
+        self.switch_off()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.switch_off()
+
+    def switch_off(self) -> None:
+        """The adapter's radio goes off: its links drop, it leaves the link."""
+        controller, self.controller = self.controller, None
+        self.bridge.adapters.discard(self)
+        if self.sink is not None:
+            transport, self.sink.transport = self.sink.transport, None
+            if transport is not None:
+                transport.close()
+        if controller is None:
+            return
+        reason = hci.HCI_ErrorCode.CONNECTION_TIMEOUT_ERROR
+        for connection in list(controller.le_connections.values()):
+            with contextlib.suppress(Exception):
+                connection.send_ll_control_pdu(ll.TerminateInd(reason))
+            with contextlib.suppress(Exception):
+                controller.on_le_disconnected(connection, reason)
+        controller.detach()
 
 
 class HciBridge:
     """A running bridge: its port, its transport name, and ``close()``."""
 
-    def __init__(
-        self, transport: Transport, controller: LinkController, host: str, port: int
-    ) -> None:
-        self._transport = transport
-        self.controller = controller
+    def __init__(self, link: LocalLink, host: str, port: int, name: str) -> None:
+        self.link = link
         self.host = host
         self.port = port
+        self.name = name
+        self.adapters: set[_Adapter] = set()
+        self.numbers = itertools.count(1)
+        self.server: asyncio.Server | None = None
 
     @property
     def transport_name(self) -> str:
@@ -43,15 +128,14 @@ class HciBridge:
         return f"tcp-client:{self.host}:{self.port}"
 
     async def close(self) -> None:
-        """Stop serving and take the controller off the link."""
-        self.controller.detach()
-        server = getattr(self._transport, "server", None)
-        if server is not None:
-            server.close()
+        """Stop serving; every attached adapter is switched off."""
+        if self.server is not None:
+            self.server.close()
+        for adapter in list(self.adapters):
+            adapter.switch_off()
+        if self.server is not None:
             with contextlib.suppress(Exception):
-                await server.wait_closed()
-        with contextlib.suppress(Exception):
-            await self._transport.close()
+                await asyncio.wait_for(self.server.wait_closed(), 5.0)
 
     async def __aenter__(self) -> HciBridge:
         return self
@@ -63,7 +147,7 @@ class HciBridge:
 async def start_hci_bridge(
     link: LocalLink, *, host: str = "127.0.0.1", port: int = 0, name: str = "bridge"
 ) -> HciBridge:
-    """Serve a new controller on ``link`` as H4 over TCP; port 0 picks a free one.
+    """Serve adapters on ``link`` as H4 over TCP; port 0 picks a free one.
 
     Returns:
         The bridge; ``bridge.port`` is the TCP port.
@@ -73,9 +157,7 @@ async def start_hci_bridge(
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
-    bound_port = sock.getsockname()[1]
-    transport = await open_tcp_server_transport_with_socket(sock)
-    controller = LinkController(
-        f"{name}-ctrl", host_source=transport.source, host_sink=transport.sink, link=link
-    )
-    return HciBridge(transport, controller, host, bound_port)
+    bridge = HciBridge(link, host, sock.getsockname()[1], name)
+    bridge.server = await asyncio.get_running_loop().create_server(
+        lambda: _Adapter(bridge), sock=sock)
+    return bridge

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,32 @@ def test_a_second_command_finds_the_pen_busy_and_the_session_goes_on(
     assert "session ended" in out and "permitted time reached" in out
     after = cli(home, sim.port, "status")  # the pen is free again
     assert after.returncode == 0, after.stderr
+
+
+def test_commands_at_once_and_a_killed_one_leave_the_sim_working(
+    sim: Sim, tmp_path: Path,
+) -> None:
+    # Three commands at once used to wedge the sim for good (tracebacks, then
+    # `scan` found nothing). Now each is its own adapter on the pen's link.
+    home = tmp_path
+    pair_for(sim, home)
+    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
+    base = [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
+            str(home / "db")]
+    procs = [subprocess.Popen([*base, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+             for args in (("scan", "--timeout", "2"), ("scan", "--timeout", "2"), ("status",))]
+    for p in procs:
+        out, err = p.communicate(timeout=90)
+        assert "Traceback" not in err, err
+        assert p.returncode == 0 or len([x for x in err.splitlines() if x.strip()]) == 1, err
+    # a command killed while it holds the pen's link
+    status = subprocess.Popen([*base, "wear"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, env=env)
+    time.sleep(2.0)  # connected by now, or about to: either way the sim must cope
+    status.kill()
+    status.communicate(timeout=10)
+    again = cli(home, sim.port, "status")
+    assert again.returncode == 0, again.stderr
+    scan = cli(home, sim.port, "scan", "--timeout", "2")
+    assert scan.returncode == 0 and "ScalpPen" in scan.stdout, scan.stdout + scan.stderr
