@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck firmware bench protocol-gen clean
+.PHONY: demo test lint typecheck firmware bench protocol-gen sbom clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ firmware: $(STAMP)
 
 protocol-gen: $(STAMP)
 	$(PY) -m scalppen_protocol.codegen
+
+sbom: $(STAMP)
+	$(PY) tools/sbom.py
 
 bench: $(STAMP)
 	$(PY) bench/run_all.py
