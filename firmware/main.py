@@ -4,6 +4,10 @@
 # /bootcount before the app is imported; the app clears the trial by calling
 # pen.bootok.mark_good() once it has started. A trial build that raises here is
 # restarted (machine.reset) so boot.py can roll back after its third failure.
+#
+# A production build (board.json "profile": "production", scalppen build
+# --production) never falls back to the REPL: whatever ends the app (an error,
+# Ctrl-C on the USB port, a return) resets the pen, which boots the app again.
 import sys
 
 
@@ -31,17 +35,28 @@ def _count_start():
     return True
 
 
-def _restart():
+def _production():
+    try:
+        import json
+        with open("/board.json") as f:
+            return json.load(f).get("profile") == "production"
+    except Exception:
+        return False  # no board: the app cannot start either; the REPL is for repair
+
+
+def _restart(window=True):
     try:
         import machine
         import time
     except ImportError:
         return
-    time.sleep(1)  # a window for Ctrl-C before the next attempt
+    if window:
+        time.sleep(1)  # a window for Ctrl-C before the next attempt
     machine.reset()
 
 
 def _main():
+    production = _production()
     trial = False
     try:
         trial = _count_start()
@@ -50,10 +65,17 @@ def _main():
     try:
         from pen import app
         app.run()
-    except Exception as e:
+    except BaseException as e:  # KeyboardInterrupt too, in production
+        if production:
+            sys.print_exception(e)
+            _restart(False)
+        if not isinstance(e, Exception):
+            raise  # a development pen: Ctrl-C reaches the REPL
         sys.print_exception(e)
         if trial:
             _restart()
+    if production:
+        _restart(False)  # the app returned: a production pen never shows the REPL
 
 
 _main()

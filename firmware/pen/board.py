@@ -106,6 +106,9 @@ class Board:
             raise BoardError("board: standalone duration must be positive")
         self.model = str(doc.get("model", "ScalpPen"))
         self.hw_rev = str(doc.get("revision", doc.get("hw_rev", "")))
+        # "production" (scalppen build --production: no bench UART, no REPL), else a
+        # development build; reported in INFO
+        self.profile = str(doc.get("profile", "development"))
         self.name = str(doc.get("board", ""))
         self.nominal_duty = _int(doc.get("motor", {}), "nominal_duty", 680)
         if not 0 < self.nominal_duty <= 1023:

@@ -170,7 +170,7 @@ SPECS = {
     12: (('f', '<L32s', ('up_to_seq', 'tag')),),
     126: (('f', '<B', ('req_type',)),),
     127: (('f', '<BHL', ('req_type', 'error', 'detail')),),
-    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHH', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s')),))),
+    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('s', 'profile'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHH', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s')),))),
     130: (('f', '<BHLHHBLLBBBBHHLHLH', ('state', 'fault', 'clock', 'depth_set_um', 'depth_actual_um', 'speed_level', 'elapsed_ms', 'strokes', 'battery_pct', 'charging', 'contact', 'cartridge', 'permit_depth_um', 'permit_s', 'last_session_end', 'last_session_depth_um', 'lockout_until', 'resume_left_s')),),
     137: (('f', '<LL', ('first_seq', 'last_seq')), ('a', 'records', '<LLBBHHLL', ('seq', 'time', 'kind', 'flags', 'code', 'depth_um', 'a', 'b'), 22)),
     138: (('f', '<B8sBLLLLBLLLLL', ('cartridge', 'cart_id', 'needles', 'strokes_used', 'strokes_rated', 'first_use', 'expiry', 'cart_state', 'hp_strokes', 'hp_punctures', 'hp_sessions', 'hp_run_s', 'hp_first_session')),),

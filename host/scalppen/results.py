@@ -76,6 +76,7 @@ class PenInfo:
     hw_rev: str
     key_set: bool
     limits: Limits
+    profile: str = "development"  # the firmware build's profile
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> PenInfo:
@@ -90,6 +91,7 @@ class PenInfo:
             hw_rev=str(fields["hw_rev"]),
             key_set=bool(fields["key_set"]),
             limits=Limits.from_fields(fields["limits"]),
+            profile=str(fields.get("profile", "development")),
         )
 
     @property

@@ -89,7 +89,7 @@ def pen_identity(flash_dir: Path) -> tuple[bytes, str]:
 def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", **kwargs: Any) -> Any:
     """A twin pen on ``link`` whose flash is ``flash_dir`` (see TwinPen's arguments);
     its chip id and address are the flash directory's own (:func:`pen_identity`)
-    unless given."""
+    unless given; its factory bundle is the current tree's unless ``bundle_dir``."""
     try:
         from scalppen_hardware.twin.pen import TwinPen
     except ImportError as exc:  # bumble / the unix port are the "sim" extra
@@ -97,4 +97,5 @@ def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", **kwarg
     uid, address = pen_identity(flash_dir)
     kwargs.setdefault("unique_id", uid)
     kwargs.setdefault("address", address)
-    return TwinPen(flash_dir, link, bundle_dir=factory_bundle(board), board=board, **kwargs)
+    bundle = kwargs.pop("bundle_dir", None) or factory_bundle(board)
+    return TwinPen(flash_dir, link, bundle_dir=bundle, board=board, **kwargs)

@@ -9,7 +9,8 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 from typing import Final
 
-PROTOCOL_VERSION: Final = 3  # 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s
+# 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s, INFO profile
+PROTOCOL_VERSION: Final = 3
 MAX_FRAME: Final = 4096  # header + payload, bytes
 HEADER_SIZE: Final = 6
 MAX_PAGE_RECORDS: Final = 160

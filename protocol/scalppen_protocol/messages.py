@@ -48,6 +48,7 @@ Info = Struct(
     "serial" / Text,
     "fw_version" / Text,
     "hw_rev" / Text,
+    "profile" / Text,  # the build: "production" (no bench UART, no REPL) or "development"
     "key_set" / Int8ul,
     "limits" / Limits,
 )

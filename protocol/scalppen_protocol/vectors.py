@@ -43,7 +43,8 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
     ("hello", MsgType.HELLO, 1, {"proto_version": 2, "caps": 0x003F}),
     ("info", MsgType.INFO, 1, {
         "proto_version": 2, "caps": 0x003F, "max_frame": 4096, "model": "ScalpPen S3",
-        "serial": "SP3-000123", "fw_version": "0.1.0", "hw_rev": "B", "key_set": 1,
+        "serial": "SP3-000123", "fw_version": "0.1.0", "hw_rev": "B", "profile": "development",
+        "key_set": 1,
         "limits": _LIMITS}),
     ("get_status", MsgType.GET_STATUS, 2, {}),
     ("status", MsgType.STATUS, 2, {

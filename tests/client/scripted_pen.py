@@ -132,7 +132,7 @@ class ScriptedPen:
     def info(self) -> dict[str, Any]:
         return {
             "proto_version": self.proto_version, "caps": 0x3F, "max_frame": wire.MAX_FRAME,
-            "model": "SP-1", "serial": "SP1-000042", "fw_version": "1.0.0", "hw_rev": "B",
+            "model": "SP-1", "serial": "SP1-000042", "fw_version": "1.0.0", "hw_rev": "B", "profile": "development",
             "key_set": 0, "limits": dict(LIMITS),
         }
 

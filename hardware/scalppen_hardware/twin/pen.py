@@ -183,11 +183,11 @@ class TwinPen:
         self.last_end = ""
         #: Wall microseconds of each tick in the twin, when a benchmark asks (a list).
         self.tick_samples: list[float] | None = None
+        if bundle_dir is not None:  # the bundle's board.json (a production one, say)
+            provision(self.flash_dir, bundle_dir)
         board_file = self.flash_dir / "board.json"
         if not board_file.exists():
             board_file.write_text(self.board.to_json())
-        if bundle_dir is not None:
-            provision(self.flash_dir, bundle_dir)
 
     # ---- life cycle ---------------------------------------------------------------------
     async def start(self) -> None:

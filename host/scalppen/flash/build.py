@@ -59,6 +59,11 @@ class FileEntry:
                 "location": self.location}
 
 
+#: Build profiles (the manifest's ``profile``, the board's ``profile``, INFO's).
+DEVELOPMENT = "development"
+PRODUCTION = "production"
+
+
 @dataclass(frozen=True)
 class Manifest:
     version: str
@@ -67,6 +72,7 @@ class Manifest:
     micropython: str
     board: str
     files: tuple[FileEntry, ...] = field(default_factory=tuple)
+    profile: str = DEVELOPMENT  # or PRODUCTION (``scalppen build --production``)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -76,6 +82,7 @@ class Manifest:
             "mpy_version": self.mpy_version,
             "micropython": self.micropython,
             "board": self.board,
+            "profile": self.profile,
             "files": [f.as_json() for f in self.files],
         }
 
@@ -140,10 +147,13 @@ def mpy_cross_version() -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
+
 def production_board(board_json: dict[str, Any]) -> dict[str, Any]:
     """The board definition as a production build ships it: no bench UART (the
-    firmware serves it only when ``bench_uart`` is present and not disabled)."""
-    doc = dict(board_json)
+    firmware serves it only when ``bench_uart`` is present and not disabled), and
+    ``"profile": "production"`` (``main.py`` then never falls back to the REPL, and
+    the pen reports the profile in INFO)."""
+    doc = dict(board_json, profile=PRODUCTION)
     if isinstance(doc.get("bench_uart"), dict):
         doc["bench_uart"] = dict(doc["bench_uart"], enabled=False)
     return doc
@@ -278,6 +288,7 @@ def build_bundle(
         micropython=TARGET_MICROPYTHON,
         board=str(board_json.get("board", board.stem)),
         files=tuple(entries),
+        profile=PRODUCTION if production else DEVELOPMENT,
     )
     (out_dir / MANIFEST_NAME).write_bytes(manifest.dumps())
     return manifest
@@ -305,6 +316,7 @@ def load_bundle(bundle_dir: Path) -> Manifest:
             version=str(raw["version"]), build_id=str(raw["build_id"]),
             mpy_version=str(raw["mpy_version"]), micropython=str(raw["micropython"]),
             board=str(raw["board"]), files=files,
+            profile=str(raw.get("profile", DEVELOPMENT)),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise BundleError(f"{path} is not a valid manifest: {exc}") from exc
