@@ -54,10 +54,8 @@ def test_new_file_is_owner_only_and_migrated(tmp_path: Path) -> None:
     assert mode(path) == 0o600
 
 
-def test_migrations_from_an_empty_file(tmp_path: Path) -> None:
-    path = tmp_path / "empty.db"
-    path.touch(mode=0o600)
-    path.chmod(0o600)
+def test_migrations_build_every_table(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
     with S.open_store(path) as db:
         assert db.schema_version == SCHEMA_VERSION
         tables = {r[0] for r in db.query("SELECT name FROM sqlite_master WHERE type='table'")}

@@ -611,11 +611,17 @@ def report_cmd(
     with open_db(ctx) as db:
         prof = resolve_profile(db, profile) if profile is not None else None
         serial = resolve_pen(db, spec).serial if spec else None
-        if out is None:
-            stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-            who = _slug(prof.name) if prof else "all"
-            out = paths.reports_dir() / f"report-{who}-{stamp}.html"
-        path = write_report(db, out, profile_id=prof.id if prof else None, pen_serial=serial)
+        try:
+            if out is None:
+                stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+                who = _slug(prof.name) if prof else "all"
+                out = paths.reports_dir() / f"report-{who}-{stamp}.html"
+            path = write_report(db, out, profile_id=prof.id if prof else None,
+                                pen_serial=serial)
+        except OSError as exc:
+            raise UsageError(f"cannot write the report to {exc.filename or out} "
+                             f"({exc.strerror or exc})", "choose a writable place with --out"
+                             ) from None
     _say(f"report written to {path}")
 
 

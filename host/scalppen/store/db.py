@@ -3,6 +3,13 @@
 The database holds the pens' permit keys and patients' health answers, so the file
 is created readable and writable by its owner only (0600) and refused on open if
 anyone else may read it.
+
+A database is made new only where no file exists, and never appears half made: it
+is created and migrated under a temporary name, then linked into place. An existing
+file that is empty, truncated or not SQLite is refused, never replaced: it may be
+all that is left of a patient's history (adverse events, screening). A database
+that cannot be written (a read-only directory or file) opens read-only: reading
+commands work, and a write fails with one line saying so.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from scalppen.store.errors import (
     DatabaseLockedError,
     InsecurePermissionsError,
     NotFoundError,
+    ReadOnlyDatabaseError,
     SchemaTooNewError,
     StoreError,
 )
@@ -59,6 +67,11 @@ def utcnow() -> datetime:
 def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
     """Turn an sqlite3 error into the store's typed error with a one-line message."""
     text = str(exc).lower()
+    if "readonly" in text or "read-only" in text:
+        return ReadOnlyDatabaseError(
+            f"the database {path} is read-only here (the file or its directory cannot be "
+            "written): this command changes it; make it writable, or use --db"
+        )
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in text or "busy" in text):
         return DatabaseLockedError(
             f"the database {path} is locked by another program (is another scalppen "
@@ -83,6 +96,8 @@ class Store:
         self._conn = conn
         self.path = path
         self._depth = 0
+        #: opened read-only (the file or its directory cannot be written)
+        self.read_only = False
 
     def close(self) -> None:
         """Close the connection."""
@@ -177,13 +192,47 @@ def check_file(path: Path) -> None:
             f"run 'chmod 600 {path}' and try again"
         )
     if st.st_size == 0:
-        return
+        raise CorruptDatabaseError(
+            f"{path} is empty (0 bytes): it holds no data, and scalppen will not start a "
+            "new database over it; restore it from a backup, or move it away to start anew"
+        )
     with path.open("rb") as fh:
-        header = fh.read(len(SQLITE_HEADER))
-    if header != SQLITE_HEADER:
+        header = fh.read(HEADER_SIZE)
+    if header[: len(SQLITE_HEADER)] != SQLITE_HEADER:
         raise CorruptDatabaseError(
             f"{path} is not a scalppen database (not SQLite): choose another file"
         )
+    page = int.from_bytes(header[16:18], "big") if len(header) >= 18 else 0
+    page = 65536 if page == 1 else page
+    if len(header) >= HEADER_SIZE and (page < 512 or page & (page - 1)):
+        raise CorruptDatabaseError(
+            f"{path} is damaged (its header gives a page size of {page}): restore it from "
+            "a backup; it was not changed"
+        )
+    short = _truncated(header, st.st_size)
+    if short:
+        raise CorruptDatabaseError(
+            f"{path} is truncated ({short}): restore it from a backup; it was not changed"
+        )
+
+
+#: The SQLite file header (https://sqlite.org/fileformat.html, section 1.3).
+HEADER_SIZE: Final = 100
+
+
+def _truncated(header: bytes, size: int) -> str:
+    """Why a file with this header and size is cut short ("" if it is not)."""
+    if len(header) < HEADER_SIZE:
+        return f"{size} bytes, less than SQLite's 100-byte header"
+    page = int.from_bytes(header[16:18], "big")
+    page = 65536 if page == 1 else page
+    if size % page:
+        return f"{size} bytes is not a whole number of {page}-byte pages"
+    pages = int.from_bytes(header[28:32], "big")
+    valid = header[92:96] == header[24:28]  # the in-header size is current
+    if valid and pages and size < pages * page:
+        return f"{size} bytes, the header says {pages * page}"
+    return ""
 
 
 def _split(script: str) -> list[str]:
@@ -229,7 +278,8 @@ def migrate(store: Store) -> int:
 def open_store(
     path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, create: bool = True
 ) -> Store:
-    """Open (or create) the store at ``path`` and migrate it.
+    """Open (or create) the store at ``path`` and migrate it; read-only when it cannot
+    be written.
 
     Args:
         path: the database file.
@@ -237,31 +287,70 @@ def open_store(
         create: create the file (mode 0600) if it does not exist.
 
     Returns:
-        The open store.
+        The open store (``store.read_only`` tells whether writes will fail).
 
     Raises:
         NotFoundError: the file does not exist and ``create`` is False.
         InsecurePermissionsError: the file is readable by others.
-        CorruptDatabaseError: the file is not an SQLite database or is damaged.
+        CorruptDatabaseError: the file is empty, truncated, not SQLite or damaged.
         DatabaseLockedError: another program holds the lock past ``timeout_s``.
         SchemaTooNewError: the file comes from a newer version.
+        ReadOnlyDatabaseError: read-only, and written by an older version (not migrated).
     """
     db_path = Path(path)
     if not db_path.exists():
         if not create:
             raise NotFoundError(f"no database at {db_path}: run a command that creates it first")
-        _create_private_file(db_path)
+        _create_new(db_path, timeout_s)
     check_file(db_path)
     try:
-        conn = sqlite3.connect(db_path, timeout=timeout_s, isolation_level=None)
+        return _open(db_path, timeout_s, read_only=False)
+    except ReadOnlyDatabaseError:
+        return _open(db_path, timeout_s, read_only=True)
+
+
+def _create_new(db_path: Path, timeout_s: float) -> None:
+    """A new, migrated database at ``db_path``, which appears whole or not at all."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db_path.with_name(f".{db_path.name}.new-{os.getpid()}")
+    for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+        leftover.unlink(missing_ok=True)
+    try:
+        _create_private_file(tmp)
+        _open(tmp, timeout_s, read_only=False).close()
+        # never over a file that appeared meanwhile (another process made it: use it)
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, db_path)
+    except PermissionError as exc:
+        raise ReadOnlyDatabaseError(
+            f"cannot create the database {db_path} ({exc.strerror}): choose a writable "
+            "SCALPPEN_HOME or --db"
+        ) from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _open(db_path: Path, timeout_s: float, *, read_only: bool) -> Store:
+    try:
+        if read_only:
+            uri = f"{db_path.resolve().as_uri()}?mode=ro"
+            if not os.access(db_path.parent, os.W_OK) and not _has_wal(db_path):
+                uri += "&immutable=1"  # nothing can change it, and no -shm can be made
+            conn = sqlite3.connect(uri, timeout=timeout_s, isolation_level=None, uri=True)
+        else:
+            conn = sqlite3.connect(db_path, timeout=timeout_s, isolation_level=None)
     except sqlite3.Error as exc:
         raise translate_error(exc, db_path) from exc
     conn.row_factory = sqlite3.Row
     store = Store(conn, db_path)
+    store.read_only = read_only
     try:
         store.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")
         store.execute("PRAGMA foreign_keys = ON")
         store.query_one("PRAGMA schema_version")  # reads page 1: fails on a damaged file
+        if read_only:
+            _check_schema_read_only(store)
+            return store
         mode = store.query_one("PRAGMA journal_mode = WAL")
         if mode is None or str(mode[0]).lower() != "wal":
             raise StoreError(f"{db_path}: cannot switch to WAL journal mode")
@@ -271,3 +360,22 @@ def open_store(
         store.close()
         raise
     return store
+
+
+def _has_wal(db_path: Path) -> bool:
+    wal = db_path.with_name(db_path.name + "-wal")
+    return wal.exists() and wal.stat().st_size > 0
+
+
+def _check_schema_read_only(store: Store) -> None:
+    current = store.schema_version
+    if current > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{store.path} was written by a newer scalppen (schema {current}, this one "
+            f"knows {SCHEMA_VERSION}): upgrade scalppen"
+        )
+    if current < SCHEMA_VERSION:
+        raise ReadOnlyDatabaseError(
+            f"{store.path} is read-only and was written by an older scalppen (schema "
+            f"{current} of {SCHEMA_VERSION}): make it writable once so it can be upgraded"
+        )

@@ -23,6 +23,10 @@ class SchemaTooNewError(StoreError):
     """The database was written by a newer version of this program."""
 
 
+class ReadOnlyDatabaseError(StoreError):
+    """The database (or its directory) cannot be written: read commands still work."""
+
+
 class NotFoundError(StoreError, LookupError):
     """A pen, profile, session or other row does not exist."""
 

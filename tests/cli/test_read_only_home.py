@@ -1,0 +1,75 @@
+"""A read-only SCALPPEN_HOME (issue 14 item 12): reading commands work, writing ones
+say in one line that the database is read-only, and nothing is changed.
+
+Run as the files' owner without root's override (``unshare --user`` when the tests
+run as root, as CI does: the kernel then checks the owner's permission bits)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SCALPPEN = [sys.executable, "-m", "scalppen.cli"]
+
+
+def _as_owner(cmd: list[str]) -> list[str]:
+    if os.geteuid() != 0:
+        return cmd
+    unshare = shutil.which("unshare")
+    assert unshare, "unshare (util-linux) is needed to drop root's override"
+    return [unshare, "--user", *cmd]
+
+
+def _run(home: Path, *args: str, owner: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
+    cmd = [*SCALPPEN, *args]
+    return subprocess.run(_as_owner(cmd) if owner else cmd, capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+@pytest.fixture()
+def read_only_home(tmp_path: Path) -> Iterator[Path]:
+    home = tmp_path / "home"
+    for args in (("profile", "add", "Ada", "--birth-year", "1985"),
+                 ("adverse", "pus", "--profile", "Ada")):
+        done = _run(home, *args, owner=False)
+        assert done.returncode == 0, done.stderr + done.stdout
+    before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    home.chmod(0o555)
+    try:
+        yield home
+    finally:
+        home.chmod(0o755)
+    after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    assert after == before  # nothing changed
+
+
+def test_read_commands_work_on_a_read_only_home(read_only_home: Path, tmp_path: Path) -> None:
+    listed = _run(read_only_home, "profile", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "Ada" in listed.stdout
+    locks = _run(read_only_home, "lockouts")
+    assert locks.returncode == 0, locks.stderr
+    assert "18" in locks.stdout  # the adverse-event lock is still there
+    out = tmp_path / "report.html"
+    report = _run(read_only_home, "report", "--out", str(out))
+    assert report.returncode == 0, report.stderr
+    assert "Ada" in out.read_text()
+    inside = _run(read_only_home, "report")  # its default place is in the read-only home
+    assert inside.returncode != 0
+    lines = [x for x in inside.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "cannot write the report" in lines[0] and "--out" in lines[0]
+
+
+def test_a_write_says_the_database_is_read_only(read_only_home: Path) -> None:
+    added = _run(read_only_home, "profile", "add", "Bob", "--birth-year", "1990")
+    assert added.returncode != 0
+    lines = [x for x in added.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "read-only" in lines[0], added.stderr
+    assert "Traceback" not in added.stderr
