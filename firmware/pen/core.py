@@ -739,7 +739,12 @@ class Pen:
         out.motor_duty = duty
         homing = self.state == wire.S_HOMING
         out.home_seek = homing
-        out.stepper_enable = homing or self.depth.homed
+        # The driver holds the carriage only while it has work: homing, a session, or
+        # the way back home. Retracted and idle it is off: its holding current (the
+        # board's stepper_ma) would drain the cell in hours on the shelf; the lead
+        # screw does not back-drive, and the depth check still watches the sensor.
+        out.stepper_enable = homing or (self.depth.homed and (
+            self.state == wire.S_RUNNING or inp.depth_moving or inp.depth_cmd_um > 0))
         out.depth_target_um = self.depth.target_um if self.state == wire.S_RUNNING else 0
         if (self._write is not None and self.cart is not None and self._cart_id
                 and cart_hex(self.cart) == self._write_cart):

@@ -9,20 +9,13 @@ Prints, once ready, one per line::
 
     ble-hci-tcp: 127.0.0.1:<port>
     serial: /dev/pts/<n>
+    control: <path of the control socket>
 
 then ``display: <text>`` on every change of the pen's display (lines of the display
-joined with `` | ``), until interrupted.
-
-The pen's button, from the command lines (one per line) it reads:
-
-    pair     hold the button 3 s: opens the pen's pairing window (a pen that
-             has a bond pairs a new computer only inside it)
-    press    a short press
-
-and its power:
-
-    power-cut    the power goes (mid-session, say) and comes back: the pen boots
-                 again over the same flash
+joined with `` | ``), until interrupted. Command lines on its standard input (or on
+the control socket) work the pen's world: its button, battery and charger, cartridge,
+skin contact, faults, power and speed (``help`` lists them; scalppen/simctl.py),
+each answered on one line (``ok: ...`` or ``error: ...``).
 """
 
 from __future__ import annotations
@@ -34,54 +27,27 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+from scalppen.simctl import (
+    PAIR_HOLD_MS,
+    SHORT_PRESS_MS,
+    ControlServer,
+    answer,
+    hold_button,
+    power_cut,
+)
+from scalppen.simlink import control_path, register
 from scalppen.transports.base import ExtraMissing
 
-#: How long ``pair`` holds the button: the pen's PAIR_HOLD_MS (3 s, firmware/pen/core.py)
-#: and a few control ticks more.
-PAIR_HOLD_MS = 3200
-SHORT_PRESS_MS = 100
+__all__ = ["PAIR_HOLD_MS", "SHORT_PRESS_MS", "display_line", "hold_button", "power_cut",
+           "serve"]
 
 
-async def hold_button(pen: Any, ms: int) -> None:
-    """Hold the pen's button for ``ms`` of the pen's time, then let go."""
-    pen.hw.set_button(True)
-    try:
-        await pen.run_for(ms)
-    finally:
-        pen.hw.set_button(False)
-
-
-#: How long (wall s) a power cut may take to come back before the sim says so.
-POWER_BACK_S = 30.0
-
-
-async def power_cut(pen: Any) -> bool:
-    """Cut the pen's power; True once it booted again."""
-    boots = pen.boots
-    pen.hw.inject("power_loss")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + POWER_BACK_S
-    while loop.time() < deadline:
-        if pen.boots > boots and pen.bridge is not None:
-            return True
-        await asyncio.sleep(0.05)
-    return False
-
-
-async def _obey(pen: Any, commands: AsyncIterator[str], emit: Callable[[str], None]) -> None:
+async def _obey(pen: Any, commands: AsyncIterator[str], emit: Callable[[str], None],
+                ask: Callable[[str], Any] | None = None) -> None:
     async for line in commands:
-        word = line.strip().lower()
-        if word == "power-cut":
-            back = await power_cut(pen)
-            emit("power: cut, back on" if back else "power: cut, the pen did not boot again")
-        elif word == "pair":
-            await hold_button(pen, PAIR_HOLD_MS)
-            emit("button: held 3 s (pairing window open)")
-        elif word == "press":
-            await hold_button(pen, SHORT_PRESS_MS)
-            emit("button: pressed")
-        elif word:
-            emit(f"unknown command {word!r} (pair, press, power-cut)")
+        text = await (ask(line) if ask is not None else answer(pen, line))
+        if text:
+            emit(text)
 
 
 def display_line(text: str) -> str:
@@ -138,20 +104,30 @@ async def serve(
     await pen.start()
     bridge = await start_hci_bridge(link, port=port)
     pty = pen.open_serial()
+    control = ControlServer(pen, control_path(bridge.port))
+    registration: Path | None = None
     try:
+        await control.start()
+        registration = register(bridge.port, control.path, Path(flash_dir))
         emit(f"ble-hci-tcp: 127.0.0.1:{bridge.port}")
         emit(f"serial: {pty}")
+        emit(f"control: {control.path}")
         pen.on_display(on_display)
         on_display(pen.display)
         if open_pairing:
             await hold_button(pen, PAIR_HOLD_MS)
-            emit("button: held 3 s (pairing window open)")
+            emit("ok: button: held 3 s (pairing window open)")
         if ready is not None:
             ready.set()
         if commands is not None:
-            await _obey(pen, commands, emit)
+            await _obey(pen, commands, emit, control.answer)
         await asyncio.Event().wait()
     finally:
+        if registration is not None:
+            with contextlib.suppress(OSError):
+                registration.unlink()
+        with contextlib.suppress(Exception):
+            await control.close()
         with contextlib.suppress(Exception):
             await bridge.close()
         await pen.stop()

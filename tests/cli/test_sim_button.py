@@ -42,4 +42,5 @@ def test_pair_holds_the_button_past_the_pens_hold_time_and_lets_go() -> None:
     assert pen.log == [("button", True), ("run", PAIR_HOLD_MS), ("button", False),
                        ("button", True), ("run", SHORT_PRESS_MS), ("button", False)]
     assert PAIR_HOLD_MS > PEN_PAIR_HOLD_MS
-    assert said[0].startswith("button: held") and "unknown command 'jump'" in said[2]
+    assert said[0].startswith("ok: button: held") and said[1] == "ok: button: pressed"
+    assert said[2].startswith("error: unknown command 'jump'")

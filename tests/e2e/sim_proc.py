@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ class Sim:
 
     def __init__(self, home: Path, *extra: str, flash: Path | None = None,
                  speed: str = "60") -> None:
+        self.started = time.monotonic()
         env = dict(os.environ, SCALPPEN_HOME=str(home), PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [*SCALPPEN, "sim", "--speed", speed, "--flash", str(flash or home / "flash"),
@@ -33,6 +35,21 @@ class Sim:
         threading.Thread(target=self._read, daemon=True).start()
         self.port = int(self.wait_for(r"^ble-hci-tcp: 127\.0\.0\.1:(\d+)$").group(1))
         self.serial = self.wait_for(r"^serial: (/dev/pts/\d+)$").group(1)
+        self.control_path = self.wait_for(r"^control: (\S+)$").group(1)
+
+    def control(self, line: str, timeout: float = 60.0) -> str:
+        """One command on the sim's control socket; -> its one-line answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.control_path)
+            s.sendall(line.encode() + b"\n")
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        return data.decode().strip()
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

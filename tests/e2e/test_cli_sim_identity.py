@@ -87,7 +87,7 @@ def test_power_cut_mid_session_is_one_session(tmp_path: Path) -> None:
         # past the pen's first 30 s checkpoint of strokes and time (core.CHECKPOINT_MS)
         sim.wait_for(r"^display: RUN .*\| 00:3[3-9]", 90, fresh=True)
         sim.send("power-cut")
-        sim.wait_for(r"^power: cut, back on$", 60)
+        sim.wait_for(r"^ok: power: cut, back on$", 60)
         run.communicate(timeout=60)  # the link went with the power: however it ended
         sync = cli(home, sim.port, "logs", "sync")
         assert sync.returncode == 0, sync.stderr + sync.stdout

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from scalppen import paths
 from scalppen.cli.common import UsageError, console, handle_errors
+from scalppen.cli.context import options
 from scalppen.cli.storage import open_db, parse_time, pen_spec, resolve_pen, resolve_profile
 from scalppen.policy import (
     CONTRAINDICATIONS,
@@ -29,7 +30,6 @@ from scalppen.policy import (
     Lock,
     PatientHistory,
     PolicyConfig,
-    SystemClock,
     evaluate,
     find_locks,
     validate_clearance,
@@ -59,7 +59,6 @@ from scalppen.store import (
     report_adverse_event,
     upsert_pen,
 )
-from scalppen.store.db import utcnow
 
 #: Roles a profile can be created with from the command line.
 PROFILE_ROLES: Final = ("patient", "clinician")
@@ -285,7 +284,7 @@ def screen_cmd(
             raise UsageError(f"{prof.name} is a clinician profile", "screen the patient's profile")
         if missing:
             given |= _ask(missing, prof.name)
-        rec = record_screening(db, prof.id, given)
+        rec = record_screening(db, prof.id, given, now=options(ctx).now())
     if not rec.positives:
         until = rec.at + PolicyConfig().screening_valid
         _say(
@@ -440,7 +439,7 @@ def clear_cmd(
     Firmware limits cannot be overridden at all.
     """
     lock_id = lock_id.strip()
-    now = utcnow()
+    now = options(ctx).now()
     rule_of_lock(lock_id)  # a malformed id is refused before anything else
     if not clinician.strip():
         raise UsageError("a clearance needs the clinician's name", "pass --clinician NAME")
@@ -535,7 +534,7 @@ def lockouts_cmd(
     ] = None,
 ) -> None:
     """Show what holds sessions back: locks, waits between sessions, the minoxidil hold."""
-    now = parse_time(now_text) if now_text else SystemClock().now().astimezone()
+    now = parse_time(now_text) if now_text else options(ctx).now().astimezone()
     spec = pen_spec(ctx, pen)
     with open_db(ctx) as db:
         pen_obj: Pen | None = resolve_pen(db, spec) if spec else None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -34,7 +32,7 @@ def sync_cmd(ctx: typer.Context) -> None:
                         bar.update(task, completed=p.fetched, total=p.fetched + p.remaining)
 
                     summary = await sync_log(pen, db, pen_serial(target, pen),
-                                             now=datetime.now(UTC), progress=progress)
+                                             now=opts.now(), progress=progress)
         if summary.restarted:
             console.print(f"the pen's log restarted ({summary.restarted}): stored from its "
                           f"start as log {summary.log_epoch}, beside the earlier one",

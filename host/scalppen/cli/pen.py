@@ -82,7 +82,7 @@ def pair_cmd(
                         raise UsageError("no pen found", "switch the pen on and bring it closer")
                     target = found[0].address
                     console.print(f"pairing with {found[0].name} ({target})")
-                paired = await pair_pen(radio, db, target, ask, lambda: datetime.now(UTC), profile)
+                paired = await pair_pen(radio, db, target, ask, opts.now, profile)
         info = paired.info
         console.print(
             f"paired with {info.model} {info.serial} (firmware {info.fw_version}); "
@@ -144,7 +144,7 @@ def wear_cmd(ctx: typer.Context) -> None:
             async with connected_pen(opts, target) as pen:
                 wear = await pen.wear()
                 serial = pen_serial(target, pen)
-            S.record_wear(db, serial, asdict(wear), at=datetime.now(UTC))
+            S.record_wear(db, serial, asdict(wear), at=opts.now())
         show_wear(asdict(wear))
 
     run(go())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
 import typer
@@ -147,7 +146,7 @@ def start_cmd(
             try:
                 outcome = await _live(opts, target, plan.duration_s or CAP_MIN * 60,
                                       lambda pen, on_event, stop: run_session(
-                                          pen, db, plan, lambda: datetime.now(UTC),
+                                          pen, db, plan, opts.now,
                                           on_event=on_event, stop_requested=stop))
             except SessionRefused as exc:
                 for line in refusal_lines(exc.decision.refusals):
@@ -216,7 +215,7 @@ def resume_cmd(ctx: typer.Context) -> None:
             permits = S.list_permits(db, target.serial)
             planned = permits[-1].max_duration_s if permits else CAP_MIN * 60
             outcome = await _live(opts, target, planned, lambda pen, on_event, stop: run_resume(
-                pen, db, lambda: datetime.now(UTC), on_event=on_event, stop_requested=stop))
+                pen, db, opts.now, on_event=on_event, stop_requested=stop))
             depth = permits[-1].max_depth_um if permits else 0
         _report(ctx, outcome, depth)
 

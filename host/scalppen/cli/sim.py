@@ -32,10 +32,12 @@ def sim_cmd(
 ) -> None:
     """Run a virtual pen: its BLE over an HCI TCP bridge and its USB port on a pty.
 
-    Lines typed on stdin work the pen's button: "pair" holds it 3 s (opens the
-    pairing window a pen with a bond needs to pair a new computer), "press"
-    presses it; "power-cut" cuts its power (it boots again). Each --flash directory
-    is its own pen (its own serial and address).
+    Lines typed on stdin (or sent to the control socket it prints) work the pen's
+    world, one answer line each: "help" lists them; "pair" holds the button 3 s
+    (the pairing window), "press", "battery 15", "charge on", "cartridge used",
+    "cartridge remove", "contact off", "fault stall", "power-cut", "speed 600",
+    "state", "clock". Commands that talk to this pen use its virtual clock. Each
+    --flash directory is its own pen (its own serial and address).
     """
     from scalppen.cli.common import UsageError
     from scalppen.sim import serve
