@@ -80,4 +80,12 @@ demo.register(app)
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # Libraries' log lines (bumble's "pairing failure (...)", say) are not the user's
+    # output: errors reach the user as one line each. SCALPPEN_DEBUG=1 shows them.
+    import logging
+
+    if os.environ.get("SCALPPEN_DEBUG"):
+        logging.basicConfig(level=logging.INFO)
+    else:
+        logging.getLogger().addHandler(logging.NullHandler())
     app()

@@ -11,11 +11,12 @@ import typer
 from rich.table import Table
 
 from scalppen import store as S
-from scalppen.cli.common import UsageError, console, handle_errors, run
+from scalppen.cli.common import UsageError, console, fail, handle_errors, run
 from scalppen.cli.connect import connected_pen, pen_serial, radio_for, target_for
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db
 from scalppen.refusals import describe
+from scalppen.transports.base import WrongPasskey
 from scalppen.workflows.pairing import pair_pen
 
 _ADDRESS = re.compile(r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$|^[0-9A-Fa-f-]{36}$")
@@ -32,7 +33,7 @@ def scan_cmd(
     ctx: typer.Context,
     timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=60, help="seconds to listen"),
 ) -> None:
-    """List pens advertising nearby."""
+    """List pens advertising nearby (exit status 1 when none is found)."""
     opts = options(ctx)
 
     async def go() -> None:
@@ -40,14 +41,19 @@ def scan_cmd(
             with console.status("scanning..."):
                 found = await radio.scan(timeout)
         if not found:
-            console.print("no pen found (is it on and in range?)")
-            return
+            fail(f"no pen found in {timeout:g} s",
+                 "switch it on, bring it closer (a pen connected to another computer does "
+                 "not advertise), or listen longer with --timeout")
         table = Table("name", "address", "signal")
         for f in found:
             table.add_row(f.name, f.address, f"{f.rssi} dBm" if f.rssi is not None else "-")
         console.print(table)
 
     run(go())
+
+
+#: Passkeys a user may type before ``pair`` gives up.
+PASSKEY_TRIES = 3
 
 
 @handle_errors
@@ -71,6 +77,11 @@ def pair_cmd(
             typer.prompt, "Passkey shown on the pen (6 digits)"
         )
 
+    # Typed at the prompt: three tries (the pen shows a new passkey each time and
+    # backs off only after its third failure, firmware/pen/pairing.py); given with
+    # --passkey: one.
+    tries = 1 if passkey is not None else PASSKEY_TRIES
+
     async def go() -> None:
         with open_db(ctx) as db:
             async with radio_for(opts) as radio:
@@ -82,7 +93,17 @@ def pair_cmd(
                         raise UsageError("no pen found", "switch the pen on and bring it closer")
                     target = found[0].address
                     console.print(f"pairing with {found[0].name} ({target})")
-                paired = await pair_pen(radio, db, target, ask, opts.now, profile)
+                for attempt in range(1, tries + 1):
+                    try:
+                        paired = await pair_pen(radio, db, target, ask, opts.now, profile)
+                        break
+                    except WrongPasskey:
+                        if attempt == tries:
+                            raise
+                        left = tries - attempt
+                        console.print(f"wrong passkey: try again ({left} "
+                                      f"{'try' if left == 1 else 'tries'} left), with the new "
+                                      "number the pen shows")
         info = paired.info
         console.print(
             f"paired with {info.model} {info.serial} (firmware {info.fw_version}); "

@@ -77,6 +77,13 @@ class PairingFailed(TransportError):
             "before showing the next")
 
 
+class WrongPasskey(PairingFailed):
+    """The passkey typed was not the one the pen showed."""
+
+    hint = ("type the 6 digits the pen shows (a new number each try); after three wrong "
+            "ones the pen waits longer before it shows the next")
+
+
 class ExtraMissing(TransportError, ImportError):
     """An optional dependency of a transport is not installed.
 

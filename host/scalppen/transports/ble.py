@@ -38,6 +38,7 @@ from scalppen.transports.base import (
     PasskeyProvider,
     TransportError,
     TransportTimeout,
+    WrongPasskey,
 )
 from scalppen.transports.ble_framing import BleFramer, clamp_mtu
 from scalppen_protocol.codes import MIN_MTU
@@ -117,6 +118,28 @@ class FoundPen:
     name: str
     address: str
     rssi: int
+
+
+def _pairing_reason(exc: BaseException) -> tuple[bool, str]:
+    """(the passkey was wrong, why the pairing failed in words) from the chain of
+    errors a backend raised (bumble wraps SMP's ProtocolError in BleakErrors)."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < 8:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    text = " ".join(str(x) for x in chain)
+    if "CONFIRM_VALUE_FAILED" in text or "AuthenticationFailed" in text:
+        return True, "the passkey was wrong"
+    if "PASSKEY_ENTRY_FAILED" in text:
+        return False, "no 6-digit passkey was entered"
+    if "PAIRING_NOT_SUPPORTED" in text or "AUTHENTICATION_REQUIREMENTS" in text:
+        return False, "the pen refused to pair now"
+    inner = chain[-1]
+    words = " ".join(str(inner).split()) or type(inner).__name__
+    while words.startswith("pairing with ") and " failed: " in words:
+        words = words.split(" failed: ", 1)[1]
+    return False, words
 
 
 def _att_code(exc: BaseException) -> int | None:
@@ -261,7 +284,9 @@ class BleTransport(FrameLinkBase):
             raise PairingFailed(f"pairing did not finish within {timeout:.0f} s") from None
         except (BleakError, OSError, EOFError) as exc:
             await self._drop_client()
-            raise PairingFailed(f"pairing with {self.address} failed: {exc}") from exc
+            wrong, reason = _pairing_reason(exc)
+            cls = WrongPasskey if wrong else PairingFailed
+            raise cls(f"pairing with {self.address} failed: {reason}") from exc
         except asyncio.CancelledError:
             # bumble aborts the pairing when the pen drops the link (it refuses to
             # pair outside its window, or while wrong passkeys back off)

@@ -209,6 +209,16 @@ class _RefusingDelegate(PairingDelegate):
         return False
 
 
+class _Passkey(int):
+    """A passkey that is true even when it is 000000: bumble's SMP asserts the passkey
+    is truthy before it uses it (``smp.py`` ``send_pairing_confirm_command``:
+    ``assert self.passkey``), which made the pen's passkey 000000 (1 in a million)
+    raise in bumble's task and the pairing hang until its timeout."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
 class _PasskeyDelegate(PairingDelegate):
     """Keyboard + display: the user types the passkey the pen shows."""
 
@@ -224,7 +234,7 @@ class _PasskeyDelegate(PairingDelegate):
             number = int(str(value).strip())
         except ValueError:
             return None
-        return number if 0 <= number <= 999999 else None
+        return _Passkey(number) if 0 <= number <= 999999 else None
 
     async def compare_numbers(self, number: int, digits: int) -> bool:
         # Numeric comparison would need a yes/no from the user; the pen never asks.

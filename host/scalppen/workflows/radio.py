@@ -6,6 +6,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from scalppen.transports.availability import check_os_stack, classify
 from scalppen.transports.base import ExtraMissing, PasskeyProvider
 from scalppen.transports.ble import BleTransport, FoundPen, scan
 
@@ -31,16 +32,26 @@ class Radio:
         self.central: Any = None
 
     async def __aenter__(self) -> Self:
-        if self.where != "os":
-            try:
-                from scalppen.transports.bumble_bleak import open_central
-            except ImportError as exc:
-                raise ExtraMissing("BLE through bumble", "bumble", "sim") from exc
+        if self.where == "os":
+            check_os_stack()
+            return self
+        try:
+            from scalppen.transports.bumble_bleak import open_central
+        except ImportError as exc:
+            raise ExtraMissing("BLE through bumble", "bumble", "sim") from exc
+        try:
             self.central = await open_central(
                 self.where, address=self.address,
                 keystore_path=str(self.keystore) if self.keystore else None,
             )
+        except Exception as exc:
+            raise self._explained(exc) from exc
         return self
+
+    def _explained(self, exc: BaseException) -> BaseException:
+        """``exc``, or the missing part of this computer's radio behind it."""
+        where = self.where if isinstance(self.where, str) else "link"
+        return classify(where, exc) or exc
 
     async def __aexit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
@@ -57,7 +68,10 @@ class Radio:
     async def scan(self, timeout: float = 5.0) -> list[FoundPen]:
         """Pens advertising the pen service, strongest first."""
         backend = self.central.scanner_backend if self.central is not None else None
-        return await scan(timeout, backend=backend)
+        try:
+            return await scan(timeout, backend=backend)
+        except Exception as exc:
+            raise self._explained(exc) from exc
 
     async def pair(self, address: str, passkey: PasskeyProvider, **kwargs: Any) -> BleTransport:
         """Connect and pair (LE Secure Connections, passkey entry); returns the transport."""
