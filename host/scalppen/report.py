@@ -17,11 +17,15 @@ from pathlib import Path
 from typing import Final
 
 from scalppen import report_svg
+from scalppen.holds import Hold, holds_for
 from scalppen.policy.decision import find_locks
+from scalppen.policy.history import LOCKING_ADVERSE_KINDS
 from scalppen.policy.interval import required_interval
 from scalppen.policy.outcome import Lock
 from scalppen.policy.rules import RULE_TITLES, PolicyConfig
 from scalppen.policy.screening import LABELS
+from scalppen.report_glance import glance
+from scalppen.session_end import end_reason
 from scalppen.store import (
     AdverseEvent,
     Clearance,
@@ -43,13 +47,15 @@ from scalppen.store import (
     list_profiles,
     list_screenings,
     list_sessions,
+    list_wear,
     load_history,
 )
 from scalppen.store.db import utcnow
 from scalppen_protocol.codes import ErrorCode, RecordKind
 
-#: Pen log kinds shown in the lockouts table.
-PEN_REFUSAL_KINDS: Final = (RecordKind.PERMIT_REFUSED, RecordKind.START_REFUSED, RecordKind.FAULT)
+#: Pen log kinds shown in the refusals and faults table (a lost link is a fault too).
+PEN_REFUSAL_KINDS: Final = (RecordKind.PERMIT_REFUSED, RecordKind.START_REFUSED, RecordKind.FAULT,
+                            RecordKind.LINK_LOST)
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,10 @@ class ReportData:
     screenings: list[Screening]
     pen_refusals: list[StoredLogRecord]
     gaps: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
+    holds: list[Hold] = field(default_factory=list)
+    end_reasons: dict[int, str] = field(default_factory=dict)
+    latest_wear: dict[str, WearSnapshot] = field(default_factory=dict)
+    rate_max_sps: dict[str, int] = field(default_factory=dict)
 
 
 def build_report_data(
@@ -87,11 +97,16 @@ def build_report_data(
     profiles = [get_profile(db, profile_id)] if profile_id is not None else list_profiles(db)
     pens = [get_pen(db, pen_serial)] if pen_serial is not None else list_pens(db)
     locks: list[tuple[Profile, Lock]] = []
+    holds: list[Hold] = []
     for prof in profiles:
         if prof.role == "clinician":
             continue
         history = load_history(db, prof.id, pen_serial=pen_serial)
         locks += [(prof, lock) for lock in find_locks(history, now)]
+        owned = [p.serial for p in pens if p.owner_profile_id == prof.id]
+        serials: list[str | None] = [pen_serial] if pen_serial else [*owned] or [None]
+        for serial in serials:
+            holds += [h for h in holds_for(db, prof, serial, now) if h not in holds]
     refusals = [
         r
         for pen in pens
@@ -101,12 +116,15 @@ def build_report_data(
         who = profiles[0].name if profile_id is not None else "all profiles"
         which = pen_serial or "all pens"
         title = f"Scalp pen report: {who}, {which}"
+    sessions = list_sessions(db, profile_id=profile_id, pen_serial=pen_serial)
+    latest = {pen.serial: w[-1] for pen in pens if (w := list_wear(db, pen.serial))}
+    rates = {pen.serial: int((pen.limits or {}).get("rate_max_sps", 0)) for pen in pens}
     return ReportData(
         title=title,
         generated_at=now,
         profiles=profiles,
         pens=pens,
-        sessions=list_sessions(db, profile_id=profile_id, pen_serial=pen_serial),
+        sessions=sessions,
         wear=cartridge_wear(db, pen_serial),
         locks=locks,
         clearances=list_clearances(db, profile_id),
@@ -114,6 +132,10 @@ def build_report_data(
         screenings=list_screenings(db, profile_id),
         pen_refusals=refusals,
         gaps={pen.serial: list_gaps(db, pen.serial) for pen in pens},
+        holds=holds,
+        end_reasons={x.id: end_reason(db, x) for x in sessions},
+        latest_wear=latest,
+        rate_max_sps=rates,
     )
 
 
@@ -125,13 +147,15 @@ def _when(moment: datetime | None) -> str:
     return "unknown" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
-def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]], *,
+           css: str = "", empty: str = "None recorded.") -> str:
     body = ["<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows]
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     if not body:
-        body = [f'<tr><td colspan="{len(headers)}" class="none">None recorded.</td></tr>']
+        body = [f'<tr><td colspan="{len(headers)}" class="none">{_e(empty)}</td></tr>']
+    klass = f' class="{css}"' if css else ""
     return (
-        f"<table><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>"
+        f"<table{klass}><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
     )
 
@@ -204,6 +228,9 @@ th, td { border: 1px solid #cbd5e0; padding: 0.25em 0.5em; text-align: left; }
 th { background: #edf2f7; } td.none { color: #718096; }
 .active { color: #c53030; font-weight: bold; } svg { display: block; margin: 0.8em 0; }
 .meta { color: #4a5568; }
+.glance { border: 2px solid #2b6cb0; padding: 0.6em 1em; margin: 1em 0; }
+.glance dt { font-weight: bold; margin-top: 0.4em; } .glance dd { margin-left: 1em; }
+.prompt { color: #c53030; font-weight: bold; }
 """
 
 
@@ -241,11 +268,37 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
         f'<p class="meta">Generated {_e(_when(data.generated_at))}. '
         f"{len(data.sessions)} sessions ({len(completed)} complete), "
         f"{total_strokes:,} strokes, {len(data.pens)} pen(s).</p>",
+        *glance(data, config),
+        "<h2>Sessions</h2>",
+        _table(
+            "Sessions (rule 4: depth rises only after a tolerated session)",
+            ["date", "depth (mm)", "minutes", "strokes", "end", "tolerated"],
+            [
+                (
+                    _when(x.started_at),
+                    f"{x.depth_um / 1000:.2f}",
+                    f"{x.duration_s / 60:.1f}",
+                    f"{x.strokes:,}",
+                    data.end_reasons.get(x.id, ""),
+                    "not rated" if x.tolerated is None else ("yes" if x.tolerated else "no"),
+                )
+                for x in data.sessions
+            ],
+            css="sessions",
+        ),
         "<h2>History</h2>",
         *_plots(data, config),
         "<h2>Lockouts</h2>",
         _table(
-            "Host locks (rules 16, 17, 18) and clinician clearances (rule 22)",
+            f"What holds the next session back at {_when(data.generated_at)}",
+            ["profile", "rule", "why", "lifts", "lock id"],
+            [(h.who, f"{h.rule} ({RULE_TITLES.get(h.rule, '')})", h.reason, h.lifts, h.lock_id)
+             for h in sorted(data.holds, key=lambda h: (h.who, h.rule))],
+            css="holds",
+            empty="Nothing: the next session is not held back.",
+        ),
+        _table(
+            "Host locks (rules 16, 17, 18) and their clearances by a clinician (rule 22)",
             ["profile", "rule", "since", "reason", "status"],
             lock_rows,
         ),
@@ -272,13 +325,14 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
         "<h2>Adverse events</h2>",
         _table(
             "Reported adverse events (rule 18)",
-            ["profile", "at", "kind", "severity", "session", "notes"],
+            ["profile", "at", "kind", "locks sessions", "session", "notes"],
             [
                 (
                     names.get(a.profile_id, a.profile_id),
                     _when(a.at),
                     a.kind,
-                    a.severity,
+                    "yes, until a clinician clears it" if a.kind in LOCKING_ADVERSE_KINDS
+                    else "no",
                     a.session_id or "",
                     a.notes,
                 )

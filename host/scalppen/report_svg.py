@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from typing import Final
 
@@ -74,6 +74,29 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{int(value)}"
 
 
+#: Tick steps for a time axis (s): round hours, days, weeks, then 30 days.
+_TIME_STEPS: Final = (3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400,
+                      14 * 86400, 30 * 86400, 91 * 86400)
+
+
+def time_ticks(t0: float, t1: float, most: int = 6) -> list[tuple[float, str]]:
+    """Ticks on round times (UTC) within [t0, t1]: whole hours, days or weeks, at most
+    ``most``, labelled to fit the step (hours: ``12-04 18:00``; days: ``2026-12-04``)."""
+    step = next((s for s in _TIME_STEPS if (t1 - t0) / s <= most), _TIME_STEPS[-1])
+    if step >= 7 * 86400:  # weeks from a Monday (1970-01-05 was one)
+        base = 4 * 86400
+        first = base + math.ceil((t0 - base) / step) * step
+    else:
+        first = math.ceil(t0 / step) * step
+    fmt = "%m-%d %H:%M" if step < 86400 else "%Y-%m-%d"
+    ticks: list[tuple[float, str]] = []
+    t: float = first
+    while t <= t1:
+        ticks.append((t, datetime.fromtimestamp(t, UTC).strftime(fmt)))
+        t += step
+    return ticks
+
+
 def time_series_svg(
     kind: str,
     title: str,
@@ -103,11 +126,12 @@ def time_series_svg(
     if not points:
         return empty_svg(kind, title)
     pts = sorted(zip(points, alerts or [False] * len(points), strict=True), key=lambda p: p[0][0])
-    t0 = pts[0][0][0].timestamp()
-    t1 = pts[-1][0][0].timestamp()
-    span = max(t1 - t0, 86400.0)
-    t0 -= span * 0.04  # keep the first and last marks off the axes
-    span *= 1.08
+    first = pts[0][0][0].timestamp()
+    last = pts[-1][0][0].timestamp()
+    span = max(last - first, 86400.0)
+    t0 = (first + last) / 2 - span / 2  # one point, or a short stretch: in the middle
+    t0 -= span * 0.06  # keep the first and last marks off the axes
+    span *= 1.12
     top = y_max if y_max is not None else max(v for (_, v), _ in pts)
     top = max(top, max((r for r, _ in ref_lines), default=0.0)) or 1.0
     top, yticks = _ticks(top)
@@ -130,11 +154,7 @@ def time_series_svg(
         parts.append(
             f'<text x="{x0 - 6}" y="{sy(v) + 3:.1f}" text-anchor="end">{escape(_fmt(v))}</text>'
         )
-    short = span < 4 * 86400
-    for i in range(1, 5):
-        tick = t0 + span * i / 5
-        moment = datetime.fromtimestamp(tick, pts[0][0][0].tzinfo)
-        label = moment.strftime("%m-%d %H:%M" if short else "%Y-%m-%d")
+    for tick, label in time_ticks(t0, t0 + span):
         parts.append(
             f'<text x="{sx(tick):.1f}" y="{y0 + 14}" text-anchor="middle">{escape(label)}</text>'
         )

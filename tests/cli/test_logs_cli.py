@@ -126,7 +126,6 @@ def test_export_to_standard_output(cli: Invoke, filled: Path) -> None:
     [
         (("xml", "--dataset", "log"), "unknown export format 'xml' (choose one of csv, json)"),
         (("csv", "--dataset", "logs"), "unknown data set 'logs'"),
-        (("csv",), "--dataset sessions|log|events|wear"),
     ],
 )
 def test_export_bad_arguments_are_one_line_before_the_database(
@@ -159,3 +158,28 @@ def test_locked_database_is_one_line(
         assert "locked by another program" in run.one_line_error()
     finally:
         holder.close()
+
+
+def test_export_defaults_to_sessions_and_names_the_kinds(cli: Invoke, filled: Path) -> None:
+    sessions = cli("logs", "export", "csv")  # issue 14 item 13: a default data set
+    assert sessions.exit_code == 0, sessions.output
+    assert sessions.stdout.splitlines()[0].startswith("id,pen_serial,")
+    log = cli("logs", "export", "csv", "--dataset", "log")
+    kinds = [row["kind"] for row in csv.DictReader(io.StringIO(log.stdout))]
+    assert kinds[:3] == ["boot", "time_set", "armed"] and "session_end" in kinds
+
+
+def test_logs_show_fits_80_columns_and_has_json(filled: Path, db_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = dict(os.environ, COLUMNS="80", SCALPPEN_HOME=str(db_path.parent))
+    done = subprocess.run([sys.executable, "-m", "scalppen.cli", "--db", str(db_path), "logs",
+                           "show"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "session" in done.stdout and "missing" in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80, done.stdout
+    js = subprocess.run([sys.executable, "-m", "scalppen.cli", "--db", str(db_path), "logs",
+                         "show", "--json"], capture_output=True, text=True, env=env, timeout=60)
+    doc = json.loads(js.stdout)
+    assert [r["kind"] for r in doc["records"]][-1] == "fault" and doc["gaps"]["SP-1"] == [[6, 7]]

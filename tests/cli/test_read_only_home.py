@@ -6,6 +6,7 @@ run as root, as CI does: the kernel then checks the owner's permission bits)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from scalppen import store as S
+from tests.cli.test_clinic_cli import T_END, session_records
 
 SCALPPEN = [sys.executable, "-m", "scalppen.cli"]
 
@@ -33,21 +37,30 @@ def _run(home: Path, *args: str, owner: bool = True) -> subprocess.CompletedProc
                           env=env, timeout=60)
 
 
-@pytest.fixture()
-def read_only_home(tmp_path: Path) -> Iterator[Path]:
+@pytest.fixture(params=["directory", "file"])
+def read_only_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
+    """A home with a profile, a pen, a session and an adverse-event lock, then made
+    read-only: the directory 0555 and the database 0444, or the database alone."""
     home = tmp_path / "home"
     for args in (("profile", "add", "Ada", "--birth-year", "1985"),
                  ("adverse", "pus", "--profile", "Ada")):
         done = _run(home, *args, owner=False)
         assert done.returncode == 0, done.stderr + done.stdout
+    db = home / "scalppen.db"
+    with S.open_store(db) as store:
+        S.upsert_pen(store, "SP-1", model="home", owner_profile_id=1)
+        S.ingest_log_records(store, "SP-1", session_records(1, T_END, 500))
     before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
-    home.chmod(0o555)
+    db.chmod(0o400)
+    if request.param == "directory":
+        home.chmod(0o555)
     try:
         yield home
     finally:
         home.chmod(0o755)
+        db.chmod(0o600)
     after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
-    assert after == before  # nothing changed
+    assert after == before  # nothing changed, nothing added
 
 
 def test_read_commands_work_on_a_read_only_home(read_only_home: Path, tmp_path: Path) -> None:
@@ -61,6 +74,24 @@ def test_read_commands_work_on_a_read_only_home(read_only_home: Path, tmp_path: 
     report = _run(read_only_home, "report", "--out", str(out))
     assert report.returncode == 0, report.stderr
     assert "Ada" in out.read_text()
+    sessions = _run(read_only_home, "session", "list", "--json")
+    assert sessions.returncode == 0, sessions.stderr
+    [session] = json.loads(sessions.stdout)["sessions"]
+    assert session["depth_um"] == 500 and session["profile_id"] == 1
+    shown = _run(read_only_home, "session", "show", str(session["id"]))
+    assert shown.returncode == 0 and "0.50 mm" in shown.stdout, shown.stderr
+    log = _run(read_only_home, "logs", "show")
+    assert log.returncode == 0 and "session" in log.stdout, log.stderr
+    csv_out = tmp_path / "log.csv"
+    exported = _run(read_only_home, "logs", "export", "csv", "--dataset", "log", "--out",
+                    str(csv_out))
+    assert exported.returncode == 0, exported.stderr
+    assert "session_end" in csv_out.read_text()
+
+
+def test_the_report_says_where_it_cannot_write(read_only_home: Path) -> None:
+    if os.access(read_only_home, os.W_OK) or (read_only_home / "reports").exists():
+        pytest.skip("only the read-only directory keeps the report's default place")
     inside = _run(read_only_home, "report")  # its default place is in the read-only home
     assert inside.returncode != 0
     lines = [x for x in inside.stderr.splitlines() if x.strip()]

@@ -6,6 +6,7 @@ nothing; and the toolkit judges by the sim's clock when it talks to a sim.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -69,7 +70,17 @@ def test_the_sim_obeys_its_commands_and_nothing_wedges_it(tmp_path: Path) -> Non
             status.stdout
         low = cli(home, sim.port, "session", "start", "--depth", "0.5", "--minutes", "1",
                   "--sterilised")
-        assert low.returncode != 0 and "battery" in (low.stdout + low.stderr).lower(), low
+        # a refusal by the pen: the same status and prefix as the host policy's
+        assert low.returncode == 3 and low.stdout.startswith("refused: "), low
+        assert "battery" in low.stdout.lower()
+        idle = cli(home, sim.port, "session", "stop")
+        assert idle.returncode == 0 and "no session is running" in idle.stdout, idle
+        st = json.loads(cli(home, sim.port, "status", "--json").stdout)
+        assert st["status"]["state"] == "idle" and st["pen"]["profile"] == "development"
+        wear = json.loads(cli(home, sim.port, "wear", "--json").stdout)
+        assert wear["cartridge"] and wear["strokes_rated"] == 150000
+        found = json.loads(cli(home, sim.port, "scan", "--json", "--timeout", "2").stdout)
+        assert [p["name"] for p in found["pens"]] == ["ScalpPen"]
         sim.control("battery 60")
         assert sim.control("cartridge remove") == "ok: cartridge removed"
         status = cli(home, sim.port, "status")

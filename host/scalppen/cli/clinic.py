@@ -19,9 +19,11 @@ from rich.table import Table
 from rich.text import Text
 
 from scalppen import paths
-from scalppen.cli.common import UsageError, console, handle_errors
+from scalppen.cli.common import JSON_HELP, UsageError, console, handle_errors, print_json
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db, parse_time, pen_spec, resolve_pen, resolve_profile
+from scalppen.holds import Hold, holds_for
+from scalppen.holds import when as _when
 from scalppen.policy import (
     CONTRAINDICATIONS,
     LOCKING_ADVERSE_KINDS,
@@ -30,12 +32,11 @@ from scalppen.policy import (
     Lock,
     PatientHistory,
     PolicyConfig,
-    evaluate,
     find_locks,
     validate_clearance,
 )
 from scalppen.policy.clearance import rule_of_lock
-from scalppen.policy.screening import LABELS
+from scalppen.policy.screening import LABELS, MIN_AGE
 from scalppen.store import (
     NotFoundError,
     Pen,
@@ -53,7 +54,6 @@ from scalppen.store import (
     list_screenings,
     list_sessions,
     load_history,
-    pen_limits,
     record_clearance,
     record_screening,
     report_adverse_event,
@@ -71,9 +71,6 @@ _SCREENING_LOCK: Final = re.compile(r"17:screening:(\d+)")
 _ADVERSE_LOCK: Final = re.compile(r"18:adverse:(\d+)")
 _SERVICE_LOCK: Final = re.compile(r"16:service:(.+):(\d+)")
 #: Refusals ``lockouts`` leaves out: checked when a session starts, not a lockout.
-_NOT_LOCKOUTS: Final = frozenset({19})
-#: What lifts a refusal that is neither a lock nor a wait.
-_ACTION: Final = {17: "after a new screening (scalppen screen)"}
 
 profile_app = typer.Typer(help="Patient and clinician profiles.", no_args_is_help=True)
 
@@ -245,6 +242,21 @@ def _ask(missing: list[str], name: str) -> dict[str, bool]:
     return {key: typer.confirm(CONTRAINDICATIONS[key], default=None) for key in missing}
 
 
+def _check_answerable(missing: list[str], some_given: bool) -> None:
+    """UsageError when answers are missing and there is no terminal to ask them."""
+    if not missing or _interactive():
+        return
+    if some_given:
+        raise UsageError(
+            f"the screening needs every answer; missing: {', '.join(missing)}",
+            "add them to --answers, or pass --all-no to answer the rest no",
+        )
+    raise UsageError(
+        "the screening needs answers and there is no terminal to ask them",
+        "pass --answers key=yes|no,... for every question, or --all-no",
+    )
+
+
 @handle_errors
 def screen_cmd(
     ctx: typer.Context,
@@ -267,24 +279,22 @@ def screen_cmd(
     given = parse_answers(answers) if answers else {}
     if all_no:
         given = {key: given.get(key, False) for key in CONTRAINDICATIONS}
-    missing = [key for key in CONTRAINDICATIONS if key not in given]
-    if missing and not _interactive():
-        if given:
-            raise UsageError(
-                f"the screening needs every answer; missing: {', '.join(missing)}",
-                "add them to --answers, or pass --all-no to answer the rest no",
-            )
-        raise UsageError(
-            "the screening needs answers and there is no terminal to ask them",
-            "pass --answers key=yes|no,... for every question, or --all-no",
-        )
+    now = options(ctx).now()
+    # what only a terminal could still answer (the age may come from the profile)
+    _check_answerable([k for k in CONTRAINDICATIONS if k not in given and k != "under_22"],
+                      bool(answers))
     with open_db(ctx) as db:
         prof = resolve_profile(db, profile)
         if prof.role == "clinician":
             raise UsageError(f"{prof.name} is a clinician profile", "screen the patient's profile")
+        if prof.birth_year is not None and "under_22" not in given:
+            # the profile knows the age: the question would only invite a wrong answer
+            given["under_22"] = now.year - prof.birth_year < MIN_AGE
+        missing = [key for key in CONTRAINDICATIONS if key not in given]
+        _check_answerable(missing, bool(answers))
         if missing:
             given |= _ask(missing, prof.name)
-        rec = record_screening(db, prof.id, given, now=options(ctx).now())
+        rec = record_screening(db, prof.id, given, now=now)
     if not rec.positives:
         until = rec.at + PolicyConfig().screening_valid
         _say(
@@ -479,44 +489,6 @@ def clear_cmd(
 # ---------------------------------------------------------------------------- lockouts
 
 
-@dataclass(frozen=True)
-class _Row:
-    who: str
-    rule: int
-    reason: str
-    since: datetime | None
-    lifts: str
-    lock_id: str
-
-
-def _when(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return ""
-    local = moment.astimezone(now.tzinfo)
-    return f"{local:%Y-%m-%d %H:%M} {local.tzname() or ''}".rstrip()
-
-
-def _rows_for(db: Store, prof: Profile, serial: str | None, now: datetime) -> list[_Row]:
-    history = load_history(db, prof.id, pen_serial=serial)
-    limits = pen_limits(db, serial) if serial else None
-    decision = evaluate(history, now=now, pen_limits=limits)
-    rows = [
-        _Row(prof.name, k.rule, k.reason, k.since, "when a clinician clears it", k.lock_id)
-        for k in decision.active_locks
-    ]
-    for r in decision.refusals:
-        if r.lock_id is not None or r.rule in _NOT_LOCKOUTS:
-            continue
-        lifts = _when(r.lifts_at, now) if r.lifts_at else _ACTION.get(r.rule, "see why")
-        rows.append(_Row(prof.name, r.rule, r.reason, None, lifts, ""))
-    for w in decision.warnings:
-        if w.rule == 7 and w.at is not None:
-            rows.append(_Row(prof.name, 7, w.message, None, _when(w.at, now), ""))
-        elif w.rule == 16 and w.at is not None:
-            rows.append(_Row(prof.name, 16, w.message, None, f"locks {_when(w.at, now)}", ""))
-    return rows
-
-
 @handle_errors
 def lockouts_cmd(
     ctx: typer.Context,
@@ -532,6 +504,7 @@ def lockouts_cmd(
             "--now", help="check at this ISO 8601 time instead of now (UTC without an offset)"
         ),
     ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show what holds sessions back: locks, waits between sessions, the minoxidil hold."""
     now = parse_time(now_text) if now_text else options(ctx).now().astimezone()
@@ -546,17 +519,24 @@ def lockouts_cmd(
             _say("no patient profiles yet: add one with scalppen profile add NAME")
             return
         pens = list_pens(db)
-        rows: list[_Row] = []
+        rows: list[Hold] = []
         for prof in profiles:
             if pen_obj is not None:
                 serials: list[str | None] = [pen_obj.serial]
             else:
                 serials = [p.serial for p in pens if p.owner_profile_id == prof.id] or [None]
             for serial in serials:
-                for row in _rows_for(db, prof, serial, now):
+                for row in holds_for(db, prof, serial, now):
                     if row not in rows:
                         rows.append(row)
     names = ", ".join(p.name for p in profiles)
+    if as_json:
+        print_json({"at": now.isoformat(), "profiles": [p.name for p in profiles],
+                    "locks": [{"profile": r.who, "rule": r.rule, "why": r.reason,
+                               "since": r.since.isoformat() if r.since else None,
+                               "lifts": r.lifts, "lock_id": r.lock_id or None}
+                              for r in sorted(rows, key=lambda r: (r.who, r.rule))]})
+        return
     if not rows:
         _say(f"no locks or waits for {names} at {_when(now, now)}")
         return

@@ -27,6 +27,19 @@ class UsageError(Exception):
         self.hint = hint
 
 
+#: Exit statuses: 0 done, 1 an error, 2 bad input (nothing touched), 3 refused by the
+#: safety policy of the host or of the pen (the same prefix, ``refused:``, for both),
+#: 130 interrupted.
+EXIT_ERROR, EXIT_USAGE, EXIT_REFUSED, EXIT_INTERRUPTED = 1, 2, 3, 130
+
+
+def refused(lines: list[str]) -> NoReturn:
+    """A safety refusal (host policy or pen): ``refused: ...`` lines, exit status 3."""
+    for line in lines:
+        console.print(f"refused: {line}", markup=False, soft_wrap=True)
+    raise typer.Exit(EXIT_REFUSED)
+
+
 def fail(message: str, hint: str = "", code: int = 1) -> NoReturn:
     """Print one line, ``error: what went wrong (what to do)``, and exit."""
     text = f"error: {message}"
@@ -56,14 +69,30 @@ def handle_errors(fn: Callable[P, T]) -> Callable[P, T]:
         except KeyboardInterrupt:
             fail("interrupted", code=130)
         except UsageError as exc:
-            fail(str(exc), exc.hint, code=2)
+            fail(str(exc), exc.hint, code=EXIT_USAGE)
         except Exception as exc:
+            from scalppen.client import PenRefused
+
+            if isinstance(exc, PenRefused):
+                refused([f"the pen: {_one_line(exc)}"])
             if os.environ.get("SCALPPEN_DEBUG"):
                 raise
             hint = getattr(exc, "hint", "") or ""
             fail(_one_line(exc), hint)
 
     return wrapper
+
+
+def print_json(doc: Any) -> None:
+    """``--json``: one JSON document on standard output and nothing else there."""
+    import json
+
+    sys.stdout.write(json.dumps(doc, indent=1, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+#: ``--json`` on read commands: one JSON document on standard output.
+JSON_HELP = "print one JSON document instead of the table"
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

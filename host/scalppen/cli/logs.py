@@ -17,10 +17,18 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from scalppen.cli.common import UsageError, console, err_console, handle_errors
+from scalppen.cli.common import (
+    JSON_HELP,
+    UsageError,
+    console,
+    err_console,
+    handle_errors,
+    print_json,
+)
 from scalppen.cli.storage import open_db, pen_spec, resolve_pen, resolve_profile
 from scalppen.refusals import describe
 from scalppen.store import DATASETS, FORMATS, StoredLogRecord, export, list_gaps, list_log_records
+from scalppen.store.export import kind_name
 from scalppen.workflows.pairing import bond_address
 from scalppen_protocol.codes import ErrorCode, RecordKind
 
@@ -49,6 +57,7 @@ KIND_TEXT: Final[dict[RecordKind, str]] = {
     RecordKind.DISARMED: "disarmed",
     RecordKind.PAIRED: "computer paired",
     RecordKind.BONDS_REVOKED: "pairing revoked",
+    RecordKind.SESSION_STOPPED: "session stopped",
 }
 #: SESSION_END flag: the session was closed at boot after a reset.
 FLAG_INTERRUPTED: Final = 1
@@ -125,6 +134,9 @@ def record_text(rec: StoredLogRecord) -> str:
         if rec.flags & FLAG_INTERRUPTED:
             text += ", closed after a reset"
         return f"{text}: {why}" if why else text
+    if kind == RecordKind.SESSION_STOPPED:
+        return (f"after {rec.a / 1000:.1f} s of needling, {rec.b} strokes: paused, resumable "
+                "for 10 min")
     if kind == RecordKind.SESSION_WARN:
         return f"after {_minutes(rec.a / 1000)}, {rec.b} strokes"
     if kind == RecordKind.LOG_RECOVERED:
@@ -149,7 +161,7 @@ def _depth(rec: StoredLogRecord) -> str:
 def _when(rec: StoredLogRecord) -> str:
     if rec.time is None:
         return "clock unset"
-    return rec.time.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return rec.time.astimezone().strftime("%Y-%m-%d %H:%M:%S")  # two lines in 80 columns
 
 
 def _gap_row(first: int, last: int, with_pen: bool, serial: str) -> list[Text]:
@@ -173,6 +185,7 @@ def show_cmd(
     last: Annotated[
         int, typer.Option("--last", min=0, help="show the last N records (0: all)")
     ] = DEFAULT_LAST,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ) -> None:
     """Show the pen log records stored on this computer, in plain words, gaps included."""
     kinds = parse_kinds(kind) if kind is not None else None
@@ -183,18 +196,29 @@ def show_cmd(
         shown = records[-last:] if last else records
         serials = sorted({r.pen_serial for r in records} | ({serial} if serial else set()))
         gaps = {s: list_gaps(db, s) for s in serials}
+    if as_json:
+        print_json({
+            "records": [{"pen": r.pen_serial, "seq": r.seq,
+                         "time": r.time.isoformat() if r.time else None,
+                         "kind": kind_name(r.kind), "depth_um": r.depth_um, "code": r.code,
+                         "a": r.a, "b": r.b, "flags": r.flags, "text": record_text(r)}
+                        for r in shown],
+            "total": len(records),
+            "gaps": {s: [list(g) for g in found] for s, found in gaps.items()},
+        })
+        return
     if not records:
         where = f" for pen {serial}" if serial else ""
         _say(f"no log records stored{where}: read them from the pen with scalppen logs sync")
         _say_gaps(gaps)
         return
     with_pen = len({r.pen_serial for r in shown}) > 1
-    table = Table(title="Pen log")
+    table = Table(title="Pen log", expand=False)
     if with_pen:
         table.add_column("pen", no_wrap=True)
     table.add_column("seq", justify="right", no_wrap=True)
-    table.add_column("time", overflow="fold")
-    table.add_column("kind", overflow="fold")
+    table.add_column("time", overflow="fold", max_width=11)
+    table.add_column("kind", overflow="fold", max_width=14)
     table.add_column("depth", justify="right", no_wrap=True)
     table.add_column("what", overflow="fold", ratio=2)
     for row in _with_gaps(shown, records, gaps):
@@ -242,7 +266,7 @@ def _with_gaps(
 
 
 def _say(text: str) -> None:
-    console.print(text, markup=False, soft_wrap=True, highlight=False)
+    console.print(text, markup=False, highlight=False)
 
 
 def _say_gaps(gaps: dict[str, list[tuple[int, int]]]) -> None:
@@ -262,8 +286,8 @@ def export_cmd(
     ctx: typer.Context,
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="csv or json")],
     dataset: Annotated[
-        str | None, typer.Option("--dataset", help="sessions, log, events or wear")
-    ] = None,
+        str, typer.Option("--dataset", help="sessions, log, events or wear")
+    ] = "sessions",
     out: Annotated[
         Path | None, typer.Option("--out", help="the file to write (default: standard output)")
     ] = None,
@@ -276,8 +300,6 @@ def export_cmd(
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}", f"choose one of {', '.join(FORMATS)}")
-    if dataset is None:
-        raise UsageError("which data set?", f"pass --dataset {'|'.join(DATASETS)}")
     dataset = dataset.strip().lower()
     if dataset not in DATASETS:
         raise UsageError(f"unknown data set {dataset!r}", f"choose one of {', '.join(DATASETS)}")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+from scalppen import store as S
 from scalppen.cli.common import console, handle_errors, run
 from scalppen.cli.connect import connected_pen, pen_serial, target_for
 from scalppen.cli.context import options
@@ -33,6 +36,10 @@ def sync_cmd(ctx: typer.Context) -> None:
 
                     summary = await sync_log(pen, db, pen_serial(target, pen),
                                              now=opts.now(), progress=progress)
+                # the wear with the log: the report shows the cartridge without a
+                # separate `scalppen wear`
+                S.record_wear(db, pen_serial(target, pen), asdict(await pen.wear()),
+                              at=opts.now())
         if summary.restarted:
             console.print(f"the pen's log restarted ({summary.restarted}): stored from its "
                           f"start as log {summary.log_epoch}, beside the earlier one",

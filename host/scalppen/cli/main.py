@@ -14,6 +14,9 @@ from scalppen.cli.context import BLE_HELP, Options, validate_ble
 app = typer.Typer(
     no_args_is_help=True,
     help="Scalp microneedling pen toolkit: pair, run safe sessions, read usage and wear.",
+    epilog="Exit status: 0 done; 1 an error (one line on stderr: what went wrong, what to "
+    "do); 2 bad input, nothing touched; 3 refused by the safety rules of this computer or "
+    "of the pen (lines starting 'refused:'); 130 interrupted.",
     pretty_exceptions_enable=False,
     add_completion=False,
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from contextlib import nullcontext
 from dataclasses import asdict
 from datetime import UTC, datetime
 
@@ -11,7 +12,15 @@ import typer
 from rich.table import Table
 
 from scalppen import store as S
-from scalppen.cli.common import UsageError, console, fail, handle_errors, run
+from scalppen.cli.common import (
+    JSON_HELP,
+    UsageError,
+    console,
+    fail,
+    handle_errors,
+    print_json,
+    run,
+)
 from scalppen.cli.connect import connected_pen, pen_serial, radio_for, target_for
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db
@@ -32,18 +41,24 @@ def _when(unix: int) -> str:
 def scan_cmd(
     ctx: typer.Context,
     timeout: float = typer.Option(5.0, "--timeout", min=0.5, max=60, help="seconds to listen"),
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """List pens advertising nearby (exit status 1 when none is found)."""
     opts = options(ctx)
 
     async def go() -> None:
         async with radio_for(opts) as radio:
-            with console.status("scanning..."):
+            with console.status("scanning...") if not as_json else nullcontext():
                 found = await radio.scan(timeout)
+        if as_json:
+            print_json({"pens": [{"name": f.name, "address": f.address, "rssi": f.rssi}
+                                 for f in found]})
         if not found:
             fail(f"no pen found in {timeout:g} s",
                  "switch it on, bring it closer (a pen connected to another computer does "
                  "not advertise), or listen longer with --timeout")
+        if as_json:
+            return
         table = Table("name", "address", "signal")
         for f in found:
             table.add_row(f.name, f.address, f"{f.rssi} dBm" if f.rssi is not None else "-")
@@ -120,7 +135,10 @@ def pair_cmd(
 
 
 @handle_errors
-def status_cmd(ctx: typer.Context) -> None:
+def status_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Show the pen's state, depth, battery, cartridge and lockout."""
     opts = options(ctx)
 
@@ -130,8 +148,16 @@ def status_cmd(ctx: typer.Context) -> None:
         async with connected_pen(opts, target) as pen:
             st = await pen.status()
             info = pen.info
-        table = Table(show_header=False, box=None)
         assert info is not None
+        if as_json:
+            doc = {k: getattr(st, k) for k in st.__dataclass_fields__}
+            doc["state"] = getattr(st.state, "name", str(st.state)).lower()
+            doc["fault"] = describe(st.fault) if st.fault else None
+            print_json({"pen": {"model": info.model, "serial": info.serial,
+                                "firmware": info.fw_version, "profile": info.profile},
+                        "status": doc})
+            return
+        table = Table(show_header=False, box=None)
         rows = [
             ("pen", f"{info.model} {info.serial}, firmware {info.fw_version}"),
             ("state", getattr(st.state, "name", str(st.state)).lower()),
@@ -155,7 +181,10 @@ def status_cmd(ctx: typer.Context) -> None:
 
 
 @handle_errors
-def wear_cmd(ctx: typer.Context) -> None:
+def wear_cmd(
+    ctx: typer.Context,
+    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+) -> None:
     """Read the cartridge's and the handpiece's wear, and store it."""
     opts = options(ctx)
 
@@ -166,6 +195,11 @@ def wear_cmd(ctx: typer.Context) -> None:
                 wear = await pen.wear()
                 serial = pen_serial(target, pen)
             S.record_wear(db, serial, asdict(wear), at=opts.now())
+        if as_json:
+            doc = asdict(wear)
+            doc["cart_id"] = bytes(doc["cart_id"]).hex()
+            print_json({"pen": serial, **doc})
+            return
         show_wear(asdict(wear))
 
     run(go())

@@ -12,7 +12,8 @@ from rich.live import Live
 from rich.text import Text
 
 from scalppen import store as S
-from scalppen.cli.common import UsageError, console, handle_errors, run
+from scalppen.cli import session_list
+from scalppen.cli.common import UsageError, console, handle_errors, refused, run
 from scalppen.cli.connect import Target, connected_pen, resolve_pen, target_for
 from scalppen.cli.context import Options, options
 from scalppen.cli.storage import open_db, resolve_profile
@@ -26,7 +27,7 @@ from scalppen.workflows.session import (
     run_resume,
     run_session,
 )
-from scalppen_protocol.codes import Notice
+from scalppen_protocol.codes import Notice, PenState
 
 session_app = typer.Typer(help="Run a needling session.", no_args_is_help=True)
 
@@ -149,9 +150,7 @@ def start_cmd(
                                           pen, db, plan, opts.now,
                                           on_event=on_event, stop_requested=stop))
             except SessionRefused as exc:
-                for line in refusal_lines(exc.decision.refusals):
-                    console.print(f"refused: {line}", markup=False)
-                raise typer.Exit(3) from None
+                refused(refusal_lines(exc.decision.refusals))
         _report(ctx, outcome, depth_um)
 
     run(go())
@@ -167,7 +166,10 @@ async def _live(opts: Options, target: Target, planned_s: int,
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         async with connected_pen(opts, target) as pen:
-            with Live(view.render(), console=console, refresh_per_second=4) as live:
+            # transient: the live line gives way to the outcome (or the refusal), which
+            # is then printed on lines of its own
+            with Live(view.render(), console=console, refresh_per_second=4,
+                      transient=True) as live:
                 def on_event(ev: PenEvent) -> None:
                     view.update(ev)
                     live.update(view.render())
@@ -279,8 +281,14 @@ def stop_cmd(ctx: typer.Context) -> None:
         with open_db(ctx) as db:
             target = target_for(db, opts)
         async with connected_pen(opts, target) as pen:
+            before = await pen.status()
+            if before.state not in (PenState.RUNNING, PenState.PAUSED, PenState.ARMED):
+                state = getattr(before.state, "name", str(before.state)).lower()
+                console.print(f"no session is running (the pen is {state}): nothing to stop")
+                return
             await pen.end_session()
-        console.print("stopped")
+        console.print("session ended: the needles are retracted" if before.state != PenState.ARMED
+                      else "disarmed: the permit is dropped")
 
     run(go())
 
@@ -288,6 +296,7 @@ def stop_cmd(ctx: typer.Context) -> None:
 def register(app: typer.Typer) -> None:
     session_app.command("start")(start_cmd)
     session_app.command("resume")(resume_cmd)
+    session_list.register(session_app)
     session_app.command("stop")(stop_cmd)
     session_app.command("rate")(rate_cmd)
     app.add_typer(session_app, name="session")

@@ -77,6 +77,8 @@ def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
             f"the database {path} is locked by another program (is another scalppen "
             "running?): close it and try again"
         )
+    if "profiles_name" in text:  # migration 3's unique index
+        return StoreError("a profile of that name was just added: give another name")
     if "not a database" in text or "malformed" in text or "disk image" in text:
         return CorruptDatabaseError(
             f"{path} is not a scalppen database or it is damaged: restore a backup or "

@@ -22,6 +22,7 @@ from scalppen.store.logsync import list_log_records
 from scalppen.store.rows import Event, Session, StoredLogRecord, WearSnapshot
 from scalppen.store.sessions import list_events, list_sessions
 from scalppen.store.wear import list_wear
+from scalppen_protocol.codes import RecordKind
 
 FORMATS: Final = ("csv", "json")
 DATASETS: Final = ("sessions", "log", "events", "wear")
@@ -62,8 +63,30 @@ def dataset_rows(
         plain = _plain(asdict(row))
         if dataset == "events":
             plain["data"] = json.dumps(plain["data"], sort_keys=True)
+        if dataset == "log":
+            plain["kind"] = kind_name(plain["kind"])
         rows.append(plain)
     return rows
+
+
+def kind_name(kind: int) -> str:
+    """A log record kind by name (``session_end``); an unknown one by its number."""
+    try:
+        return RecordKind(kind).name.lower()
+    except ValueError:
+        return str(kind)
+
+
+#: What a spreadsheet takes as the start of a formula (OWASP "CSV injection").
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(cell: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: strings that start like a formula get a
+    leading apostrophe (a serial ``=HYPERLINK(...)`` from a rewritten pen stays inert)."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START):
+        return "'" + cell
+    return cell
 
 
 _ROW_TYPES: Final[dict[str, type]] = {
@@ -91,7 +114,8 @@ def render(rows: list[dict[str, Any]], fmt: str, columns: list[str]) -> str:
         writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if row.get(k) is None else row.get(k) for k in columns})
+            writer.writerow({k: "" if row.get(k) is None else neutralise(row.get(k))
+                             for k in columns})
         return out.getvalue()
     raise ExportFormatError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
 

@@ -260,8 +260,17 @@ CREATE INDEX sessions_profile ON sessions (profile_id, ended_at);
 CREATE INDEX sessions_pen ON sessions (pen_serial, started_at);
 """
 
+#: Profile names pick profiles on the command line, so two alike (in case or spaces)
+#: would be ambiguous: the store refuses them. A database that already holds such
+#: twins keeps them all, the later ones renamed "NAME (ID)" so that none is lost.
+_V3: Final = """
+UPDATE profiles SET name = trim(name) || ' (' || id || ')'
+    WHERE id NOT IN (SELECT min(id) FROM profiles GROUP BY lower(trim(name)));
+CREATE UNIQUE INDEX profiles_name ON profiles (lower(trim(name)))
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -157,12 +157,20 @@ def add_profile(
     """Add a profile.
 
     Raises:
-        StoreError: empty name or unknown role.
+        StoreError: empty name, unknown role, or a name another profile has (names
+            pick profiles on the command line: two alike would be ambiguous).
     """
     if not name.strip():
         raise StoreError("a profile needs a name")
     if role not in ROLES:
         raise StoreError(f"unknown role {role!r}: choose one of {', '.join(ROLES)}")
+    # as the command line matches names (casefold); the schema's unique index
+    # (migration 3) is the backstop for two programs adding at once
+    key = name.strip().casefold()
+    for same in db.query("SELECT id, name FROM profiles"):
+        if str(same["name"]).strip().casefold() == key:
+            raise StoreError(f"profile {same['id']} is already called {same['name']!r}: give "
+                             "another name (e.g. with a family name or an initial)")
     cur = db.execute(
         "INSERT INTO profiles (name, role, birth_year, created_at, notes) VALUES (?, ?, ?, ?, ?)",
         (name.strip(), role, birth_year, to_ts(now or utcnow()), notes),
