@@ -144,3 +144,19 @@ def test_check_is_cheap_and_done_once_per_insertion(rig) -> None:  # type: ignor
     for _ in range(100):
         assert cartauth.check(key, cart.rom, pages, got, chal) == cartauth.OK
     assert (time.perf_counter() - t0) / 100 < 0.01  # CPython; see docs/fidelity.md for MicroPython
+
+
+def test_a_cartridge_swapped_between_two_polls_is_read_as_the_new_one(rig) -> None:  # type: ignore[no-untyped-def]
+    """The driver used to keep the first cartridge's ROM and record when another
+    replaced it between two presence polls (presence answered): the new one was never
+    read, and the pen went on with the old one's record, or with none."""
+    first = rig.hw.insert_cartridge("new")
+    rig.tick(AUTH_TICKS)
+    assert rig.inp.cartridge["id"] == first.rom
+    rig.hw.remove_cartridge()
+    second = rig.hw.insert_cartridge("used")  # no tick in between
+    assert second.rom != first.rom
+    rig.tick(AUTH_TICKS + 4)
+    rec = rig.inp.cartridge
+    assert rec is not None and rec["id"] == second.rom and rec["auth"]
+    assert rec["finished"]  # the used one's own record, not the first's
