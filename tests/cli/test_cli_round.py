@@ -34,6 +34,12 @@ def test_session_list_and_show(cli: Invoke, db_path: Path) -> None:
     shown = cli("session", "show", str(s["id"]))
     assert shown.exit_code == 0 and "70,000 strokes" in shown.output, shown.output
     assert json.loads(cli("session", "show", str(s["id"]), "--json").stdout)["id"] == s["id"]
+    for only in (("--profile", "ann"), ("--pen", "SP-1")):
+        [one] = json.loads(cli("session", "list", *only, "--json").stdout)["sessions"]
+        assert one["id"] == s["id"]
+    assert cli("profile", "add", "Bea", "--birth-year", "1990").exit_code == 0
+    assert json.loads(cli("session", "list", "--profile", "Bea", "--json").stdout) == \
+        {"sessions": []}
     missing = cli("session", "show", "99")
     assert missing.exit_code == 1 and "99" in missing.one_line_error()
 
@@ -66,3 +72,9 @@ def test_the_profile_answers_the_age_question(cli: Invoke, db_path: Path) -> Non
     assert cli("profile", "add", "Kid", "--birth-year", "2010").exit_code == 0
     young = cli("screen", "--profile", "Kid", "--answers", answers)
     assert young.exit_code == 0 and "age under 22" in young.output, young.output
+
+
+def test_help_documents_the_exit_statuses(cli: Invoke) -> None:
+    shown = " ".join(cli("--help").stdout.split())
+    assert "Exit status: 0 done" in shown
+    assert "3 refused by the safety rules of this computer or of the pen" in shown

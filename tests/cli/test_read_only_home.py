@@ -37,10 +37,11 @@ def _run(home: Path, *args: str, owner: bool = True) -> subprocess.CompletedProc
                           env=env, timeout=60)
 
 
-@pytest.fixture(params=["directory", "file"])
+@pytest.fixture(params=["directory", "file", "directory only"])
 def read_only_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path]:
     """A home with a profile, a pen, a session and an adverse-event lock, then made
-    read-only: the directory 0555 and the database 0444, or the database alone."""
+    read-only: the directory 0555 and the database 0400, the database alone, or the
+    directory alone."""
     home = tmp_path / "home"
     for args in (("profile", "add", "Ada", "--birth-year", "1985"),
                  ("adverse", "pus", "--profile", "Ada")):
@@ -51,8 +52,9 @@ def read_only_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         S.upsert_pen(store, "SP-1", model="home", owner_profile_id=1)
         S.ingest_log_records(store, "SP-1", session_records(1, T_END, 500))
     before = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
-    db.chmod(0o400)
-    if request.param == "directory":
+    if request.param != "directory only":
+        db.chmod(0o400)
+    if request.param.startswith("directory"):
         home.chmod(0o555)
     try:
         yield home
@@ -60,6 +62,11 @@ def read_only_home(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[P
         home.chmod(0o755)
         db.chmod(0o600)
     after = {p.name: p.read_bytes() for p in home.iterdir() if p.is_file()}
+    if request.param == "file":
+        # SQLite's read-only open makes its shared-memory index beside the file when
+        # the directory lets it (https://sqlite.org/wal.html#readonly); no data
+        assert after.pop("scalppen.db-wal", b"") == b""
+        after.pop("scalppen.db-shm", None)
     assert after == before  # nothing changed, nothing added
 
 
@@ -89,9 +96,8 @@ def test_read_commands_work_on_a_read_only_home(read_only_home: Path, tmp_path: 
     assert "session_end" in csv_out.read_text()
 
 
+@pytest.mark.parametrize("read_only_home", ["directory"], indirect=True)
 def test_the_report_says_where_it_cannot_write(read_only_home: Path) -> None:
-    if os.access(read_only_home, os.W_OK) or (read_only_home / "reports").exists():
-        pytest.skip("only the read-only directory keeps the report's default place")
     inside = _run(read_only_home, "report")  # its default place is in the read-only home
     assert inside.returncode != 0
     lines = [x for x in inside.stderr.splitlines() if x.strip()]
@@ -104,3 +110,44 @@ def test_a_write_says_the_database_is_read_only(read_only_home: Path) -> None:
     lines = [x for x in added.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "read-only" in lines[0], added.stderr
     assert "Traceback" not in added.stderr
+
+
+def test_an_older_database_read_only_says_what_to_do(tmp_path: Path) -> None:
+    # not migrated on a read-only open: one line, nothing changed
+    from tests.host.test_store_profile_names import _old_store
+
+    home = tmp_path / "home"
+    home.mkdir()
+    db = _old_store(home / "scalppen.db", 2, ["Ada"])
+    before = db.read_bytes()
+    db.chmod(0o400)
+    home.chmod(0o555)
+    try:
+        listed = _run(home, "profile", "list")
+    finally:
+        home.chmod(0o755)
+    assert listed.returncode == 1
+    lines = [x for x in listed.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "older scalppen (schema 2 of" in lines[0], listed.stderr
+    assert "writable" in lines[0] and "upgrade" in lines[0]
+    assert db.read_bytes() == before
+
+
+@pytest.mark.parametrize("data", [b"", b"SQLite format 3\x00" + bytes(40)],
+                         ids=["empty", "truncated"])
+def test_an_empty_or_truncated_database_is_refused_and_kept(tmp_path: Path,
+                                                             data: bytes) -> None:
+    # A 0-byte file used to be taken as new, and the adverse-event locks it had held
+    # vanished: every command now refuses it in one line and leaves it as it is.
+    home = tmp_path / "home"
+    home.mkdir()
+    db = home / "scalppen.db"
+    db.write_bytes(data)
+    db.chmod(0o600)
+    for args in (("lockouts",), ("profile", "add", "Ada", "--birth-year", "1985")):
+        run = _run(home, *args, owner=False)
+        lines = [x for x in run.stderr.splitlines() if x.strip()]
+        assert run.returncode == 1 and len(lines) == 1, run.stderr + run.stdout
+        assert str(db) in lines[0] and "backup" in lines[0], lines[0]
+        assert db.read_bytes() == data
+    assert sorted(p.name for p in home.iterdir()) == ["scalppen.db"]

@@ -70,9 +70,12 @@ def test_the_sim_obeys_its_commands_and_nothing_wedges_it(tmp_path: Path) -> Non
             status.stdout
         low = cli(home, sim.port, "session", "start", "--depth", "0.5", "--minutes", "1",
                   "--sterilised")
-        # a refusal by the pen: the same status and prefix as the host policy's
-        assert low.returncode == 3 and low.stdout.startswith("refused: "), low
-        assert "battery" in low.stdout.lower()
+        # a refusal by the pen: the same status and prefix as the host policy's, on a
+        # line of its own after the live view's
+        assert low.returncode == 3, low
+        assert low.stdout.splitlines()[0] == "arming...", low.stdout
+        [why] = [line for line in low.stdout.splitlines() if line.startswith("refused: ")]
+        assert "battery" in why.lower(), low.stdout
         idle = cli(home, sim.port, "session", "stop")
         assert idle.returncode == 0 and "no session is running" in idle.stdout, idle
         st = json.loads(cli(home, sim.port, "status", "--json").stdout)
@@ -81,6 +84,10 @@ def test_the_sim_obeys_its_commands_and_nothing_wedges_it(tmp_path: Path) -> Non
         assert wear["cartridge"] and wear["strokes_rated"] == 150000
         found = json.loads(cli(home, sim.port, "scan", "--json", "--timeout", "2").stdout)
         assert [p["name"] for p in found["pens"]] == ["ScalpPen"]
+        assert cli(home, sim.port, "logs", "sync").returncode == 0
+        log = json.loads(cli(home, sim.port, "logs", "show", "--json").stdout)
+        [refusal] = [r for r in log["records"] if r["kind"] == "start_refused"]
+        assert "battery" in refusal["text"] and refusal["pen"] == st["pen"]["serial"]
         sim.control("battery 60")
         assert sim.control("cartridge remove") == "ok: cartridge removed"
         status = cli(home, sim.port, "status")

@@ -3,9 +3,12 @@
 A second command that wants the pen (another terminal's ``status`` during a
 session) would take the link over: the session's command loses its link and the
 pen pauses or, worse, runs on until its link-loss timeout. Each command that
-connects holds ``<SCALPPEN_HOME>/locks/<pen>.lock`` (``flock``: released by the
-system when the process ends, so a crash never leaves a stale lock); a second one
-is told the pen is busy and by whom.
+connects holds ``<runtime dir>/scalppen-locks-<uid>/<pen>.lock`` (``flock``:
+released by the system when the process ends, so a crash never leaves a stale lock);
+a second one is told the pen is busy and by whom. The locks live in the user's
+runtime directory (``XDG_RUNTIME_DIR``, else the temporary directory), not in
+SCALPPEN_HOME: one pen is one pen whichever database a command uses, and a
+read-only home still lets commands reach the pen.
 """
 
 from __future__ import annotations
@@ -14,15 +17,23 @@ import contextlib
 import fcntl
 import os
 import re
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from scalppen.cli.common import UsageError
-from scalppen.paths import home
+
+
+def lock_dir() -> Path:
+    """The per-user directory of the pens' locks (owner-only)."""
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(base) / f"scalppen-locks-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
 
 
 def lock_path(pen: str) -> os.PathLike[str]:
-    locks = home() / "locks"
-    locks.mkdir(mode=0o700, exist_ok=True)
+    locks = lock_dir()
     return locks / (re.sub(r"[^A-Za-z0-9_.-]", "_", pen) + ".lock")
 
 

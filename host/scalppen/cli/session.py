@@ -166,15 +166,19 @@ async def _live(opts: Options, target: Target, planned_s: int,
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
         async with connected_pen(opts, target) as pen:
-            # transient: the live line gives way to the outcome (or the refusal), which
-            # is then printed on lines of its own
-            with Live(view.render(), console=console, refresh_per_second=4,
-                      transient=True) as live:
-                def on_event(ev: PenEvent) -> None:
-                    view.update(ev)
-                    live.update(view.render())
+            try:
+                with Live(view.render(), console=console, refresh_per_second=4) as live:
+                    def on_event(ev: PenEvent) -> None:
+                        view.update(ev)
+                        live.update(view.render())
 
-                return await runner(pen, on_event, stop)
+                    return await runner(pen, on_event, stop)
+            finally:
+                # The live view's last state stays; what follows (the outcome, or a
+                # refusal) starts on a line of its own. Rich ends that line only on a
+                # terminal: into a pipe "arming..." ran into the refusal.
+                if not console.is_terminal:
+                    console.line()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 
@@ -274,7 +278,8 @@ def rate_cmd(
 @handle_errors
 def stop_cmd(ctx: typer.Context) -> None:
     """End the pen's session now, running or paused (the needles retract); it counts
-    for rule 6 from now."""
+    for rule 6 from now. An idle pen is not an error: it says no session is running
+    and exits 0."""
     opts = options(ctx)
 
     async def go() -> None:

@@ -305,6 +305,9 @@ def open_store(
             raise NotFoundError(f"no database at {db_path}: run a command that creates it first")
         _create_new(db_path, timeout_s)
     check_file(db_path)
+    if not os.access(db_path, os.W_OK):
+        # opened read-write, SQLite would leave -wal and -shm files beside it
+        return _open(db_path, timeout_s, read_only=True)
     try:
         return _open(db_path, timeout_s, read_only=False)
     except ReadOnlyDatabaseError:
@@ -379,5 +382,6 @@ def _check_schema_read_only(store: Store) -> None:
     if current < SCHEMA_VERSION:
         raise ReadOnlyDatabaseError(
             f"{store.path} is read-only and was written by an older scalppen (schema "
-            f"{current} of {SCHEMA_VERSION}): make it writable once so it can be upgraded"
+            f"{current} of {SCHEMA_VERSION}), and is not upgraded read-only: make it and "
+            "its directory writable, then run any scalppen command once to upgrade it"
         )
