@@ -82,9 +82,7 @@ def test_the_readme_runs_as_written_against_the_sim(tmp_path: Path) -> None:
         for line in commands:
             args = shlex.split(line.replace("SP3-XXXXXX", serial or "SP3-XXXXXX"))
             assert args[0] == "scalppen"
-            seen_key: list[str] = []
-
-            def answer(new: str) -> str | None:
+            def answer(new: str, seen_key: list[str] = []) -> str | None:  # noqa: B006
                 if "Passkey shown on the pen" in new:
                     key = sim.wait_for(r"^display: PAIR (\d{6})", fresh=not seen_key).group(1)
                     seen_key.append(key)
