@@ -104,12 +104,12 @@ def test_the_sim_obeys_its_commands_and_nothing_wedges_it(tmp_path: Path) -> Non
         assert charged["charging"] == "on" and float(charged["battery"]) > level + 1.0
         sim.control("charge off")
 
-        # One clock: the toolkit's policy time is the sim's, an hour ahead of this
-        # computer's after a minute at 60x.
-        time.sleep(max(0.0, 61 - (time.monotonic() - sim.started)))
+        # One clock: the toolkit's policy time is the sim's, well ahead of this
+        # computer's once the sim ran fast for a while.
+        time.sleep(max(0.0, 25 - (time.monotonic() - sim.started)))
         sim_now = float(sim.control("clock").split()[-1])
         ahead = sim_now - datetime.now(UTC).timestamp()
-        assert ahead > 30 * 60, ahead
+        assert ahead > 15 * 60, ahead  # 25 s and more at 60x
         locks = cli(home, sim.port, "lockouts")
         assert locks.returncode == 0, locks.stderr
         m = re.search(r"at (\d{4}-\d\d-\d\d \d\d:\d\d)", locks.stdout)
