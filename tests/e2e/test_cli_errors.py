@@ -129,6 +129,8 @@ def test_a_wrong_passkey_is_one_line_and_asked_again(tmp_path: Path) -> None:
         assert proc.returncode == 0, out + err
         assert out.count("wrong passkey: try again") == 1 and "2 tries left" in out, out
         assert "paired with" in out and "Traceback" not in err
+        # bumble wrote the bond keys: owner-only (the toolkit's umask), as the database
+        assert (tmp_path / "bumble-bonds.json").stat().st_mode & 0o077 == 0
     finally:
         sim.stop()
 

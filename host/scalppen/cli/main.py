@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from scalppen.cli import clinic, demo, flash, logs, logs_sync, pen, session, sim
+from scalppen.cli import clinic, demo, doctor, flash, logs, logs_sync, pen, session, sim
 from scalppen.cli.common import handle_errors
 from scalppen.cli.context import BLE_HELP, Options, validate_ble
 
@@ -79,10 +79,16 @@ clinic.register(app)
 flash.register(app)
 sim.register(app)
 demo.register(app)
+doctor.register(app)
 
 
 def main() -> None:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    # keys and health data: every file the toolkit (or bumble, for its bonds) writes
+    # is created owner-only
+    from scalppen.private_files import UMASK
+
+    os.umask(UMASK)
     # Libraries' log lines (bumble's "pairing failure (...)", say) are not the user's
     # output: errors reach the user as one line each. SCALPPEN_DEBUG=1 shows them.
     import logging

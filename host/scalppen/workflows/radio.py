@@ -6,6 +6,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from scalppen.private_files import check_private
 from scalppen.transports.availability import check_os_stack, classify
 from scalppen.transports.base import ExtraMissing, PasskeyProvider
 from scalppen.transports.ble import BleTransport, FoundPen, scan
@@ -35,6 +36,8 @@ class Radio:
         if self.where == "os":
             check_os_stack()
             return self
+        if self.keystore is not None:
+            check_private(Path(self.keystore), "Bluetooth bond keys")
         try:
             from scalppen.transports.bumble_bleak import open_central
         except ImportError as exc:
