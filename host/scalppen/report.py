@@ -1,9 +1,12 @@
 """The HTML report: one self-contained file with inline SVG plots and tables.
 
-Plots: depth per session and interval to the previous session over time, strokes
-per session, cartridge wear against its budget. Tables: sessions summary, lockouts
-(host locks with their clearances, and the pen's own refusals and faults), adverse
-events, screenings. Every piece of text is escaped.
+At the top, what a clinic reads first (report_glance.py). Then the sessions table;
+plots on one time axis: depth per session, interval to the previous session, strokes
+per session, and cartridge wear against its budget; lockouts as ``scalppen lockouts``
+lists them (the same policy evaluation, scalppen.holds), host locks with their
+clearances, the pen's own refusals and faults (a lost link is one), adverse events,
+screenings, pens and cartridges. Times are UTC, at the policy's clock (a sim's
+virtual time when the pen is one). Every piece of text is escaped.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Final
@@ -22,8 +25,10 @@ from scalppen.policy.decision import find_locks
 from scalppen.policy.history import LOCKING_ADVERSE_KINDS
 from scalppen.policy.interval import required_interval
 from scalppen.policy.outcome import Lock
-from scalppen.policy.rules import RULE_TITLES, PolicyConfig
+from scalppen.policy.rules import DEEP_BAND_UM, RULE_TITLES, PolicyConfig, format_duration
 from scalppen.policy.screening import LABELS
+from scalppen.policy.service import service_due_at
+from scalppen.refusals import describe
 from scalppen.report_glance import glance
 from scalppen.session_end import end_reason
 from scalppen.store import (
@@ -39,6 +44,7 @@ from scalppen.store import (
     cartridge_wear,
     get_pen,
     get_profile,
+    handpiece_record,
     list_adverse_events,
     list_clearances,
     list_gaps,
@@ -78,6 +84,7 @@ class ReportData:
     end_reasons: dict[int, str] = field(default_factory=dict)
     latest_wear: dict[str, WearSnapshot] = field(default_factory=dict)
     rate_max_sps: dict[str, int] = field(default_factory=dict)
+    service_due: dict[str, datetime | None] = field(default_factory=dict)
 
 
 def build_report_data(
@@ -87,13 +94,15 @@ def build_report_data(
     pen_serial: str | None = None,
     now: datetime | None = None,
     title: str | None = None,
+    config: PolicyConfig | None = None,
 ) -> ReportData:
     """Gather a report's data: one profile and/or one pen, or everything.
 
     Raises:
         NotFoundError: no such profile or pen.
     """
-    now = now or utcnow()
+    config = config or PolicyConfig()
+    now = (now or utcnow()).astimezone(UTC)  # the report states its times in UTC
     profiles = [get_profile(db, profile_id)] if profile_id is not None else list_profiles(db)
     pens = [get_pen(db, pen_serial)] if pen_serial is not None else list_pens(db)
     locks: list[tuple[Profile, Lock]] = []
@@ -136,6 +145,8 @@ def build_report_data(
         end_reasons={x.id: end_reason(db, x) for x in sessions},
         latest_wear=latest,
         rate_max_sps=rates,
+        service_due={pen.serial: service_due_at(handpiece_record(db, pen.serial), config)
+                     for pen in pens},
     )
 
 
@@ -147,9 +158,20 @@ def _when(moment: datetime | None) -> str:
     return "unknown" if moment is None else f"{moment:%Y-%m-%d %H:%M} UTC"
 
 
+#: A word longer than this may break anywhere (a pen's or a user's string with no
+#: spaces must not widen the page); shorter ones wrap only between words.
+LONG_WORD: Final = 20
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    long = any(len(word) > LONG_WORD for word in text.split())
+    return f'<td class="long">{_e(text)}</td>' if long else f"<td>{_e(text)}</td>"
+
+
 def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]], *,
            css: str = "", empty: str = "None recorded.") -> str:
-    body = ["<tr>" + "".join(f"<td>{_e(cell)}</td>" for cell in row) + "</tr>" for row in rows]
+    body = ["<tr>" + "".join(_cell(cell) for cell in row) + "</tr>" for row in rows]
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
     if not body:
         body = [f'<tr><td colspan="{len(headers)}" class="none">{_e(empty)}</td></tr>']
@@ -158,6 +180,14 @@ def _table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[object]
         f"<table{klass}><caption>{_e(caption)}</caption><thead><tr>{head}</tr></thead>"
         f"<tbody>{''.join(body)}</tbody></table>"
     )
+
+
+def _session_when(session_id: int | None, sessions: Sequence[Session]) -> str:
+    """The session an adverse event follows, by its start (as the sessions table)."""
+    if session_id is None:
+        return ""
+    s = next((x for x in sessions if x.id == session_id), None)
+    return _when(s.started_at) if s is not None else f"#{session_id}"
 
 
 def _code_name(code: int) -> str:
@@ -189,6 +219,9 @@ def _plots(data: ReportData, config: PolicyConfig) -> list[str]:
             too_soon.append(gap < required_interval(prev.depth_um, config))
         prev = s
     strokes = [(s.started_at, float(s.strokes)) for s in timed if s.started_at]
+    # one time axis for the three plots: a session sits at the same place in each
+    starts = [t for t, _ in depth_pts]
+    x_range = (min(starts), max(starts)) if starts else None
     wear_items = [
         (f"{w.cart_id[:12]} ({w.needles} n)", w.punctures_used, w.punctures_rated)
         for w in data.wear
@@ -200,6 +233,7 @@ def _plots(data: ReportData, config: PolicyConfig) -> list[str]:
             depth_pts,
             y_label="depth (mm)",
             y_max=max(1.5, max((v for _, v in depth_pts), default=0)),
+            x_range=x_range,
         ),
         report_svg.time_series_svg(
             "interval",
@@ -208,10 +242,14 @@ def _plots(data: ReportData, config: PolicyConfig) -> list[str]:
             y_label="days",
             style="bars",
             alerts=too_soon,
-            ref_lines=[(config.interval_deep.total_seconds() / 86400, "7 days (>= 1.0 mm)")],
+            ref_lines=[(config.interval_deep.total_seconds() / 86400,
+                        f"{format_duration(config.interval_deep)} "
+                        f"(>= {DEEP_BAND_UM / 1000:.1f} mm)")],
+            x_range=x_range,
         ),
         report_svg.time_series_svg(
-            "strokes", "Strokes per session", strokes, y_label="strokes", style="bars"
+            "strokes", "Strokes per session", strokes, y_label="strokes", style="bars",
+            x_range=x_range,
         ),
         report_svg.budget_bars_svg(
             "wear", "Cartridge wear against its budget (strokes x needles)", wear_items
@@ -225,7 +263,7 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.9em; width: 100%; }
 caption { text-align: left; font-weight: bold; padding: 0.3em 0; }
 th, td { border: 1px solid #cbd5e0; padding: 0.25em 0.5em; text-align: left; }
-th { background: #edf2f7; } td.none { color: #718096; }
+th { background: #edf2f7; } td.long { overflow-wrap: anywhere; } td.none { color: #718096; }
 .active { color: #c53030; font-weight: bold; } svg { display: block; margin: 0.8em 0; }
 .meta { color: #4a5568; }
 .glance { border: 2px solid #2b6cb0; padding: 0.6em 1em; margin: 1em 0; }
@@ -257,6 +295,7 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                 status,
             )
         )
+    with_ids = any(h.lock_id for h in data.holds)  # as `scalppen lockouts` shows them
     completed = [s for s in data.sessions if s.complete]
     total_strokes = sum(s.strokes for s in data.sessions)
     names = {p.id: p.name for p in data.profiles}
@@ -291,8 +330,9 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
         "<h2>Lockouts</h2>",
         _table(
             f"What holds the next session back at {_when(data.generated_at)}",
-            ["profile", "rule", "why", "lifts", "lock id"],
-            [(h.who, f"{h.rule} ({RULE_TITLES.get(h.rule, '')})", h.reason, h.lifts, h.lock_id)
+            ["profile", "rule", "why", "lifts", *(["lock id"] if with_ids else [])],
+            [(h.who, f"{h.rule} ({RULE_TITLES.get(h.rule, '')})", h.reason, h.lifts,
+              *([h.lock_id] if with_ids else []))
              for h in sorted(data.holds, key=lambda h: (h.who, h.rule))],
             css="holds",
             empty="Nothing: the next session is not held back.",
@@ -301,10 +341,11 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
             "Host locks (rules 16, 17, 18) and their clearances by a clinician (rule 22)",
             ["profile", "rule", "since", "reason", "status"],
             lock_rows,
+            css="locks",
         ),
         _table(
             "Refusals and faults logged by the pen",
-            ["pen", "seq", "time", "kind", "code", "depth (mm)"],
+            ["pen", "seq", "time", "kind", "code", "what", "depth (mm)"],
             [
                 (
                     r.pen_serial,
@@ -312,15 +353,18 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                     _when(r.time),
                     _kind_name(r.kind),
                     _code_name(r.code),
+                    describe(r.code) if r.code else "",
                     f"{r.depth_um / 1000:.2f}",
                 )
                 for r in data.pen_refusals
             ],
+            css="pen-log",
         ),
         _table(
             "Gaps in the pen logs (records lost before they were read)",
             ["pen", "first missing seq", "last missing seq"],
             [(pen, a, b) for pen, gaps in data.gaps.items() for a, b in gaps],
+            css="gaps",
         ),
         "<h2>Adverse events</h2>",
         _table(
@@ -333,11 +377,12 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                     a.kind,
                     "yes, until a clinician clears it" if a.kind in LOCKING_ADVERSE_KINDS
                     else "no",
-                    a.session_id or "",
+                    _session_when(a.session_id, data.sessions),
                     a.notes,
                 )
                 for a in data.adverse
             ],
+            css="adverse",
         ),
         "<h2>Screenings</h2>",
         _table(
@@ -352,8 +397,18 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                 )
                 for s in data.screenings
             ],
+            css="screenings",
         ),
-        "<h2>Cartridges</h2>",
+        "<h2>Pens and cartridges</h2>",
+        _table(
+            "Pens",
+            ["serial", "model", "firmware", "hardware", "owner", "paired"],
+            [(p.serial, p.model, p.fw_version, p.hw_rev,
+              names.get(p.owner_profile_id, "") if p.owner_profile_id is not None else "",
+              _when(p.paired_at) if p.paired_at else "not paired")
+             for p in data.pens],
+            css="pens",
+        ),
         _table(
             "Latest reading of each cartridge",
             [
@@ -377,6 +432,7 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                 )
                 for w in data.wear
             ],
+            css="cartridges",
         ),
         "</body></html>",
     ]

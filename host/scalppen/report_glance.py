@@ -32,6 +32,10 @@ def _when(data: ReportData, moment: object) -> str:
     return when(moment)  # type: ignore[arg-type]
 
 
+def _rule(rule: int) -> str:
+    return f"rule {rule}: {RULE_TITLES.get(rule, '')}"
+
+
 def next_session(data: ReportData) -> tuple[str, bool]:
     """(when the next session is allowed, whether something holds it back)."""
     locks = [h for h in data.holds if h.lock_id]
@@ -43,12 +47,22 @@ def next_session(data: ReportData) -> tuple[str, bool]:
     parts = []
     if waits:
         last = max(waits, key=lambda h: h.lifts_at)  # type: ignore[arg-type, return-value]
-        parts.append(f"from {_when(data, last.lifts_at)} (rule {last.rule}: "
-                     f"{RULE_TITLES.get(last.rule, '')})")
-    parts += [f"{h.lifts} (rule {h.rule}: {RULE_TITLES.get(h.rule, '')})" for h in others]
+        parts.append(f"from {_when(data, last.lifts_at)} ({_rule(last.rule)})")
+    parts += [f"{h.lifts} ({_rule(h.rule)})" for h in others]
     if not parts:
-        return "now", False
-    return "; ".join(parts), True
+        return "now: nothing holds it back", False
+    return "; and ".join(parts), True
+
+
+def lockouts_line(data: ReportData) -> tuple[str, bool]:
+    """Every active lock and wait, as ``scalppen lockouts`` lists them."""
+    several = len({h.who for h in data.holds}) > 1
+    items = []
+    for h in sorted(data.holds, key=lambda h: (h.who, h.rule)):
+        who = f"{h.who}: " if several else ""
+        ident = f" [{h.lock_id}]" if h.lock_id else ""
+        items.append(f"{who}{_rule(h.rule)}{ident}, lifts {h.lifts}")
+    return "; ".join(items) or "none", bool(items)
 
 
 def month_line(data: ReportData, config: PolicyConfig) -> str:
@@ -93,31 +107,35 @@ def cartridge_line(data: ReportData, serial: str, config: PolicyConfig) -> tuple
     return text, False
 
 
-def handpiece_line(data: ReportData, serial: str) -> tuple[str, bool]:
+def handpiece_line(data: ReportData, serial: str, config: PolicyConfig) -> tuple[str, bool]:
     """One pen's handpiece: its use, and its service (rule 16)."""
     w = data.latest_wear.get(serial)
     used = (f"{w.hp_sessions} sessions, {w.hp_strokes:,} strokes" if w is not None
             else "no reading yet")
-    service = [h for h in data.holds if h.rule == 16]
+    service = [h for h in data.holds if h.rule == 16 and serial in h.reason]
     if service:
         return f"{used}; service: {service[0].reason} ({service[0].lifts})", True
-    return used, False
+    due = data.service_due.get(serial)
+    if due is None:
+        return f"{used}; service life counts from its first session", False
+    remind = due - config.service_lock + config.service_remind
+    return (f"{used}; service or replace by {due:%Y-%m-%d} ({_rule(16)}, "
+            f"reminder from {remind:%Y-%m-%d})"), due - data.generated_at <= timedelta(0)
 
 
 def glance(data: ReportData, config: PolicyConfig) -> list[str]:
     """The "At a glance" section, as HTML."""
     nxt, held = next_session(data)
-    locks = [h for h in data.holds if h.lock_id]
-    lock_text = "; ".join(f"{h.lock_id}: {h.reason}" for h in locks) or "none"
+    lock_text, locked = lockouts_line(data)
     rows = [
         ("Next session allowed", "next", nxt, held),
-        ("Active locks", "locks", lock_text, bool(locks)),
+        ("Active lockouts and waits", "locks", lock_text, locked),
         ("Sessions this month", "month", month_line(data, config), False),
     ]
     for pen in data.pens:
         text, prompt = cartridge_line(data, pen.serial, config)
         rows.append((f"Cartridge in {pen.serial}", f"cartridge-{pen.serial}", text, prompt))
-        text, prompt = handpiece_line(data, pen.serial)
+        text, prompt = handpiece_line(data, pen.serial, config)
         rows.append((f"Handpiece {pen.serial}", f"handpiece-{pen.serial}", text, prompt))
     items = "".join(
         f'<dt>{_e(title)}</dt><dd data-item="{_e(key)}"'

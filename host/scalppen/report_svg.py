@@ -27,7 +27,7 @@ def _open(kind: str, title: str, width: int, height: int) -> list[str]:
     t = escape(title)
     return [
         f'<svg class="plot plot-{escape(kind)}" xmlns="http://www.w3.org/2000/svg" '
-        f'viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+        f'viewBox="0 0 {width} {height}" width="100%" role="img" '
         f'aria-label="{t}">',
         f"<title>{t}</title>",
         f'<text x="{_M_LEFT}" y="18" font-size="14" font-weight="bold">{t}</text>',
@@ -71,30 +71,101 @@ def _compact(n: int) -> str:
 
 
 def _fmt(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
     return f"{value:.2f}".rstrip("0").rstrip(".") if value % 1 else f"{int(value)}"
 
 
-#: Tick steps for a time axis (s): round hours, days, weeks, then 30 days.
-_TIME_STEPS: Final = (3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400, 7 * 86400,
-                      14 * 86400, 30 * 86400, 91 * 86400)
+_HOUR: Final = 3600
+_DAY: Final = 86400
+#: Tick steps for a time axis: whole hours, then days, then weeks (from a Monday).
+_CLOCK_STEPS: Final = (_HOUR, 2 * _HOUR, 3 * _HOUR, 6 * _HOUR, 12 * _HOUR, _DAY, 2 * _DAY,
+                       7 * _DAY, 14 * _DAY)
+#: Then calendar months: ticks on the first of a month.
+_MONTH_STEPS: Final = (1, 2, 3, 6, 12)
+#: 1970-01-05 00:00 UTC was a Monday: weeks count from it.
+_MONDAY: Final = 4 * _DAY
+
+
+def _utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+def _clock_ticks(t0: float, t1: float, step: int) -> list[float]:
+    base = _MONDAY if step >= 7 * _DAY else 0
+    t = base + math.ceil((t0 - base) / step) * step
+    out: list[float] = []
+    while t <= t1:
+        out.append(float(t))
+        t += step
+    return out
+
+
+def _month_ticks(t0: float, t1: float, months: int) -> list[float]:
+    start = _utc(t0)
+    index = start.year * 12 + start.month - 1  # the month t0 falls in
+    if datetime(start.year, start.month, 1, tzinfo=UTC).timestamp() < t0:
+        index += 1
+    index += -index % months  # months counted from January
+    out: list[float] = []
+    while True:
+        t = datetime(index // 12, index % 12 + 1, 1, tzinfo=UTC).timestamp()
+        if t > t1:
+            return out
+        out.append(t)
+        index += months
+
+
+def _labels(ticks: list[float], step_days: float) -> list[str]:
+    """Labels that fit the step: hours show the time (and the date where it changes),
+    days and weeks the day and month (the year where it changes), months the month."""
+    out: list[str] = []
+    seen_day, seen_year = "", 0
+    for t in ticks:
+        d = _utc(t)
+        if step_days >= 28:
+            out.append(f"{d:%Y}" if step_days >= 365 else f"{d:%b %Y}")
+        elif step_days >= 1:
+            out.append(f"{d:%d %b}" if d.year == seen_year else f"{d:%d %b %Y}")
+        else:
+            day = f"{d:%d %b}"
+            out.append(f"{d:%H:%M}" if day == seen_day else f"{day} {d:%H:%M}")
+            seen_day = day
+        seen_year = d.year
+    return out
 
 
 def time_ticks(t0: float, t1: float, most: int = 6) -> list[tuple[float, str]]:
-    """Ticks on round times (UTC) within [t0, t1]: whole hours, days or weeks, at most
-    ``most``, labelled to fit the step (hours: ``12-04 18:00``; days: ``2026-12-04``)."""
-    step = next((s for s in _TIME_STEPS if (t1 - t0) / s <= most), _TIME_STEPS[-1])
-    if step >= 7 * 86400:  # weeks from a Monday (1970-01-05 was one)
-        base = 4 * 86400
-        first = base + math.ceil((t0 - base) / step) * step
+    """Ticks on round times (UTC) within [t0, t1], at most ``most`` of them: whole
+    hours, days, weeks from a Monday, or the first of a month, by the span; labelled
+    to fit the step (``18:00``, ``04 Dec``, ``Dec 2026``)."""
+    span = t1 - t0
+    for step in _CLOCK_STEPS:
+        if span / step <= most:
+            ticks = _clock_ticks(t0, t1, step)
+            return list(zip(ticks, _labels(ticks, step / _DAY), strict=True))
+    for months in _MONTH_STEPS:
+        if span / (months * 30.4 * _DAY) <= most:
+            break
     else:
-        first = math.ceil(t0 / step) * step
-    fmt = "%m-%d %H:%M" if step < 86400 else "%Y-%m-%d"
-    ticks: list[tuple[float, str]] = []
-    t: float = first
-    while t <= t1:
-        ticks.append((t, datetime.fromtimestamp(t, UTC).strftime(fmt)))
-        t += step
-    return ticks
+        months = 12 * math.ceil(span / (most * 365.25 * _DAY))
+    ticks = _month_ticks(t0, t1, months)
+    return list(zip(ticks, _labels(ticks, months * 30.4), strict=True))
+
+
+#: The shortest stretch a time axis shows: one point, or a few hours, sits in a day.
+MIN_SPAN_S: Final = float(_DAY)
+#: Room left at each end of a time axis, as a share of its span (marks clear the axes).
+PAD: Final = 0.06
+
+
+def time_axis(first: datetime, last: datetime) -> tuple[float, float]:
+    """(start, span) in Unix seconds of an axis that shows ``first`` to ``last`` with
+    room at both ends; a single time, or a short stretch, is centred in a day."""
+    a, b = sorted((first.timestamp(), last.timestamp()))
+    span = max(b - a, MIN_SPAN_S)
+    t0 = (a + b) / 2 - span / 2
+    return t0 - span * PAD, span * (1 + 2 * PAD)
 
 
 def time_series_svg(
@@ -107,6 +178,7 @@ def time_series_svg(
     alerts: Sequence[bool] | None = None,
     y_max: float | None = None,
     ref_lines: Sequence[tuple[float, str]] = (),
+    x_range: tuple[datetime, datetime] | None = None,
 ) -> str:
     """Values over time, as points joined by a line, or as bars.
 
@@ -119,6 +191,8 @@ def time_series_svg(
         alerts: per point, True to draw it in the alert colour.
         y_max: the top of the y axis (default: a round number above the largest value).
         ref_lines: horizontal reference lines (value, label).
+        x_range: the first and last time the axis must show (default: the points'), so
+            that plots of one history share one time axis.
 
     Returns:
         The ``<svg>`` element.
@@ -126,12 +200,7 @@ def time_series_svg(
     if not points:
         return empty_svg(kind, title)
     pts = sorted(zip(points, alerts or [False] * len(points), strict=True), key=lambda p: p[0][0])
-    first = pts[0][0][0].timestamp()
-    last = pts[-1][0][0].timestamp()
-    span = max(last - first, 86400.0)
-    t0 = (first + last) / 2 - span / 2  # one point, or a short stretch: in the middle
-    t0 -= span * 0.06  # keep the first and last marks off the axes
-    span *= 1.12
+    t0, span = time_axis(*(x_range or (pts[0][0][0], pts[-1][0][0])))
     top = y_max if y_max is not None else max(v for (_, v), _ in pts)
     top = max(top, max((r for r, _ in ref_lines), default=0.0)) or 1.0
     top, yticks = _ticks(top)
@@ -168,7 +237,7 @@ def time_series_svg(
         parts.append(
             f'<line class="ref" x1="{x0}" y1="{y:.1f}" x2="{x1}" y2="{y:.1f}" stroke="{ALERT}" '
             f'stroke-dasharray="4 3" stroke-width="1"/>'
-            f'<text x="{x1}" y="{y - 3:.1f}" font-size="10" text-anchor="end" fill="{ALERT}">'
+            f'<text x="{x0 + 4}" y="{y - 3:.1f}" font-size="10" fill="{ALERT}">'
             f"{escape(label)}</text>"
         )
     if style == "bars":

@@ -34,9 +34,11 @@ def _run(args: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
         capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def dump_dom(page: Path, timeout: float = 90) -> str:
-    """The page's DOM after Chromium loaded and laid it out."""
-    done = _run(["--dump-dom", page.resolve().as_uri()], timeout)
+def dump_dom(page: Path, timeout: float = 90, width: int = 1280, height: int = 2000) -> str:
+    """The page's DOM after Chromium loaded and laid it out in a ``width`` x ``height``
+    window (scripts the page carries have run: a test may append one that measures)."""
+    done = _run(["--dump-dom", f"--window-size={width},{height}", page.resolve().as_uri()],
+                timeout)
     assert done.returncode == 0 and "<html" in done.stdout, done.stderr[-500:]
     return done.stdout
 

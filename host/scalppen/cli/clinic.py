@@ -580,8 +580,16 @@ def report_cmd(
         Path | None,
         typer.Option("--out", help="the HTML file to write (default: in SCALPPEN_HOME/reports)"),
     ] = None,
+    now_text: Annotated[
+        str | None,
+        typer.Option(
+            "--now", help="report at this ISO 8601 time instead of now (UTC without an offset)"
+        ),
+    ] = None,
 ) -> None:
     """Write the HTML report: sessions, intervals, wear, lockouts, adverse events, screenings."""
+    # the policy's clock, as `lockouts` reads it (a sim's virtual time when the pen is one)
+    now = parse_time(now_text) if now_text else options(ctx).now()
     if out is not None and out.is_dir():
         raise UsageError(f"--out {out} is a directory", f"give a file, e.g. {out / 'report.html'}")
     spec = pen_spec(ctx, pen)
@@ -596,7 +604,7 @@ def report_cmd(
                 who = _slug(prof.name) if prof else "all"
                 out = paths.reports_dir() / f"report-{who}-{stamp}.html"
             path = write_report(db, out, profile_id=prof.id if prof else None,
-                                pen_serial=serial)
+                                pen_serial=serial, now=now)
         except OSError as exc:
             raise UsageError(f"cannot write the report to {exc.filename or out} "
                              f"({exc.strerror or exc})", "choose a writable place with --out"
