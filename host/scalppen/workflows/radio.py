@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -62,6 +64,14 @@ class Radio:
         if self.central is not None:
             await self.central.close()
             self.central = None
+        self._tighten()
+
+    def _tighten(self) -> None:
+        """The bond file bumble wrote for this radio is the owner's alone (bumble writes
+        it with the process's umask; the command line sets 077, a library caller may not)."""
+        if self.keystore is not None:
+            with contextlib.suppress(OSError):
+                os.chmod(self.keystore, 0o600)
 
     def transport(self, address: str, **kwargs: Any) -> BleTransport:
         """A fresh transport to the pen at ``address`` (not connected yet)."""
@@ -79,5 +89,8 @@ class Radio:
     async def pair(self, address: str, passkey: PasskeyProvider, **kwargs: Any) -> BleTransport:
         """Connect and pair (LE Secure Connections, passkey entry); returns the transport."""
         transport = self.transport(address, **kwargs)
-        await transport.pair(passkey)
+        try:
+            await transport.pair(passkey)
+        finally:
+            self._tighten()
         return transport
