@@ -58,7 +58,7 @@ MAX_REPEAT_KINDS = const(8)  # kinds counted apart in a window; the rest share o
 # within 10 min ends (PAUSE_EXPIRED) and counts with its real depth and needling
 # time; rule 6 runs from that end (issue 14 item 5; docs/sessions.md).
 RESUME_NEEDLING_MS = const(30000)
-PAUSE_WINDOW_MS = const(600000)
+PAUSE_WINDOW_MS = wire.PAUSE_WINDOW_S * 1000  # the protocol's (STATUS resume_left_s)
 DISPLAY_MS = const(250)
 FLAG_INTERRUPTED = const(1)  # SESSION_END flags: closed at boot after a reset
 _U16 = const(0xFFFF)

@@ -63,7 +63,6 @@ class Cartridge:
         self._t_write = (c.get("write_ms", 100) + tick - 1) // tick
         self._n = 0
         self._misses = 0
-        self._deaf = 0  # commands in a row the chip did not take
         self.rom = None
         self.record = None  # dict for Inputs.cartridge, or None
         self.changed = False  # presence or record changed on the last poll
@@ -136,26 +135,18 @@ class Cartridge:
         self._n += 1
         if self._n >= self._poll:
             self._n = 0
-            if self.rom is None:
-                rom = self._read_rom()
-                if rom is not None:
-                    self._misses = 0
+            # the ROM, not bare presence: a cartridge swapped for another between two
+            # polls is a new one, read and checked from the start
+            rom = self._read_rom()
+            if rom is not None:
+                self._misses = 0
+                if rom != self.rom:
                     self._forget()
                     self.rom = rom
-            else:
-                # the ROM, not bare presence: a cartridge swapped for another between
-                # two polls is a new one, read and checked from the start
-                rom = self._read_rom()
-                if rom is not None and rom != self.rom:
-                    self._forget()
-                    self.rom = rom
-                    self._misses = 0
                     if self.record is not None:
                         self.record = None
                         self.changed = True
-                    return
-            if self.rom is not None and rom is not None:
-                self._misses = 0
+                        return
             elif self.rom is not None:
                 self._misses += 1
                 if self._misses >= _MISSES_OUT:
@@ -170,37 +161,19 @@ class Cartridge:
         if self.rom is not None and self._misses == 0:
             self._next()
 
-    def _unanswered(self):
-        # A command the chip did not take (no echo of its CRC): a cartridge swapped
-        # for another between two presence polls answers presence but not its old
-        # ROM. After as many as it takes to miss presence, read the ROM again.
-        self._deaf += 1
-        if self._deaf >= _MISSES_OUT:
-            self._deaf = 0
-            self.rom = None
-            self._forget()
-            if self.record is not None:
-                self.record = None
-                self.changed = True
-
     def _next(self):
         # Send the next command the cartridge needs, if any.
         step = self._step
-        sent = True
         if step == 0:
-            sent = self._send(bytes((_CMD_STATUS,)), 1)
+            self._send(bytes((_CMD_STATUS,)), 1)
         elif step <= cartauth.PAGES:
             chal = os.urandom(32)
             self._chal[step - 1] = chal
-            sent = self._send(bytes((_CMD_AUTH, step - 1)) + chal, self._t_compute)
+            self._send(bytes((_CMD_AUTH, step - 1)) + chal, self._t_compute)
         else:
             w = self._pending()
             if w is not None:
-                sent = self._send(w, self._t_write)
-        if sent:
-            self._deaf = 0
-        else:
-            self._unanswered()
+                self._send(w, self._t_write)
 
     def _pending(self):
         # The write command the record still needs, or None.

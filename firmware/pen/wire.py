@@ -10,6 +10,7 @@ except ImportError:
 
 PROTOCOL_VERSION = const(3)
 MAX_FRAME = const(4096)
+PAUSE_WINDOW_S = const(600)
 HEADER_SIZE = const(6)
 MAX_PAGE_RECORDS = const(160)
 RUNNING_PAGE_RECORDS = const(16)

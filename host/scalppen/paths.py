@@ -23,6 +23,18 @@ def home() -> Path:
     return path
 
 
+def runtime_dir(name: str) -> Path:
+    """A per-user directory for what lives only while processes run (locks, the
+    registry of running sims): ``$XDG_RUNTIME_DIR`` or the temporary directory, then
+    ``scalppen-<name>-<uid>``, owner-only."""
+    import tempfile
+
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    path = Path(base) / f"scalppen-{name}-{os.getuid()}"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
 def default_db() -> Path:
     return Path(os.environ.get("SCALPPEN_DB", "")) if os.environ.get("SCALPPEN_DB") else (
         home() / "scalppen.db"

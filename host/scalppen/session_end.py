@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from scalppen.refusals import describe
 from scalppen.store import Session, Store
-from scalppen.store.logsync import stored_record
+from scalppen.store.logsync import END_INTERRUPTED, stored_record
 from scalppen_protocol.codes import RecordKind
-
-#: SESSION_END flags (firmware/pen/core.py FLAG_INTERRUPTED).
-INTERRUPTED: Final = 1
 
 
 def end_reason(db: Store, session: Session) -> str:
@@ -21,6 +16,6 @@ def end_reason(db: Store, session: Session) -> str:
     rec = stored_record(db, session.pen_serial, session.end_seq)
     if rec is None or rec.kind != RecordKind.SESSION_END:
         return "ended"
-    if rec.flags & INTERRUPTED:
+    if rec.flags & END_INTERRUPTED:
         return "closed after a reset (power cut)"
     return describe(rec.code) if rec.code else "permitted time reached or stopped"

@@ -18,10 +18,11 @@ import json
 import os
 import re
 import socket
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+from scalppen.paths import runtime_dir
 
 #: How long a command waits for the sim's answer (s).
 ANSWER_TIMEOUT_S = 5.0
@@ -39,10 +40,7 @@ class SimGone(Exception):
 
 def registry_dir() -> Path:
     """The per-user directory where running sims register (made owner-only)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(base) / f"scalppen-sims-{os.getuid()}"
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return path
+    return runtime_dir("sims")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,7 @@ def render() -> str:
         "",
         f"PROTOCOL_VERSION = const({codes.PROTOCOL_VERSION})",
         f"MAX_FRAME = const({codes.MAX_FRAME})",
+        f"PAUSE_WINDOW_S = const({codes.PAUSE_WINDOW_S})",
         f"HEADER_SIZE = const({codes.HEADER_SIZE})",
         f"MAX_PAGE_RECORDS = const({codes.MAX_PAGE_RECORDS})",
         f"RUNNING_PAGE_RECORDS = const({codes.RUNNING_PAGE_RECORDS})",

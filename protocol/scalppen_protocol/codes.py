@@ -12,6 +12,9 @@ from typing import Final
 # 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s, INFO profile
 PROTOCOL_VERSION: Final = 3
 MAX_FRAME: Final = 4096  # header + payload, bytes
+#: A paused session stays open this long for a START (STATUS resume_left_s counts it
+#: down; then it ends, PAUSE_EXPIRED). docs/sessions.md
+PAUSE_WINDOW_S: Final = 600
 HEADER_SIZE: Final = 6
 MAX_PAGE_RECORDS: Final = 160
 # While needles move the pen answers LOG_READ with at most this many records, so

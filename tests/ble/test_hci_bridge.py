@@ -15,7 +15,7 @@ from pathlib import Path
 from bumble.link import LocalLink
 
 from scalppen.transports.bumble_bleak import open_central
-from scalppen_hardware.hci_bridge import MAX_CLIENTS, start_hci_bridge
+from scalppen_hardware.hci_bridge import MAX_CLIENTS, HciBridge, start_hci_bridge
 from tests.ble.harness import VirtualPen, run, wait_for
 from tests.ble.test_ble_link import _connect, _find_pen
 
@@ -31,13 +31,18 @@ async def _garbage_client(port: int, data: bytes, *, keep: bool = False) -> sock
     return sock
 
 
+async def _pen_behind_a_bridge(tmp_path: Path) -> tuple[VirtualPen, HciBridge]:
+    """A pen advertising on a link, and the bridge that serves adapters on it."""
+    link = LocalLink()
+    pen = VirtualPen(link, tmp_path / "ble_secrets.json")
+    pen.boot()
+    await pen.ble.idle()
+    return pen, await start_hci_bridge(link)
+
+
 def test_several_clients_scan_side_by_side_and_garbage_wedges_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        link = LocalLink()
-        pen = VirtualPen(link, tmp_path / "ble_secrets.json")
-        pen.boot()
-        await pen.ble.idle()
-        bridge = await start_hci_bridge(link)
+        pen, bridge = await _pen_behind_a_bridge(tmp_path)
         # a client that sends a half packet and stays, and one that sends junk and goes
         stuck = await _garbage_client(bridge.port, b"\x01\x03\x0c", keep=True)
         await _garbage_client(bridge.port, bytes(range(256)) * 8)
@@ -62,11 +67,7 @@ def test_several_clients_scan_side_by_side_and_garbage_wedges_nothing(tmp_path: 
 
 def test_a_client_killed_while_connected_frees_the_pen(tmp_path: Path) -> None:
     async def scenario() -> None:
-        link = LocalLink()
-        pen = VirtualPen(link, tmp_path / "ble_secrets.json")
-        pen.boot()
-        await pen.ble.idle()
-        bridge = await start_hci_bridge(link)
+        pen, bridge = await _pen_behind_a_bridge(tmp_path)
         first = await open_central(bridge.transport_name)
         client = await _connect(first)
         await wait_for(lambda: pen.pen.conn is not None)

@@ -94,14 +94,27 @@ class Sim:
             self.proc.kill()
 
 
+def cli_argv(home: Path, port: int, *args: str) -> list[str]:
+    """The command line of ``scalppen ARGS`` against the sim on ``port``, with the
+    database in ``home``."""
+    return [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{port}", "--db",
+            str(home / "db"), *args]
+
+
+def cli_env(home: Path) -> dict[str, str]:
+    return dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
+
+
 def cli(home: Path, port: int, *args: str, stdin: str | None = None,
         timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    return subprocess.run(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{port}", "--db", str(home / "db"),
-         *args],
-        input=stdin, capture_output=True, text=True, env=env, timeout=timeout,
-    )
+    return subprocess.run(cli_argv(home, port, *args), input=stdin, capture_output=True,
+                          text=True, env=cli_env(home), timeout=timeout)
+
+
+def cli_started(home: Path, port: int, *args: str) -> subprocess.Popen[str]:
+    """``scalppen ARGS`` started and left running (its output piped)."""
+    return subprocess.Popen(cli_argv(home, port, *args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(home))
 
 
 def pair_for(sim: Sim, home: Path, patient: str = "Ada") -> tuple[str, str]:

@@ -8,14 +8,12 @@ goes on to its end untouched; afterwards the pen is free again.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.sim_proc import SCALPPEN, Sim, cli, pair_for
+from tests.e2e.sim_proc import Sim, cli, cli_started, pair_for
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -25,13 +23,8 @@ def test_a_second_command_finds_the_pen_busy_and_the_session_goes_on(
 ) -> None:
     home = tmp_path
     pair_for(sim, home)
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    session = subprocess.Popen(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-         str(home / "db"), "session", "start", "--depth", "0.5", "--minutes", "1",
-         "--sterilised"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    session = cli_started(home, sim.port, "session", "start", "--depth", "0.5", "--minutes",
+                          "1", "--sterilised")
     try:
         sim.wait_for(r"^display: RUN ", timeout=90)  # needles moving
         status = cli(home, sim.port, "status")
@@ -55,19 +48,14 @@ def test_commands_at_once_and_a_killed_one_leave_the_sim_working(
     # `scan` found nothing). Now each is its own adapter on the pen's link.
     home = tmp_path
     pair_for(sim, home)
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    base = [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-            str(home / "db")]
-    procs = [subprocess.Popen([*base, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
+    procs = [cli_started(home, sim.port, *args)
              for args in (("scan", "--timeout", "2"), ("scan", "--timeout", "2"), ("status",))]
     for p in procs:
         out, err = p.communicate(timeout=90)
         assert "Traceback" not in err, err
         assert p.returncode == 0 or len([x for x in err.splitlines() if x.strip()]) == 1, err
     # a command killed while it holds the pen's link
-    status = subprocess.Popen([*base, "wear"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True, env=env)
+    status = cli_started(home, sim.port, "wear")
     time.sleep(2.0)  # connected by now, or about to: either way the sim must cope
     status.kill()
     status.communicate(timeout=10)

@@ -9,7 +9,6 @@ minutes after the stop and counts with its real depth and needling time (rule 6)
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -18,19 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.sim_proc import SCALPPEN, Sim, cli, pair_for
+from tests.e2e.sim_proc import Sim, cli, cli_started, pair_for
 
 pytestmark = pytest.mark.timeout(300)
 
 
 def _ctrl_c_right_after_the_start(sim: Sim, home: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
-    proc = subprocess.Popen(
-        [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",
-         str(home / "db"), "session", "start", "--depth", "0.5", "--minutes", "1",
-         "--sterilised"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-    )
+    proc = cli_started(home, sim.port, "session", "start", "--depth", "0.5", "--minutes",
+                       "1", "--sterilised")
     try:
         sim.wait_for(r"^display: RUN ", timeout=90, fresh=True)
         proc.send_signal(signal.SIGINT)  # the slip of a finger

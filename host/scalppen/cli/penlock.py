@@ -17,19 +17,16 @@ import contextlib
 import fcntl
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from scalppen.cli.common import UsageError
+from scalppen.paths import runtime_dir
 
 
 def lock_dir() -> Path:
     """The per-user directory of the pens' locks (owner-only)."""
-    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
-    path = Path(base) / f"scalppen-locks-{os.getuid()}"
-    path.mkdir(mode=0o700, exist_ok=True)
-    return path
+    return runtime_dir("locks")
 
 
 def lock_path(pen: str) -> os.PathLike[str]:

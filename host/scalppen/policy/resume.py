@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime
-from typing import Final
 
 from scalppen.policy.errors import PermitNotAllowedError
 from scalppen.policy.history import require_aware
 from scalppen.policy.permits import KEY_SIZE, NONCE_SIZE, PermitFields, sign_permit
 
-#: The pen's window for starting a paused session again (firmware/pen/core.py
-#: PAUSE_WINDOW_MS): a resume permit never outlives it.
-PAUSE_WINDOW_S: Final = 600
+# the pen's window for a START: a resume permit never outlives it
+from scalppen_protocol.codes import PAUSE_WINDOW_S
 
 
 def resume_permit(

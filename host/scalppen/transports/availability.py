@@ -12,6 +12,8 @@ import re
 import sys
 from pathlib import Path
 
+from scalppen.transports.base import error_chain
+
 #: D-Bus's system bus when DBUS_SYSTEM_BUS_ADDRESS does not say otherwise.
 DEFAULT_SYSTEM_BUS = "/run/dbus/system_bus_socket"
 _OTHER_BLE = ("or use --ble bumble:usb:0 with a USB Bluetooth dongle, or "
@@ -58,11 +60,7 @@ def classify(where: str, exc: BaseException) -> RadioUnavailable | None:
     """The missing part behind ``exc`` raised while opening or using the radio
     ``where`` ("os" or a bumble transport name), or None if it is not about a part."""
     text = " ".join(str(exc).split())
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and len(chain) < 8:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
+    chain = error_chain(exc)
     if where == "os":
         if any(isinstance(x, FileNotFoundError) for x in chain) or "No such file" in text:
             return no_bluez("the D-Bus system bus or BlueZ was not found")

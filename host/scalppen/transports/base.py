@@ -34,6 +34,17 @@ LinkErrorCallback = Callable[[ProtocolError], None]
 PasskeyProvider = Callable[[], int | str | Awaitable[int | str]]
 
 
+def error_chain(exc: BaseException, most: int = 8) -> list[BaseException]:
+    """``exc`` and what caused it, outermost first (backends wrap the real cause: bleak
+    errors around bumble's, ``OSError`` around a refused connection)."""
+    chain: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(chain) < most:
+        chain.append(e)
+        e = e.__cause__ or e.__context__
+    return chain
+
+
 class TransportError(Exception):
     """Base of every transport error."""
 

@@ -39,6 +39,7 @@ from scalppen.transports.base import (
     TransportError,
     TransportTimeout,
     WrongPasskey,
+    error_chain,
 )
 from scalppen.transports.ble_framing import BleFramer, clamp_mtu
 from scalppen_protocol.codes import MIN_MTU
@@ -123,11 +124,7 @@ class FoundPen:
 def _pairing_reason(exc: BaseException) -> tuple[bool, str]:
     """(the passkey was wrong, why the pairing failed in words) from the chain of
     errors a backend raised (bumble wraps SMP's ProtocolError in BleakErrors)."""
-    chain: list[BaseException] = []
-    e: BaseException | None = exc
-    while e is not None and len(chain) < 8:
-        chain.append(e)
-        e = e.__cause__ or e.__context__
+    chain = error_chain(exc)
     text = " ".join(str(x) for x in chain)
     if "CONFIRM_VALUE_FAILED" in text or "AuthenticationFailed" in text:
         return True, "the passkey was wrong"
