@@ -269,8 +269,48 @@ UPDATE profiles SET name = trim(name) || ' (' || id || ')'
 CREATE UNIQUE INDEX profiles_name ON profiles (lower(trim(name)))
 """
 
+#: Rule 22 made real: the toolkit's own id (a clearance names the toolkit it is for;
+#: the key that seals this database's permit keys is filed under it), the clinician
+#: keys this toolkit trusts, each signed clearance with its statement (its id used
+#: once), and every clearance presented, accepted or refused. Clearances recorded
+#: before (a typed name, no signature) stay as history but lift nothing.
+_V4: Final = """
+CREATE TABLE toolkit (
+    one         INTEGER PRIMARY KEY CHECK (one = 1),
+    toolkit_id  TEXT NOT NULL CHECK (length(toolkit_id) = 16)
+);
+INSERT INTO toolkit (one, toolkit_id) VALUES (1, lower(hex(randomblob(8))));
+CREATE TABLE clinician_keys (
+    fingerprint  TEXT PRIMARY KEY,
+    name         TEXT NOT NULL CHECK (length(trim(name)) > 0),
+    public_key   BLOB NOT NULL UNIQUE CHECK (length(public_key) = 32),
+    trusted_at   INTEGER NOT NULL,
+    endorsed_by  TEXT REFERENCES clinician_keys(fingerprint),
+    revoked_at   INTEGER
+);
+ALTER TABLE clearances ADD COLUMN clearance_id TEXT;
+ALTER TABLE clearances ADD COLUMN key_fingerprint TEXT REFERENCES clinician_keys(fingerprint);
+ALTER TABLE clearances ADD COLUMN issued INTEGER;
+ALTER TABLE clearances ADD COLUMN expires INTEGER;
+ALTER TABLE clearances ADD COLUMN statement BLOB;
+CREATE UNIQUE INDEX clearances_once ON clearances (clearance_id)
+    WHERE clearance_id IS NOT NULL;
+CREATE TABLE clearance_attempts (
+    id               INTEGER PRIMARY KEY,
+    at               INTEGER NOT NULL,
+    lock_id          TEXT NOT NULL,
+    profile_id       INTEGER REFERENCES profiles(id) ON DELETE SET NULL,
+    key_fingerprint  TEXT,
+    clearance_id     TEXT,
+    accepted         INTEGER NOT NULL CHECK (accepted IN (0, 1)),
+    detail           TEXT NOT NULL,
+    presented        TEXT NOT NULL
+);
+CREATE INDEX clearance_attempts_at ON clearance_attempts (at)
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)
