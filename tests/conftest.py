@@ -18,6 +18,11 @@ FIRMWARE = ROOT / "firmware"
 if str(FIRMWARE) not in sys.path:
     sys.path.insert(0, str(FIRMWARE))
 
+# Tests never touch the keyring of the person running them: keys go to owner-only
+# files in each test's SCALPPEN_HOME (tests/cli/test_keys_at_rest.py starts a keyring
+# of its own and unsets this for the commands it runs).
+os.environ["SCALPPEN_KEYRING"] = "off"
+
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -29,11 +29,14 @@ from scalppen.policy.rules import DEEP_BAND_UM, RULE_TITLES, PolicyConfig, forma
 from scalppen.policy.screening import LABELS
 from scalppen.policy.service import service_due_at
 from scalppen.refusals import describe
+from scalppen.report_clearances import clearances_html
 from scalppen.report_glance import glance
 from scalppen.session_end import end_reason
 from scalppen.store import (
     AdverseEvent,
     Clearance,
+    ClearanceAttempt,
+    ClinicianKey,
     Pen,
     Profile,
     Screening,
@@ -46,7 +49,9 @@ from scalppen.store import (
     get_profile,
     handpiece_record,
     list_adverse_events,
+    list_attempts,
     list_clearances,
+    list_clinician_keys,
     list_gaps,
     list_log_records,
     list_pens,
@@ -85,6 +90,8 @@ class ReportData:
     latest_wear: dict[str, WearSnapshot] = field(default_factory=dict)
     rate_max_sps: dict[str, int] = field(default_factory=dict)
     service_due: dict[str, datetime | None] = field(default_factory=dict)
+    clinician_keys: list[ClinicianKey] = field(default_factory=list)
+    clearance_attempts: list[ClearanceAttempt] = field(default_factory=list)
 
 
 def build_report_data(
@@ -137,6 +144,9 @@ def build_report_data(
         wear=cartridge_wear(db, pen_serial),
         locks=locks,
         clearances=list_clearances(db, profile_id),
+        clinician_keys=list_clinician_keys(db),
+        clearance_attempts=[a for a in list_attempts(db)
+                            if profile_id is None or a.profile_id in (None, profile_id)],
         adverse=list_adverse_events(db, profile_id),
         screenings=list_screenings(db, profile_id),
         pen_refusals=refusals,
@@ -277,12 +287,14 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
     config = config or PolicyConfig()
     clear_by_lock: dict[str, Clearance] = {}
     for clearance in data.clearances:
-        clear_by_lock.setdefault(clearance.lock_id, clearance)
+        if clearance.key_fingerprint:  # unsigned (older) records lift nothing
+            clear_by_lock[clearance.lock_id] = clearance
     lock_rows = []
     for prof, lock in data.locks:
         c = clear_by_lock.get(lock.lock_id)
         status = (
-            f"cleared by {c.clinician_name} on {_when(c.at)}: {c.reason}"
+            f"cleared on {_when(c.at)}, signed by {c.clinician_name} (key "
+            f"{c.key_fingerprint}): {c.reason}"
             if lock.cleared and c
             else "ACTIVE"
         )
@@ -343,6 +355,7 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
             lock_rows,
             css="locks",
         ),
+        clearances_html(data),
         _table(
             "Refusals and faults logged by the pen",
             ["pen", "seq", "time", "kind", "code", "what", "depth (mm)"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -60,3 +61,28 @@ def cli(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
         return Run(result.exit_code, result.output, result.stdout, result.stderr)
 
     return invoke
+
+
+@pytest.fixture
+def clinician(cli: Invoke, tmp_path: Path) -> Callable[..., str]:
+    """A clinician whose key the test database trusts (pinned through the command line).
+
+    Returns ``sign(lock_id, profile, **kw) -> clearance text`` for this toolkit.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    from tests.host.clinicians import Clinician
+
+    doc = Clinician("Dr Lee")
+    key_file = tmp_path / "dr-lee.json"
+    key_file.write_text(doc.pub.to_json())
+    pinned = cli("clinician", "trust", str(key_file), "--fingerprint", doc.pub.fingerprint)
+    assert pinned.exit_code == 0, pinned.output
+    toolkit = json.loads(cli("clinician", "keys", "--json").stdout)["toolkit"]
+
+    def sign(lock_id: str, profile: str = "Ann", **kw: Any) -> str:
+        kw.setdefault("issued", datetime.now(UTC))
+        return doc.sign(lock_id, profile=profile, toolkit=toolkit, **kw).text()
+
+    return sign

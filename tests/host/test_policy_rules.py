@@ -33,6 +33,7 @@ from scalppen.policy import (
 )
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FP = "ab90-b122-8e0b-cbb3-e5e1-bde8-bd72-1d12"  # a trusted clinician key's fingerprint
 H = timedelta(hours=1)
 D = timedelta(days=1)
 
@@ -328,7 +329,7 @@ def test_rule16_servicing_resets_the_count() -> None:
 def test_rule16_lock_cleared_by_a_clinician() -> None:
     handpiece = hp(NOW - 100 * D)
     lock_id = service_lock_id(handpiece, NOW - 100 * D)
-    c = ClearanceRecord(lock_id, 16, "Dr Lee", "clinician", "inspected, needles fine", NOW - H)
+    c = ClearanceRecord(lock_id, 16, "Dr Lee", "clinician", "inspected, needles fine", NOW - H, FP)
     assert evaluate(ready(handpiece=handpiece, clearances=(c,)), now=NOW).allowed
 
 
@@ -412,7 +413,8 @@ def test_rule17_later_clear_screening_does_not_lift_an_earlier_positive() -> Non
 
 def test_rule17_clinician_clears_a_positive_screening() -> None:
     s = ScreeningRecord(3, NOW - D, positives=("anticoagulants",))
-    c = ClearanceRecord(screening_lock_id(3), 17, "Dr Lee", "clinician", "low-dose aspirin", NOW)
+    c = ClearanceRecord(screening_lock_id(3), 17, "Dr Lee", "clinician", "low-dose aspirin", NOW,
+                        FP)
     assert evaluate(ready(screenings=(s,), clearances=(c,)), now=NOW).allowed
 
 
@@ -464,16 +466,25 @@ def test_rule19_attestation_from_before_the_last_session_is_refused() -> None:
 
 
 def test_rule22_clearance_needs_clinician_role() -> None:
-    with pytest.raises(ClearanceError):
+    with pytest.raises(ClearanceError, match="only a clinician"):
         validate_clearance(
-            screening_lock_id(1), clinician_name="Sam", role="patient", reason="ok", at=NOW
+            screening_lock_id(1), clinician_name="Sam", role="patient", reason="ok", at=NOW,
+            signed_by=FP,
         )
 
 
 def test_rule22_clearance_needs_a_reason() -> None:
-    with pytest.raises(ClearanceError):
+    with pytest.raises(ClearanceError, match="reason"):
         validate_clearance(
-            screening_lock_id(1), clinician_name="Dr Lee", role="clinician", reason="  ", at=NOW
+            screening_lock_id(1), clinician_name="Dr Lee", role="clinician", reason="  ", at=NOW,
+            signed_by=FP,
+        )
+
+
+def test_rule22_clearance_needs_a_signature() -> None:
+    with pytest.raises(ClearanceError, match="signed by a trusted clinician key"):
+        validate_clearance(
+            screening_lock_id(1), clinician_name="Dr Lee", role="clinician", reason="ok", at=NOW
         )
 
 
@@ -481,14 +492,16 @@ def test_rule22_clearance_needs_a_reason() -> None:
 def test_rule22_firmware_limits_cannot_be_overridden(lock_id: str) -> None:
     with pytest.raises(ClearanceError):
         validate_clearance(
-            lock_id, clinician_name="Dr Lee", role="clinician", reason="please", at=NOW
+            lock_id, clinician_name="Dr Lee", role="clinician", reason="please", at=NOW,
+            signed_by=FP,
         )
 
 
-def test_rule22_stored_clearance_without_role_or_reason_is_ignored() -> None:
+def test_rule22_stored_clearance_without_role_reason_or_signature_is_ignored() -> None:
     ev = AdverseEventRecord(event_id=4, at=NOW - D, kind=AdverseKind.PUS)
-    for role, reason in (("patient", "fine"), ("clinician", ""), ("user", "")):
-        c = ClearanceRecord(adverse_lock_id(4), 18, "X", role, reason, NOW)
+    for role, reason, signed_by in (("patient", "fine", FP), ("clinician", "", FP),
+                                    ("user", "", FP), ("clinician", "fine", "")):
+        c = ClearanceRecord(adverse_lock_id(4), 18, "X", role, reason, NOW, signed_by)
         assert rules_of(evaluate(ready(adverse_events=(ev,), clearances=(c,)), now=NOW)) == {18}
 
 
@@ -498,7 +511,8 @@ def test_rule22_clearance_lifts_exactly_that_lock() -> None:
         AdverseEventRecord(event_id=5, at=NOW - D, kind=AdverseKind.OOZING),
     )
     c = validate_clearance(
-        adverse_lock_id(4), clinician_name="Dr Lee", role="clinician", reason="healed", at=NOW
+        adverse_lock_id(4), clinician_name="Dr Lee", role="clinician", reason="healed", at=NOW,
+        signed_by=FP,
     )
     d = evaluate(ready(adverse_events=evs, clearances=(c,)), now=NOW)
     assert [r.lock_id for r in d.refusals] == [adverse_lock_id(5)]
@@ -510,7 +524,7 @@ def test_rule22_clearance_lifts_exactly_that_lock() -> None:
 
 def test_rule22_clearance_before_the_lock_does_not_lift_it() -> None:
     ev = AdverseEventRecord(event_id=4, at=NOW - D, kind=AdverseKind.PUS)
-    c = ClearanceRecord(adverse_lock_id(4), 18, "Dr Lee", "clinician", "early", NOW - 2 * D)
+    c = ClearanceRecord(adverse_lock_id(4), 18, "Dr Lee", "clinician", "early", NOW - 2 * D, FP)
     assert rules_of(evaluate(ready(adverse_events=(ev,), clearances=(c,)), now=NOW)) == {18}
 
 

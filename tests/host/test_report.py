@@ -7,6 +7,8 @@ import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from tests.host.clinicians import clear_lock, trusted_clinician
+
 from scalppen import store as S
 from scalppen.policy import CONTRAINDICATIONS, adverse_lock_id
 from scalppen.report import write_report
@@ -52,15 +54,8 @@ def filled_store(path: Path) -> tuple[S.Store, int]:
         db, ann.id, {k: False for k in CONTRAINDICATIONS}, now=NOW - timedelta(days=2)
     )
     ev = S.report_adverse_event(db, ann.id, "oozing", notes=EVIL, at=NOW - timedelta(days=1))
-    S.record_clearance(
-        db,
-        adverse_lock_id(ev.id),
-        clinician_name="Dr <b>Lee</b>",
-        role="clinician",
-        reason=EVIL,
-        profile_id=ann.id,
-        at=NOW,
-    )
+    doc = trusted_clinician(db, "Dr <b>Lee</b>", at=NOW - timedelta(days=3))
+    clear_lock(db, doc, adverse_lock_id(ev.id), ann, at=NOW, reason=EVIL)
     S.record_wear(
         db,
         "SP-1",
@@ -89,7 +84,7 @@ def test_report_has_the_plots_and_tables(tmp_path: Path) -> None:
     assert html.count('class="mark"') >= 5 + 4 + 5 + 1
     assert "Lockouts" in html and "Adverse events" in html and "Screenings" in html
     assert "INTERVAL_LOCKOUT" in html  # the pen's own refusal
-    assert "cleared by" in html
+    assert "signed by Dr &lt;b&gt;Lee&lt;/b&gt; (key " in html
     assert "120 %" in html  # the worn-out cartridge, over budget
     assert "#c53030" in html  # the session taken too soon is marked
     assert not re.search(r"<(link|img|iframe)\b|src=|https?://(?!www\.w3\.org/2000/svg)", html)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from tests.host.clinicians import clear_lock, trusted_clinician
 
 from scalppen import store as S
 from scalppen.policy import (
@@ -25,6 +26,7 @@ from scalppen.policy import (
     screening_lock_id,
 )
 from scalppen.store.migrations import SCHEMA_VERSION
+from scalppen.workflows.clearing import present_clearance
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 D = timedelta(days=1)
@@ -194,19 +196,14 @@ def test_policy_from_the_store_end_to_end(db: S.Store) -> None:
     d = evaluate(S.load_history(db, ann.id, pen_serial="SP-1"), now=NOW)
     assert [r.lock_id for r in d.refusals] == [screening_lock_id(screening.id)]
 
-    with pytest.raises(ClearanceError):
-        S.record_clearance(
-            db, screening_lock_id(screening.id), clinician_name="Ann", role="patient", reason="x"
-        )
-    S.record_clearance(
-        db,
-        screening_lock_id(screening.id),
-        clinician_name="Dr Lee",
-        role="clinician",
-        reason="aspirin 75 mg only",
-        profile_id=ann.id,
-        at=NOW,
-    )
+    doc = trusted_clinician(db, at=NOW - D)
+    lock = screening_lock_id(screening.id)
+    for_bo = doc.sign(lock, profile="Bo", toolkit=S.toolkit_id(db), issued=NOW)
+    with pytest.raises(ClearanceError, match="made for profile 'Bo'"):
+        present_clearance(db, for_bo.text(), lock_id=lock, profile=ann, now=NOW)
+    assert not S.load_history(db, ann.id).clearances
+    clear_lock(db, doc, screening_lock_id(screening.id), ann, at=NOW,
+               reason="aspirin 75 mg only")
     d = evaluate(S.load_history(db, ann.id, pen_serial="SP-1"), SessionRequest(500), now=NOW)
     assert d.allowed, d.refusals
     permit = issue_permit(d, bytes(32), NOW)

@@ -19,7 +19,15 @@ from rich.table import Table
 from rich.text import Text
 
 from scalppen import paths
-from scalppen.cli.common import JSON_HELP, UsageError, console, handle_errors, print_json
+from scalppen.cli.common import (
+    EXIT_REFUSED,
+    JSON_HELP,
+    UsageError,
+    console,
+    handle_errors,
+    print_json,
+    refused,
+)
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db, parse_time, pen_spec, resolve_pen, resolve_profile
 from scalppen.holds import Hold, holds_for
@@ -36,6 +44,8 @@ from scalppen.policy import (
     validate_clearance,
 )
 from scalppen.policy.clearance import rule_of_lock
+from scalppen.policy.errors import ClearanceError
+from scalppen.policy.rules import CLINICIAN_CLEARABLE_RULES, FIRMWARE_RULES
 from scalppen.policy.screening import LABELS, MIN_AGE
 from scalppen.store import (
     NotFoundError,
@@ -54,11 +64,13 @@ from scalppen.store import (
     list_screenings,
     list_sessions,
     load_history,
-    record_clearance,
+    record_attempt,
     record_screening,
     report_adverse_event,
+    toolkit_id,
     upsert_pen,
 )
+from scalppen.workflows.clearing import present_clearance
 
 #: Roles a profile can be created with from the command line.
 PROFILE_ROLES: Final = ("patient", "clinician")
@@ -80,7 +92,8 @@ def _say(text: str) -> None:
 
 
 def _clear_hint(lock_id: str) -> str:
-    return f"a clinician clears it with: scalppen clear {lock_id} --clinician NAME --reason TEXT"
+    return (f"a clinician signs a clearance (scalppen clear {lock_id} says how), then: "
+            f"scalppen clear {lock_id} --clearance FILE|TEXT")
 
 
 # ---------------------------------------------------------------------------- profiles
@@ -436,54 +449,70 @@ def clear_cmd(
     lock_id: Annotated[
         str, typer.Argument(metavar="LOCK_ID", help=f"the lock to clear ({LOCK_ID_FORMS})")
     ],
-    clinician: Annotated[
-        str, typer.Option("--clinician", help="the clearing clinician's name")
-    ] = "",
-    reason: Annotated[
-        str, typer.Option("--reason", help="why the lock can be lifted (recorded)")
-    ] = "",
-    role: Annotated[str, typer.Option("--role", help="the role of who clears it")] = "clinician",
+    clearance: Annotated[
+        str | None,
+        typer.Option("--clearance", help="FILE or TEXT: the clearance a trusted clinician "
+                     "signed for this lock (scalppen clinician sign-clearance)"),
+    ] = None,
+    clinician: Annotated[str, typer.Option("--clinician", hidden=True)] = "",
+    reason: Annotated[str, typer.Option("--reason", hidden=True)] = "",
+    role: Annotated[str, typer.Option("--role", hidden=True)] = "",
 ) -> None:
-    """Clear a HOST lock (rule 22): a clinician only, with a recorded reason.
+    """Clear a HOST lock (rule 22) with a clearance signed by a trusted clinician.
 
-    Firmware limits cannot be overridden at all.
+    Without --clearance, prints what the clinician needs to sign one. Every clearance
+    presented is recorded, accepted or refused (scalppen clinician audit). Firmware
+    limits cannot be overridden at all.
     """
     lock_id = lock_id.strip()
     now = options(ctx).now()
-    rule_of_lock(lock_id)  # a malformed id is refused before anything else
-    if not clinician.strip():
-        raise UsageError("a clearance needs the clinician's name", "pass --clinician NAME")
-    if not reason.strip():
-        raise UsageError("a clearance needs a reason (rule 22)", "pass --reason TEXT")
-    validate_clearance(lock_id, clinician_name=clinician, role=role, reason=reason, at=now)
+    rule = rule_of_lock(lock_id)  # a malformed id is refused before anything else
+    if clinician or reason or role:
+        raise UsageError(
+            "a typed name no longer clears a lock: a clearance is signed by the clinician",
+            f"ask them for one, then: scalppen clear {lock_id} --clearance FILE|TEXT",
+        )
+    if rule in FIRMWARE_RULES or rule not in CLINICIAN_CLEARABLE_RULES:
+        validate_clearance(lock_id, clinician_name="-", role="clinician", reason="-", at=now,
+                           signed_by="-")
     if not any(p.fullmatch(lock_id) for p in (_SCREENING_LOCK, _ADVERSE_LOCK, _SERVICE_LOCK)):
         raise UsageError(f"{lock_id!r} is not a lock id", f"expected {LOCK_ID_FORMS}")
     with open_db(ctx) as db:
-        named = [p for p in list_profiles(db) if p.name.casefold() == clinician.strip().casefold()]
-        if named and all(p.role != "clinician" for p in named):
-            raise UsageError(
-                f"{clinician.strip()} has a {named[0].role} profile, not a clinician one",
-                "only a clinician can clear a lock",
-            )
-        found = _find_lock(db, lock_id, now)
-        if found.lock.cleared:
-            raise UsageError(f"lock {lock_id} is already cleared", "see `scalppen lockouts`")
+        try:
+            found = _find_lock(db, lock_id, now)
+            if found.lock.cleared:
+                raise UsageError(f"lock {lock_id} is already cleared", "see `scalppen lockouts`")
+        except (NotFoundError, UsageError) as exc:
+            if clearance is not None:  # what was presented is recorded, whatever became of it
+                record_attempt(db, lock_id=lock_id, accepted=False, detail=str(exc),
+                               presented=clearance, at=now)
+            raise
         prof = found.profile
-        record_clearance(
-            db,
-            lock_id,
-            clinician_name=clinician,
-            role=role,
-            reason=reason,
-            profile_id=prof.id if prof else None,
-            at=now,
-        )
+        if clearance is None:
+            _say(f"lock {lock_id} needs a clearance signed by a clinician this toolkit trusts")
+            _say(f"the clinician signs one with: {_sign_command(db, lock_id, prof)}")
+            _say(f"then: scalppen clear {lock_id} --clearance FILE|TEXT")
+            raise typer.Exit(EXIT_REFUSED)
+        try:
+            accepted = present_clearance(db, clearance, lock_id=lock_id, profile=prof, now=now)
+        except ClearanceError as exc:
+            refused([f"clearance not accepted: {exc}"])
         still = [k.lock_id for k in _locks_of(db, prof, found.serial, now) if not k.cleared]
     whose = f" for {prof.name}" if prof else ""
     title = RULE_TITLES.get(found.lock.rule, f"rule {found.lock.rule}")
-    _say(f"cleared lock {lock_id} ({title}){whose} by {clinician.strip()}: reason recorded")
+    key = accepted.key
+    _say(f"cleared lock {lock_id} ({title}){whose}: signed by {key.name} "
+         f"(key {key.fingerprint}), reason: {accepted.clearance.reason}")
     if still:
         _say(f"still locked by: {', '.join(still)}")
+
+
+def _sign_command(db: Store, lock_id: str, prof: Profile | None) -> str:
+    import shlex
+
+    who = f" --profile {shlex.quote(prof.name)}" if prof else ""
+    return (f"scalppen clinician sign-clearance {lock_id}{who} --toolkit {toolkit_id(db)} "
+            "--reason TEXT")
 
 
 # ---------------------------------------------------------------------------- lockouts
@@ -557,7 +586,7 @@ def lockouts_cmd(
     console.print(table)
     if with_ids:
         ids = ", ".join(dict.fromkeys(row.lock_id for row in rows if row.lock_id))
-        _say(_clear_hint("LOCK_ID").replace("it with", "a lock with") + f" (locks: {ids})")
+        _say(_clear_hint("LOCK_ID") + f" (locks: {ids})")
 
 
 # ---------------------------------------------------------------------------- report

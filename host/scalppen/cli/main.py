@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from scalppen.cli import clinic, demo, doctor, flash, logs, logs_sync, pen, session, sim
+from scalppen.cli import clinic, clinician, demo, doctor, flash, logs, logs_sync, pen, session, sim
 from scalppen.cli.common import handle_errors
 from scalppen.cli.context import BLE_HELP, Options, validate_ble
 
@@ -76,6 +76,7 @@ session.register(app)
 logs.register(app)
 logs_sync.register(logs.logs_app)
 clinic.register(app)
+clinician.register(app)
 flash.register(app)
 sim.register(app)
 demo.register(app)

@@ -1,4 +1,6 @@
-"""Rule 22: a HOST lock is cleared only by a clinician, with a recorded reason.
+"""Rule 22: a HOST lock is cleared only by a clinician, with a recorded reason, signed
+with a clinician key this toolkit trusts (``clearance_statement`` checks the
+signature; a record here carries the key that signed it).
 
 Firmware limits (rules marked FW or BOTH) cannot be overridden at all.
 """
@@ -27,7 +29,8 @@ def rule_of_lock(lock_id: str) -> int:
 
 
 def validate_clearance(
-    lock_id: str, *, clinician_name: str, role: str, reason: str, at: datetime
+    lock_id: str, *, clinician_name: str, role: str, reason: str, at: datetime,
+    signed_by: str = "",
 ) -> ClearanceRecord:
     """Check a clearance before it is recorded.
 
@@ -37,12 +40,14 @@ def validate_clearance(
         role: their role; only ``clinician`` may clear.
         reason: why; required.
         at: when.
+        signed_by: the fingerprint of the trusted key whose signature was checked.
 
     Returns:
         The clearance record to store.
 
     Raises:
-        ClearanceError: not a clinician, no reason, no name, or a firmware rule.
+        ClearanceError: not a clinician, no reason, no name, no signature, or a
+            firmware rule.
     """
     require_aware(at)
     rule = rule_of_lock(lock_id)
@@ -58,6 +63,8 @@ def validate_clearance(
         raise ClearanceError("a clearance needs the clinician's name")
     if not reason.strip():
         raise ClearanceError("a clearance needs a reason")
+    if not signed_by:
+        raise ClearanceError("a clearance must be signed by a trusted clinician key")
     return ClearanceRecord(
         lock_id=lock_id,
         rule=rule,
@@ -65,6 +72,7 @@ def validate_clearance(
         role=role,
         reason=reason.strip(),
         at=at,
+        signed_by=signed_by,
     )
 
 
@@ -77,6 +85,7 @@ def is_valid_clearance(clearance: ClearanceRecord) -> bool:
             role=clearance.role,
             reason=clearance.reason,
             at=clearance.at,
+            signed_by=clearance.signed_by,
         )
     except (ClearanceError, ValueError):
         return False

@@ -132,7 +132,11 @@ class AdverseEventRecord:
 
 @dataclass(frozen=True)
 class ClearanceRecord:
-    """A recorded clinician clearance of one HOST lock (rule 22)."""
+    """A recorded clinician clearance of one HOST lock (rule 22).
+
+    ``signed_by`` is the fingerprint of the trusted clinician key whose signature the
+    store checked when it loaded the record; without one the record lifts nothing.
+    """
 
     lock_id: str
     rule: int
@@ -140,6 +144,7 @@ class ClearanceRecord:
     role: str
     reason: str
     at: datetime
+    signed_by: str = ""
 
 
 @dataclass(frozen=True)

@@ -12,11 +12,22 @@ from scalppen.store.clinical import (
     list_permits,
     list_screenings,
     record_attestation,
-    record_clearance,
     record_permit,
     record_screening,
     record_service,
     report_adverse_event,
+)
+from scalppen.store.clinicians import (
+    ClearanceAttempt,
+    ClinicianKey,
+    list_attempts,
+    list_clinician_keys,
+    record_attempt,
+    record_signed_clearance,
+    revoke_key,
+    trust_key,
+    trusted_keys,
+    used_statement_ids,
 )
 from scalppen.store.db import Store, migrate, open_store
 from scalppen.store.errors import (
@@ -81,6 +92,7 @@ from scalppen.store.sessions import (
     set_tolerated,
     summarise_telemetry,
 )
+from scalppen.store.toolkit import toolkit_id
 from scalppen.store.wear import cartridge_wear, latest_wear, list_wear, record_wear
 
 __all__ = [
@@ -89,6 +101,8 @@ __all__ = [
     "AdverseEvent",
     "Attestation",
     "Clearance",
+    "ClearanceAttempt",
+    "ClinicianKey",
     "CorruptDatabaseError",
     "DatabaseLockedError",
     "Event",
@@ -129,7 +143,9 @@ __all__ = [
     "latest_service",
     "latest_wear",
     "list_adverse_events",
+    "list_attempts",
     "list_clearances",
+    "list_clinician_keys",
     "list_events",
     "list_gaps",
     "list_log_records",
@@ -144,20 +160,26 @@ __all__ = [
     "migrate",
     "open_store",
     "pen_limits",
+    "record_attempt",
     "record_attestation",
-    "record_clearance",
     "record_event",
     "record_permit",
     "record_screening",
     "record_service",
+    "record_signed_clearance",
     "record_telemetry_summary",
     "record_wear",
     "report_adverse_event",
+    "revoke_key",
     "sessions_from_seq",
     "set_permit_key",
     "set_tolerated",
     "start_log_epoch",
     "stored_record",
     "summarise_telemetry",
+    "toolkit_id",
+    "trust_key",
+    "trusted_keys",
     "upsert_pen",
+    "used_statement_ids",
 ]

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from datetime import datetime
 
 from scalppen.policy.attestation import STATEMENT
-from scalppen.policy.clearance import validate_clearance
 from scalppen.policy.history import AdverseKind
 from scalppen.policy.permits import PermitFields
 from scalppen.policy.screening import evaluate_screening
@@ -146,42 +145,19 @@ def _clearance(row: sqlite3.Row) -> Clearance:
         role=row["role"],
         reason=row["reason"],
         at=_at(row["at"]),
+        clearance_id=row["clearance_id"],
+        key_fingerprint=row["key_fingerprint"],
+        issued=from_ts(row["issued"]),
+        expires=from_ts(row["expires"]),
+        statement=None if row["statement"] is None else bytes(row["statement"]),
     )
 
 
-def record_clearance(
-    db: Store,
-    lock_id: str,
-    *,
-    clinician_name: str,
-    role: str,
-    reason: str,
-    profile_id: int | None = None,
-    at: datetime | None = None,
-) -> Clearance:
-    """Record a clinician's clearance of one HOST lock (rule 22).
-
-    Raises:
-        ClearanceError: not a clinician, no reason, or a firmware rule.
-    """
-    rec = validate_clearance(
-        lock_id, clinician_name=clinician_name, role=role, reason=reason, at=at or utcnow()
-    )
-    cur = db.execute(
-        "INSERT INTO clearances (lock_id, rule, profile_id, clinician_name, role, reason, at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (
-            rec.lock_id,
-            rec.rule,
-            profile_id,
-            rec.clinician_name,
-            rec.role,
-            rec.reason,
-            to_ts(rec.at),
-        ),
-    )
-    row = db.query_one("SELECT * FROM clearances WHERE id = ?", (cur.lastrowid,))
-    assert row is not None
+def clearance_by_id(db: Store, row_id: int) -> Clearance:
+    """One stored clearance."""
+    row = db.query_one("SELECT * FROM clearances WHERE id = ?", (row_id,))
+    if row is None:
+        raise StoreError(f"no clearance {row_id}")
     return _clearance(row)
 
 

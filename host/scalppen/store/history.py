@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from scalppen.policy.clearance_statement import Expected, Kind, check_statement, decode
+from scalppen.policy.errors import ClearanceError
 from scalppen.policy.history import (
     AdverseEventRecord,
     AdverseKind,
@@ -21,9 +23,11 @@ from scalppen.store.clinical import (
     list_clearances,
     list_screenings,
 )
+from scalppen.store.clinicians import trusted_keys
 from scalppen.store.db import Store
-from scalppen.store.pens import get_pen, get_profile
+from scalppen.store.pens import get_pen, get_profile, list_profiles
 from scalppen.store.sessions import list_sessions
+from scalppen.store.toolkit import toolkit_id
 from scalppen.store.wear import handpiece_first_session
 
 
@@ -108,16 +112,38 @@ def load_history(
 
 def clearance_records(db: Store, profile_id: int | None) -> tuple[ClearanceRecord, ...]:
     """The clearances of a profile as policy input; with None, those bound to no
-    profile (the pen's own locks, rule 16)."""
-    return tuple(
-        ClearanceRecord(
-            lock_id=c.lock_id,
-            rule=c.rule,
-            clinician_name=c.clinician_name,
-            role=c.role,
-            reason=c.reason,
-            at=c.at,
+    profile (the pen's own locks, rule 16).
+
+    Each one's signed statement is checked again here against the keys trusted now:
+    one written into the database by hand, signed by a key since revoked, or
+    recorded before clearances were signed lifts nothing.
+    """
+    trusted = trusted_keys(db)
+    here = toolkit_id(db)
+    names = {p.id: p.name for p in list_profiles(db)}
+    out = []
+    for c in list_clearances(db, profile_id):
+        if profile_id is None and c.profile_id is not None:
+            continue
+        if c.statement is None:
+            continue
+        try:
+            signed = decode(c.statement)
+            expected = Expected(
+                Kind.CLEARANCE, c.lock_id, names.get(c.profile_id, "") if c.profile_id else "", here
+            )
+            key = check_statement(signed, trusted=trusted, expected=expected)
+        except ClearanceError:
+            continue
+        out.append(
+            ClearanceRecord(
+                lock_id=signed.statement.subject,
+                rule=c.rule,
+                clinician_name=key.name,
+                role=c.role,
+                reason=signed.statement.reason,
+                at=c.at,
+                signed_by=key.fingerprint,
+            )
         )
-        for c in list_clearances(db, profile_id)
-        if profile_id is not None or c.profile_id is None
-    )
+    return tuple(out)

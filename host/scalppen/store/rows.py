@@ -208,7 +208,11 @@ class AdverseEvent:
 
 @dataclass(frozen=True)
 class Clearance:
-    """A stored clinician clearance (rule 22)."""
+    """A stored clinician clearance (rule 22).
+
+    ``statement`` is the signed blob it was accepted with (None for clearances
+    recorded before signatures: history that lifts nothing).
+    """
 
     id: int
     lock_id: str
@@ -218,6 +222,11 @@ class Clearance:
     role: str
     reason: str
     at: datetime
+    clearance_id: str | None = None
+    key_fingerprint: str | None = None
+    issued: datetime | None = None
+    expires: datetime | None = None
+    statement: bytes | None = None
 
 
 @dataclass(frozen=True)
