@@ -4,7 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck firmware bench protocol-gen sbom clean
+# Debian packages the tests need (chromium, postgresql, gnome-keyring), when missing.
+.PHONY: demo test system-packages lint typecheck firmware bench protocol-gen sbom clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,7 +17,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/scalppen demo
 
-test: $(STAMP)
+system-packages:
+	@bash tools/system_packages.sh
+
+test: $(STAMP) system-packages
 	$(PY) -m scalppen_protocol.codegen --check
 	$(PY) tools/compile_firmware.py
 	@echo "--- firmware tests inside MicroPython (unix port, firmware as .mpy) ---"

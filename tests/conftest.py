@@ -23,6 +23,9 @@ if str(FIRMWARE) not in sys.path:
 # of its own and unsets this for the commands it runs).
 os.environ["SCALPPEN_KEYRING"] = "off"
 
+# the store's engines: ``db_target`` (SQLite and PostgreSQL), ``pg_url``
+pytest_plugins = ["tests.engines"]
+
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
 settings.register_profile("dev", deadline=None)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")

@@ -35,10 +35,10 @@ def runtime_dir(name: str) -> Path:
     return path
 
 
-def default_db() -> Path:
-    return Path(os.environ.get("SCALPPEN_DB", "")) if os.environ.get("SCALPPEN_DB") else (
-        home() / "scalppen.db"
-    )
+def default_db() -> str:
+    """``SCALPPEN_DB`` (a file or a ``postgresql://`` URL, never taken for a path), else
+    the SQLite file in the toolkit's home."""
+    return os.environ.get("SCALPPEN_DB") or str(home() / "scalppen.db")
 
 
 def keystore() -> Path:

@@ -14,6 +14,7 @@ unlocked); ``scalppen doctor`` says which is in use.
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -99,10 +100,8 @@ class KeyringVault:
     def delete(self, name: str) -> None:
         from keyring.errors import PasswordDeleteError
 
-        try:
+        with contextlib.suppress(PasswordDeleteError):
             self._call("forget a key", self._kr.delete_password, SERVICE, _check_name(name))
-        except PasswordDeleteError:
-            pass
 
 
 class FileVault:

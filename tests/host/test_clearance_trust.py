@@ -22,8 +22,8 @@ D = timedelta(days=1)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> S.Store:
-    return S.open_store(tmp_path / "pen.db")
+def db(db_target: str) -> S.Store:
+    return S.open_store(db_target)
 
 
 def pus(db: S.Store) -> tuple[S.Profile, str]:

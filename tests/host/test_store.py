@@ -33,8 +33,8 @@ D = timedelta(days=1)
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[S.Store]:
-    with S.open_store(tmp_path / "pen.db") as store:
+def db(db_target: str) -> Iterator[S.Store]:
+    with S.open_store(db_target) as store:
         yield store
 
 

@@ -20,8 +20,8 @@ PEN = "SP-1"
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[S.Store]:
-    with S.open_store(tmp_path / "pen.db") as store:
+def db(db_target: str) -> Iterator[S.Store]:
+    with S.open_store(db_target) as store:
         yield store
 
 

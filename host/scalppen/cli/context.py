@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -21,7 +20,8 @@ BLE_HELP = (
 
 @dataclass
 class Options:
-    db: Path
+    #: the database: an SQLite file, or a ``postgresql://`` URL (never a path)
+    db: str
     ble: str
     pen: str | None
     serial: str | None = None  # the bench UART (read-only plus STOP) instead of BLE

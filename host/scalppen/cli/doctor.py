@@ -80,7 +80,7 @@ def doctor_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check the toolkit's set-up: paths and permissions, key storage, Bluetooth, the sim."""
-    rows = checks(options(ctx).db)
+    rows = checks(Path(options(ctx).db))
     problems = [p for _, _, p in rows if p]
     if as_json:
         print_json({"checks": [{"what": w, "state": s, "problem": p or None}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import typer
 
@@ -52,8 +51,10 @@ def _root(
         False, "--version", callback=_version, is_eager=True,
         help="print the toolkit's, the firmware's and the protocol's versions",
     ),
-    db: Path = typer.Option(
-        None, "--db", envvar="SCALPPEN_DB", help="session database (default in SCALPPEN_HOME)"
+    db: str = typer.Option(
+        None, "--db", envvar="SCALPPEN_DB", metavar="FILE|URL",
+        help="session database: an SQLite file (default in SCALPPEN_HOME) or a clinic's "
+        "postgresql://user@host/database",
     ),
     ble: str = typer.Option("os", "--ble", envvar="SCALPPEN_BLE", help=BLE_HELP),
     pen_name: str = typer.Option(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -12,6 +11,7 @@ from scalppen.policy.history import AdverseKind
 from scalppen.policy.permits import PermitFields
 from scalppen.policy.screening import evaluate_screening
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.errors import StoreError
 from scalppen.store.pens import ensure_pen, get_pen, get_profile
 from scalppen.store.rows import (
@@ -30,7 +30,7 @@ def _at(value: int) -> datetime:
     return moment
 
 
-def _screening(row: sqlite3.Row) -> Screening:
+def _screening(row: Row) -> Screening:
     return Screening(
         id=row["id"],
         profile_id=row["profile_id"],
@@ -53,7 +53,7 @@ def record_screening(
     now = now or utcnow()
     profile = get_profile(db, profile_id)
     outcome = evaluate_screening(answers, birth_year=profile.birth_year, now=now)
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO screenings (profile_id, at, answers_json, result, positives_json)"
         " VALUES (?, ?, ?, ?, ?)",
         (
@@ -64,7 +64,7 @@ def record_screening(
             json.dumps(list(outcome.positives)),
         ),
     )
-    row = db.query_one("SELECT * FROM screenings WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM screenings WHERE id = ?", (new_id,))
     assert row is not None
     return _screening(row)
 
@@ -80,7 +80,7 @@ def list_screenings(db: Store, profile_id: int | None = None) -> list[Screening]
     return [_screening(r) for r in rows]
 
 
-def _adverse(row: sqlite3.Row) -> AdverseEvent:
+def _adverse(row: Row) -> AdverseEvent:
     return AdverseEvent(
         id=row["id"],
         profile_id=row["profile_id"],
@@ -114,12 +114,12 @@ def report_adverse_event(
         names = ", ".join(k.value for k in AdverseKind)
         raise StoreError(f"unknown adverse event {kind!r}: choose one of {names}") from None
     get_profile(db, profile_id)
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO adverse_events (profile_id, session_id, at, kind, severity, notes)"
         " VALUES (?, ?, ?, ?, ?, ?)",
         (profile_id, session_id, to_ts(at or utcnow()), akind.value, severity, notes),
     )
-    row = db.query_one("SELECT * FROM adverse_events WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM adverse_events WHERE id = ?", (new_id,))
     assert row is not None
     return _adverse(row)
 
@@ -135,7 +135,7 @@ def list_adverse_events(db: Store, profile_id: int | None = None) -> list[Advers
     return [_adverse(r) for r in rows]
 
 
-def _clearance(row: sqlite3.Row) -> Clearance:
+def _clearance(row: Row) -> Clearance:
     return Clearance(
         id=row["id"],
         lock_id=row["lock_id"],
@@ -173,7 +173,7 @@ def list_clearances(db: Store, profile_id: int | None = None) -> list[Clearance]
     return [_clearance(r) for r in rows]
 
 
-def _attestation(row: sqlite3.Row) -> Attestation:
+def _attestation(row: Row) -> Attestation:
     return Attestation(
         id=row["id"],
         profile_id=row["profile_id"],
@@ -195,11 +195,11 @@ def record_attestation(
     get_profile(db, profile_id)
     if pen_serial is not None:
         ensure_pen(db, pen_serial)
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO attestations (profile_id, pen_serial, at, statement) VALUES (?, ?, ?, ?)",
         (profile_id, pen_serial, to_ts(at or utcnow()), statement),
     )
-    row = db.query_one("SELECT * FROM attestations WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM attestations WHERE id = ?", (new_id,))
     assert row is not None
     return _attestation(row)
 
@@ -217,7 +217,7 @@ def latest_attestation(db: Store, profile_id: int) -> Attestation | None:
     return _attestation(row) if row else None
 
 
-def _service(row: sqlite3.Row) -> Service:
+def _service(row: Row) -> Service:
     return Service(
         id=row["id"],
         pen_serial=row["pen_serial"],
@@ -239,11 +239,11 @@ def record_service(
     if not by_name.strip():
         raise StoreError("a service record needs the name of who serviced the pen")
     get_pen(db, pen_serial)
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO services (pen_serial, at, by_name, notes) VALUES (?, ?, ?, ?)",
         (pen_serial, to_ts(at or utcnow()), by_name.strip(), notes),
     )
-    row = db.query_one("SELECT * FROM services WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM services WHERE id = ?", (new_id,))
     assert row is not None
     return _service(row)
 
@@ -257,7 +257,7 @@ def latest_service(db: Store, pen_serial: str) -> Service | None:
     return _service(row) if row else None
 
 
-def _permit(row: sqlite3.Row) -> IssuedPermit:
+def _permit(row: Row) -> IssuedPermit:
     return IssuedPermit(
         id=row["id"],
         pen_serial=row["pen_serial"],
@@ -280,7 +280,7 @@ def record_permit(
     """
     ensure_pen(db, pen_serial)
     try:
-        cur = db.execute(
+        new_id = db.insert(
             "INSERT INTO permits (pen_serial, profile_id, nonce, max_depth_um, max_duration_s,"
             " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (
@@ -294,10 +294,10 @@ def record_permit(
             ),
         )
     except StoreError as exc:
-        if "UNIQUE" in str(exc.__cause__):
+        if "UNIQUE" in str(exc).upper():
             raise StoreError("this permit's nonce was issued before: issue a new permit") from exc
         raise
-    row = db.query_one("SELECT * FROM permits WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM permits WHERE id = ?", (new_id,))
     assert row is not None
     return _permit(row)
 

@@ -8,13 +8,13 @@ signed is history) but signs nothing more, and what it cleared no longer counts.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from scalppen.policy.clearance import rule_of_lock, validate_clearance
 from scalppen.policy.clearance_statement import Signed, TrustedKey, fingerprint, key_id
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.errors import NotFoundError, StoreError
 from scalppen.store.rows import Clearance
 
@@ -50,7 +50,7 @@ def _when(value: int | None) -> datetime | None:
     return from_ts(value)
 
 
-def _key(row: sqlite3.Row) -> ClinicianKey:
+def _key(row: Row) -> ClinicianKey:
     at = from_ts(row["trusted_at"])
     assert at is not None
     return ClinicianKey(
@@ -65,7 +65,8 @@ def _key(row: sqlite3.Row) -> ClinicianKey:
 
 def list_clinician_keys(db: Store) -> list[ClinicianKey]:
     """Every clinician key ever trusted here, oldest first."""
-    return [_key(r) for r in db.query("SELECT * FROM clinician_keys ORDER BY trusted_at, rowid")]
+    rows = db.query("SELECT * FROM clinician_keys ORDER BY trusted_at, fingerprint")
+    return [_key(r) for r in rows]
 
 
 def trusted_keys(db: Store) -> dict[bytes, TrustedKey]:
@@ -203,7 +204,7 @@ def record_signed_clearance(
         signed_by=key.fingerprint,
     )
     try:
-        cur = db.execute(
+        new_id = db.insert(
             "INSERT INTO clearances (lock_id, rule, profile_id, clinician_name, role, reason, at,"
             " clearance_id, key_fingerprint, issued, expires, statement)"
             " VALUES (?, ?, ?, ?, 'clinician', ?, ?, ?, ?, ?, ?, ?)",
@@ -227,4 +228,4 @@ def record_signed_clearance(
         raise
     from scalppen.store.clinical import clearance_by_id
 
-    return clearance_by_id(db, int(cur.lastrowid or 0))
+    return clearance_by_id(db, new_id)

@@ -1,4 +1,5 @@
-"""Opening the SQLite store: file mode, WAL, foreign keys, busy timeout, migrations.
+"""The store on either engine, and opening it on SQLite: file mode, WAL, foreign
+keys, busy timeout, migrations (PostgreSQL: ``store.postgres``).
 
 The database holds the pens' permit keys and patients' health answers, so the file
 is created readable and writable by its owner only (0600) and refused on open if
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import stat
 from collections.abc import Iterator, Sequence
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final
 
+from scalppen.store.dialect import SQLITE, Dialect, Row
 from scalppen.store.errors import (
     CorruptDatabaseError,
     DatabaseLockedError,
@@ -33,12 +36,21 @@ from scalppen.store.errors import (
     StoreError,
 )
 from scalppen.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from scalppen.store.schema import SCHEMA, SCHEMA_AT
 
 SQLITE_HEADER: Final = b"SQLite format 3\x00"
 DEFAULT_TIMEOUT_S: Final = 5.0
 FILE_MODE: Final = 0o600
 
 Params = Sequence[Any] | dict[str, Any]
+
+
+_URL: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(text: str) -> bool:
+    """True for ``scheme://...``: a database URL, never taken for a file name."""
+    return bool(_URL.match(text))
 
 
 def to_ts(moment: datetime) -> int:
@@ -88,18 +100,26 @@ def translate_error(exc: sqlite3.Error, path: Path) -> StoreError:
 
 
 class Store:
-    """An open session store: one SQLite connection, used from one thread.
+    """An open session store: one connection (SQLite or PostgreSQL), used from one
+    thread.
 
     Use as a context manager, or call :meth:`close`. Repository functions in
-    ``scalppen.store`` take a ``Store`` as their first argument.
+    ``scalppen.store`` take a ``Store`` as their first argument and write SQL once,
+    with ``?`` parameters; the dialect makes it the engine's.
     """
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: Any, path: Path | str, dialect: Dialect = SQLITE) -> None:
         self._conn = conn
+        #: the file, or the server's URL without its password (for messages)
         self.path = path
+        self.dialect = dialect
         self._depth = 0
         #: opened read-only (the file or its directory cannot be written)
         self.read_only = False
+        #: errors of this engine's driver, and how they become the store's
+        self._driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
+        self._translate: Any = translate_error
+        self._begin = "BEGIN IMMEDIATE"
 
     def close(self) -> None:
         """Close the connection."""
@@ -113,11 +133,11 @@ class Store:
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
-        """Translate sqlite3 errors raised inside into the store's typed errors."""
+        """Translate driver errors raised inside into the store's typed errors."""
         try:
             yield
-        except sqlite3.Error as exc:
-            raise translate_error(exc, self.path) from exc
+        except self._driver_errors as exc:
+            raise self._translate(exc, self.path) from exc
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -130,45 +150,66 @@ class Store:
                 self._depth -= 1
             return
         with self.errors():
-            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute(self._begin)
         self._depth = 1
         try:
             yield
         except BaseException:
             self._depth = 0
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*self._driver_errors):
                 self._conn.execute("ROLLBACK")
             raise
         self._depth = 0
         with self.errors():
             self._conn.execute("COMMIT")
 
-    def execute(self, sql: str, params: Params = ()) -> sqlite3.Cursor:
-        """Run one statement (committed at once outside a transaction)."""
+    def execute(self, sql: str, params: Params = ()) -> Any:
+        """Run one statement (committed at once outside a transaction); its cursor
+        (``rowcount``)."""
         with self.errors():
-            return self._conn.execute(sql, params)
+            return self._conn.execute(self.dialect.sql(sql), params)
 
-    def executemany(self, sql: str, rows: Sequence[Params]) -> sqlite3.Cursor:
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
         """Run one statement for many parameter rows."""
         with self.errors():
-            return self._conn.executemany(sql, rows)
+            self._conn.cursor().executemany(self.dialect.sql(sql), rows)
 
-    def query(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+    def insert(self, sql: str, params: Params = ()) -> int:
+        """Run an ``INSERT`` into a table with an ``id`` column; the new row's id."""
+        with self.errors():
+            row = self._conn.execute(self.dialect.sql(sql + " RETURNING id"), params).fetchone()
+        return int(row[0])
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
         """Rows of a query."""
         with self.errors():
-            return self._conn.execute(sql, params).fetchall()
+            rows: list[Row] = self._conn.execute(self.dialect.sql(sql), params).fetchall()
+            return rows
 
-    def query_one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+    def query_one(self, sql: str, params: Params = ()) -> Row | None:
         """The first row of a query, or None."""
         with self.errors():
-            row: sqlite3.Row | None = self._conn.execute(sql, params).fetchone()
+            row: Row | None = self._conn.execute(self.dialect.sql(sql), params).fetchone()
             return row
 
     @property
     def schema_version(self) -> int:
         """The schema version of the open database."""
+        if self.dialect is not SQLITE:
+            from scalppen.store.postgres import schema_version
+
+            return schema_version(self)
         row = self.query_one("PRAGMA user_version")
         return int(row[0]) if row else 0
+
+    def set_schema_version(self, number: int) -> None:
+        """Stamp the schema version (inside the migration's transaction)."""
+        if self.dialect is not SQLITE:
+            from scalppen.store.postgres import set_schema_version
+
+            set_schema_version(self, number)
+            return
+        self.execute(f"PRAGMA user_version = {int(number)}")
 
 
 def _create_private_file(path: Path) -> None:
@@ -241,6 +282,24 @@ def _split(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
 
 
+def apply_migrations(store: Store, current: int) -> None:
+    """From version ``current`` to this program's: a new database (version 0) is made
+    from ``SCHEMA``; an older one runs the migrations it lacks. Inside the caller's
+    transaction."""
+    if current == 0:
+        for statement in _split(store.dialect.ddl(SCHEMA)):
+            store.execute(statement)
+        store.execute("INSERT INTO toolkit (one, toolkit_id) VALUES (1, ?)",
+                      (os.urandom(8).hex(),))
+        current = SCHEMA_AT
+        store.set_schema_version(current)
+    for number in range(current + 1, SCHEMA_VERSION + 1):
+        script = MIGRATIONS[number - 1]
+        for statement in _split(store.dialect.ddl(script) if number > SCHEMA_AT else script):
+            store.execute(statement)
+        store.set_schema_version(number)
+
+
 def migrate(store: Store) -> int:
     """Bring the schema up to date, atomically.
 
@@ -250,42 +309,47 @@ def migrate(store: Store) -> int:
     Raises:
         SchemaTooNewError: the database is newer than this program.
     """
+    postgres = store.dialect is not SQLITE
     # A migration that rebuilds a table drops the old one: with foreign keys on, that
     # would cascade to the rows referring to it. They are off while it runs (SQLite's
     # procedure for schema changes, https://sqlite.org/lang_altertable.html) and the
-    # result is checked before it commits.
-    store.execute("PRAGMA foreign_keys = OFF")
+    # result is checked before it commits. PostgreSQL checks them as it goes.
+    if not postgres:
+        store.execute("PRAGMA foreign_keys = OFF")
     try:
         with store.transaction():
+            if postgres:
+                from scalppen.store.postgres import lock_for_migration
+
+                lock_for_migration(store)
             current = store.schema_version
             if current > SCHEMA_VERSION:
                 raise SchemaTooNewError(
                     f"{store.path} was written by a newer scalppen (schema {current}, this "
                     f"one knows {SCHEMA_VERSION}): upgrade scalppen"
                 )
-            for number in range(current + 1, SCHEMA_VERSION + 1):
-                for statement in _split(MIGRATIONS[number - 1]):
-                    store.execute(statement)
-                store.execute(f"PRAGMA user_version = {number}")
-            broken = store.query_one("PRAGMA foreign_key_check")
+            apply_migrations(store, current)
+            broken = None if postgres else store.query_one("PRAGMA foreign_key_check")
             if broken is not None:
+                dangling = [broken[i] for i in range(4)]
                 raise StoreError(
-                    f"{store.path}: the migration left a dangling reference {tuple(broken)}"
+                    f"{store.path}: the migration left a dangling reference {dangling}"
                 )
     finally:
-        store.execute("PRAGMA foreign_keys = ON")
+        if not postgres:
+            store.execute("PRAGMA foreign_keys = ON")
     return SCHEMA_VERSION - current
 
 
 def open_store(
     path: str | os.PathLike[str], *, timeout_s: float = DEFAULT_TIMEOUT_S, create: bool = True
 ) -> Store:
-    """Open (or create) the store at ``path`` and migrate it; read-only when it cannot
-    be written.
+    """Open (or create) the store and migrate it: an SQLite file, read-only when it
+    cannot be written, or a PostgreSQL database named by a ``postgresql://`` URL.
 
     Args:
-        path: the database file.
-        timeout_s: how long to wait for another program's write lock.
+        path: the database file, or the server's URL.
+        timeout_s: how long to wait for another program's write lock (or the server).
         create: create the file (mode 0600) if it does not exist.
 
     Returns:
@@ -298,7 +362,13 @@ def open_store(
         DatabaseLockedError: another program holds the lock past ``timeout_s``.
         SchemaTooNewError: the file comes from a newer version.
         ReadOnlyDatabaseError: read-only, and written by an older version (not migrated).
+        StoreError: a URL of another kind, or a server that cannot be reached.
     """
+    text = os.fspath(path)
+    if is_url(text):
+        from scalppen.store.postgres import open_postgres
+
+        return open_postgres(text, timeout_s=timeout_s)
     db_path = Path(path)
     if not db_path.exists():
         if not create:

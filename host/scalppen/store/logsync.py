@@ -1,6 +1,6 @@
 """Pen log sync: idempotent ingest, gap tracking, and sessions derived from the log.
 
-Reading the same records twice stores them once (``INSERT OR IGNORE`` on pen and
+Reading the same records twice stores them once (``ON CONFLICT DO NOTHING`` on pen and
 seq). A hole in the sequence numbers is reported by the ingest that finds it and
 remembered in ``log_gaps`` until records fill it; it is never hidden. Sessions are
 derived from SESSION_START / SESSION_END records (SESSION_END: ``a`` = duration in
@@ -12,12 +12,12 @@ it had saved), and that END completes the session its START opened.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.errors import StoreError
 from scalppen.store.pens import ensure_pen
 from scalppen.store.rows import LogRecord, StoredLogRecord, SyncResult
@@ -39,6 +39,9 @@ PERMIT_MATCH_S: Final = 3600
 _SESSION_KINDS: Final = (RecordKind.SESSION_START, RecordKind.SESSION_END, RecordKind.BOOT)
 #: SESSION_END flags: closed at boot after a reset (firmware/pen/core.py FLAG_INTERRUPTED).
 END_INTERRUPTED: Final = 1
+
+#: A pen's sync state, made once.
+_NEW_SYNC_STATE = "INSERT INTO sync_state (pen_serial) VALUES (?) ON CONFLICT DO NOTHING"
 
 
 def as_log_record(record: Mapping[str, Any] | LogRecord) -> LogRecord:
@@ -72,7 +75,7 @@ def start_log_epoch(db: Store, pen_serial: str) -> int:
     beside (never over) the records of the log before. Returns the new epoch."""
     with db.transaction():
         ensure_pen(db, pen_serial)
-        db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen_serial,))
+        db.execute(_NEW_SYNC_STATE, (pen_serial,))
         db.execute(
             "UPDATE sync_state SET log_epoch = log_epoch + 1, derived_seq = -1,"
             " expected_first_seq = NULL WHERE pen_serial = ?",
@@ -120,7 +123,7 @@ def list_gaps(db: Store, pen_serial: str) -> list[tuple[int, int]]:
     return [(int(r[0]), int(r[1])) for r in rows]
 
 
-def _stored(row: sqlite3.Row) -> StoredLogRecord:
+def _stored(row: Row) -> StoredLogRecord:
     return StoredLogRecord(
         pen_serial=row["pen_serial"],
         seq=row["seq"],
@@ -216,8 +219,9 @@ def ingest_log_records(
             else:
                 conflicts.append(rec.seq)
         db.executemany(
-            "INSERT OR IGNORE INTO log_records (pen_serial, log_epoch, seq, time, kind, flags,"
-            " code, depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO log_records (pen_serial, log_epoch, seq, time, kind, flags,"
+            " code, depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
             [
                 (pen_serial, ep, r.seq, r.time, r.kind, r.flags, r.code, r.depth_um, r.a, r.b,
                  now_ts)
@@ -243,11 +247,11 @@ def _update_gaps(
     Internal gaps lie between stored records; a leading gap lies between the lowest
     seq the host ever asked for and the lowest stored record.
     """
-    db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen,))
+    db.execute(_NEW_SYNC_STATE, (pen,))
     if from_seq is not None:
         db.execute(
-            "UPDATE sync_state SET expected_first_seq = MIN(COALESCE(expected_first_seq, ?), ?)"
-            " WHERE pen_serial = ?",
+            "UPDATE sync_state SET expected_first_seq = CASE WHEN expected_first_seq < ?"
+            " THEN expected_first_seq ELSE ? END WHERE pen_serial = ?",
             (from_seq, from_seq, pen),
         )
     if not new_seqs and from_seq is None:
@@ -274,7 +278,7 @@ def _update_gaps(
         (int(r[0]), int(r[1]))
         for r in db.query(
             "SELECT prev + 1, seq - 1 FROM (SELECT seq, LAG(seq) OVER (ORDER BY seq) AS prev"
-            " FROM log_records WHERE pen_serial = ? AND log_epoch = ? AND seq >= ?)"
+            " FROM log_records WHERE pen_serial = ? AND log_epoch = ? AND seq >= ?) AS steps"
             " WHERE prev IS NOT NULL AND seq - prev > 1",
             (pen, ep, lo),
         )
@@ -290,8 +294,9 @@ def _update_gaps(
         (pen, ep, lo, min_seq),
     )
     db.executemany(
-        "INSERT OR REPLACE INTO log_gaps (pen_serial, log_epoch, first_seq, last_seq,"
-        " detected_at) VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO log_gaps (pen_serial, log_epoch, first_seq, last_seq, detected_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (pen_serial, log_epoch, first_seq) DO UPDATE"
+        " SET last_seq = excluded.last_seq, detected_at = excluded.detected_at",
         [(pen, ep, a, b, before.get((a, b), now_ts)) for a, b in found],
     )
     return [g for g in found if g not in before]
@@ -356,7 +361,7 @@ def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any]) -> bool:
 
 
 def _clock_floor(
-    db: Store, pen: str, ep: int, start: sqlite3.Row | None, end: sqlite3.Row
+    db: Store, pen: str, ep: int, start: Row | None, end: Row
 ) -> int:
     """The latest time the pen's clock showed between a session's START and END: its
     records' times and, for a clock that was set (TIME_SET), the time it showed before.
@@ -372,7 +377,7 @@ def _clock_floor(
     return max(int(row[0] or 0), int(row[1] or 0))
 
 
-def _complete(start: sqlite3.Row | None, end: sqlite3.Row, floor: int = 0) -> dict[str, Any]:
+def _complete(start: Row | None, end: Row, floor: int = 0) -> dict[str, Any]:
     duration_s = end["a"] / 1000.0
     ended = end["time"] or None
     if ended is not None and floor > ended:
@@ -397,7 +402,7 @@ def _complete(start: sqlite3.Row | None, end: sqlite3.Row, floor: int = 0) -> di
 
 
 def _interrupted(
-    db: Store, pen: str, ep: int, start: sqlite3.Row, boot: sqlite3.Row, end: sqlite3.Row
+    db: Store, pen: str, ep: int, start: Row, boot: Row, end: Row
 ) -> dict[str, Any]:
     """A session a reset cut, closed by the SESSION_END the pen wrote at its next boot.
 
@@ -419,7 +424,7 @@ def _interrupted(
     return values
 
 
-def _incomplete(start: sqlite3.Row, next_time: int) -> dict[str, Any]:
+def _incomplete(start: Row, next_time: int) -> dict[str, Any]:
     started = start["time"] or None
     ended = next_time or None
     if started is not None and ended is not None and ended < started:
@@ -436,7 +441,7 @@ def _incomplete(start: sqlite3.Row, next_time: int) -> dict[str, Any]:
     }
 
 
-def _closed_at_boot(rec: sqlite3.Row) -> bool:
+def _closed_at_boot(rec: Row) -> bool:
     return rec["kind"] == RecordKind.SESSION_END and bool(rec["flags"] & END_INTERRUPTED)
 
 
@@ -453,7 +458,7 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
         How many sessions were added or changed.
     """
     with db.transaction():
-        db.execute("INSERT OR IGNORE INTO sync_state (pen_serial) VALUES (?)", (pen_serial,))
+        db.execute(_NEW_SYNC_STATE, (pen_serial,))
         state = db.query_one(
             "SELECT derived_seq, log_epoch FROM sync_state WHERE pen_serial = ?", (pen_serial,)
         )
@@ -473,8 +478,8 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
             (pen_serial, ep, cursor),
         )
         changed = 0
-        pending: sqlite3.Row | None = None
-        boot: sqlite3.Row | None = None  # a reset while ``pending`` was open
+        pending: Row | None = None
+        boot: Row | None = None  # a reset while ``pending`` was open
         for i, rec in enumerate(rows):
             kind = rec["kind"]
             if kind == RecordKind.SESSION_END:
@@ -518,9 +523,9 @@ def sessions_from_seq(db: Store, pen_serial: str, from_seq: int) -> list[int]:
     or later (what a sync from there stored), in log order."""
     rows = db.query(
         "SELECT id FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
-        " AND MAX(COALESCE(start_seq, 0), COALESCE(end_seq, 0)) >= ?"
+        " AND (COALESCE(start_seq, 0) >= ? OR COALESCE(end_seq, 0) >= ?)"
         " ORDER BY COALESCE(start_seq, end_seq)",
-        (pen_serial, log_epoch(db, pen_serial), from_seq),
+        (pen_serial, log_epoch(db, pen_serial), from_seq, from_seq),
     )
     return [int(r[0]) for r in rows]
 

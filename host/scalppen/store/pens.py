@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
 from scalppen.policy.history import PenLimits
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.errors import NotFoundError, StoreError
 from scalppen.store.rows import Pen, Profile
 
 ROLES: Final = ("patient", "user", "clinician")
 
 
-def _pen(row: sqlite3.Row) -> Pen:
+def _pen(row: Row) -> Pen:
     return Pen(
         serial=row["serial"],
         model=row["model"],
@@ -40,7 +40,7 @@ def ensure_pen(db: Store, serial: str) -> None:
     """Make sure a row for ``serial`` exists (log sync may precede pairing)."""
     if not serial:
         raise StoreError("a pen needs a serial number")
-    db.execute("INSERT OR IGNORE INTO pens (serial) VALUES (?)", (serial,))
+    db.execute("INSERT INTO pens (serial) VALUES (?) ON CONFLICT DO NOTHING", (serial,))
 
 
 def upsert_pen(
@@ -132,7 +132,7 @@ def pen_limits(db: Store, serial: str) -> PenLimits:
     return PenLimits.from_info(get_pen(db, serial).limits)
 
 
-def _profile(row: sqlite3.Row) -> Profile:
+def _profile(row: Row) -> Profile:
     created = from_ts(row["created_at"])
     assert created is not None
     return Profile(
@@ -171,12 +171,11 @@ def add_profile(
         if str(same["name"]).strip().casefold() == key:
             raise StoreError(f"profile {same['id']} is already called {same['name']!r}: give "
                              "another name (e.g. with a family name or an initial)")
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO profiles (name, role, birth_year, created_at, notes) VALUES (?, ?, ?, ?, ?)",
         (name.strip(), role, birth_year, to_ts(now or utcnow()), notes),
     )
-    assert cur.lastrowid is not None
-    return get_profile(db, cur.lastrowid)
+    return get_profile(db, new_id)
 
 
 def get_profile(db: Store, profile_id: int) -> Profile:

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.errors import NotFoundError, StoreError
 from scalppen.store.rows import Event, Session, TelemetrySummary
 
 
-def session_from_row(row: sqlite3.Row) -> Session:
+def session_from_row(row: Row) -> Session:
     """A ``sessions`` row as a :class:`Session`."""
     tol = row["tolerated"]
     return Session(
@@ -119,9 +119,14 @@ def record_telemetry_summary(db: Store, session_id: int, summary: TelemetrySumma
     """Store (or replace) a session's telemetry summary."""
     get_session(db, session_id)
     db.execute(
-        "INSERT OR REPLACE INTO telemetry_summaries (session_id, samples, rate_mean_x10,"
+        "INSERT INTO telemetry_summaries (session_id, samples, rate_mean_x10,"
         " rate_min_x10, rate_max_x10, temp_max_c10, motor_ma_max, battery_start, battery_end,"
-        " contact_pct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " contact_pct) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (session_id) DO UPDATE"
+        " SET samples = excluded.samples, rate_mean_x10 = excluded.rate_mean_x10,"
+        " rate_min_x10 = excluded.rate_min_x10, rate_max_x10 = excluded.rate_max_x10,"
+        " temp_max_c10 = excluded.temp_max_c10, motor_ma_max = excluded.motor_ma_max,"
+        " battery_start = excluded.battery_start, battery_end = excluded.battery_end,"
+        " contact_pct = excluded.contact_pct",
         (
             session_id,
             summary.samples,
@@ -147,7 +152,7 @@ def get_telemetry_summary(db: Store, session_id: int) -> TelemetrySummary | None
     return TelemetrySummary(**fields)
 
 
-def _event(row: sqlite3.Row) -> Event:
+def _event(row: Row) -> Event:
     at = from_ts(row["at"])
     assert at is not None
     return Event(
@@ -175,8 +180,8 @@ def record_event(
 ) -> Event:
     """Append an event to the journal (pen faults and notices, refusals, actions)."""
     if pen_serial is not None:
-        db.execute("INSERT OR IGNORE INTO pens (serial) VALUES (?)", (pen_serial,))
-    cur = db.execute(
+        db.execute("INSERT INTO pens (serial) VALUES (?) ON CONFLICT DO NOTHING", (pen_serial,))
+    new_id = db.insert(
         "INSERT INTO events (at, pen_serial, profile_id, kind, code, message, data_json)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
@@ -189,7 +194,7 @@ def record_event(
             json.dumps(dict(data or {}), sort_keys=True, default=str),
         ),
     )
-    row = db.query_one("SELECT * FROM events WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM events WHERE id = ?", (new_id,))
     assert row is not None
     return _event(row)
 

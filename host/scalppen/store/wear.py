@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from scalppen.store.db import Store, from_ts, to_ts, utcnow
+from scalppen.store.dialect import Row
 from scalppen.store.pens import ensure_pen
 from scalppen.store.rows import WearSnapshot
 
 
-def _snapshot(row: sqlite3.Row) -> WearSnapshot:
+def _snapshot(row: Row) -> WearSnapshot:
     at = from_ts(row["at"])
     assert at is not None
     return WearSnapshot(
@@ -42,7 +42,7 @@ def record_wear(
     ensure_pen(db, pen_serial)
     cart_id = wear.get("cart_id", b"")
     cart_hex = cart_id.hex() if isinstance(cart_id, bytes | bytearray) else str(cart_id)
-    cur = db.execute(
+    new_id = db.insert(
         "INSERT INTO wear_snapshots (pen_serial, at, cartridge, cart_id, needles, strokes_used,"
         " strokes_rated, first_use, expiry, cart_state, hp_strokes, hp_punctures, hp_sessions,"
         " hp_run_s, hp_first_session) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -64,7 +64,7 @@ def record_wear(
             int(wear.get("hp_first_session", 0)) or None,
         ),
     )
-    row = db.query_one("SELECT * FROM wear_snapshots WHERE id = ?", (cur.lastrowid,))
+    row = db.query_one("SELECT * FROM wear_snapshots WHERE id = ?", (new_id,))
     assert row is not None
     return _snapshot(row)
 
