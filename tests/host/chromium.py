@@ -1,6 +1,7 @@
 """Headless Chromium for tests that look at a page as a person's browser shows it.
 
-Under CI (``CI`` set) a missing browser fails the test: ``.ci/run`` installs it. On a
+Under CI (``CI`` set) a missing browser fails the test: ``make test`` installs it
+(``tools/system_packages.sh``). On a
 developer's machine without it the test is skipped with the reason.
 """
 
@@ -23,7 +24,8 @@ def find() -> str:
         if path:
             return path
     if os.environ.get("CI"):
-        pytest.fail("no Chromium on this machine: .ci/run installs Debian's chromium")
+        pytest.fail("no Chromium on this machine: make test installs Debian's chromium "
+                    "(tools/system_packages.sh)")
     pytest.skip("no Chromium here (apt-get install chromium); CI always runs this check")
 
 

@@ -212,9 +212,14 @@ def test_policy_from_the_store_end_to_end(db: S.Store) -> None:
     with pytest.raises(S.StoreError, match="nonce"):
         S.record_permit(db, "SP-1", permit, profile_id=ann.id)
 
+    # the permit's session is not synced yet: it counts for rule 6 as if it ran
+    d = evaluate(S.load_history(db, ann.id, pen_serial="SP-1"), SessionRequest(500), now=NOW)
+    assert [r.rule for r in d.refusals] == [6]
+    assert "was permitted" in d.refusals[0].reason and "SP-1" in d.refusals[0].reason
+
     ev = S.report_adverse_event(db, ann.id, "pus", severity="moderate", at=NOW)
     d = evaluate(S.load_history(db, ann.id, pen_serial="SP-1"), now=NOW)
-    assert [r.lock_id for r in d.refusals] == [adverse_lock_id(ev.id)]
+    assert [r.lock_id for r in d.refusals] == [None, adverse_lock_id(ev.id)]
     S.report_adverse_event(db, ann.id, "redness", at=NOW)
     with pytest.raises(S.StoreError):
         S.report_adverse_event(db, ann.id, "itchy")

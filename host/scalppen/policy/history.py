@@ -194,6 +194,26 @@ class PenLimits:
 
 
 @dataclass(frozen=True)
+class PendingPermit:
+    """A permit issued for this patient whose session this store does not know yet
+    (it may be running on a pen in another room). Until the pen's log shows what
+    became of it, it counts for rule 6 as a session ending at ``ends_by`` at its depth.
+
+    Attributes:
+        pen_serial: the pen it was issued to.
+        issued_at: when.
+        ends_by: the latest a session under it can end (unused until it expired, then
+            the whole needling time and the pause window).
+        depth_um: its depth limit.
+    """
+
+    pen_serial: str
+    issued_at: datetime
+    ends_by: datetime
+    depth_um: int
+
+
+@dataclass(frozen=True)
 class PatientHistory:
     """Everything the policy knows about one patient and the pen in hand.
 
@@ -210,6 +230,8 @@ class PatientHistory:
             has not synced its log yet (rule 6 is BOTH).
         pen_lock_left_s: the wait the pen itself still counts, in its own frame (its
             clock and its running time): no clock on this computer can shorten it.
+        pending_permits: permits issued for the patient whose sessions are not in the
+            store yet (another laptop's, or not synced): each counts for rule 6.
     """
 
     profile_id: int | None = None
@@ -222,6 +244,7 @@ class PatientHistory:
     attestation: AttestationRecord | None = None
     pen_last_session: tuple[datetime, int] | None = None
     pen_lock_left_s: int = 0
+    pending_permits: tuple[PendingPermit, ...] = ()
 
 
 @dataclass(frozen=True)

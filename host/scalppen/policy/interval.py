@@ -57,6 +57,8 @@ def session_ends(history: PatientHistory, config: PolicyConfig) -> Iterator[tupl
         end, depth = history.pen_last_session
         if end.timestamp() > 0:
             yield end, depth
+    for pending in history.pending_permits:
+        yield pending.ends_by, pending.depth_um
 
 
 def interval_lifts_at(
@@ -78,12 +80,19 @@ def check_interval(history: PatientHistory, now: datetime, config: PolicyConfig)
     if found is not None and found[0] > now:
         lift, end, depth = found
         wait = format_duration(required_interval(depth, config))
+        pending = next((p for p in history.pending_permits if p.ends_by == end), None)
+        what = (
+            f"A session at {format_depth(depth)} was permitted "
+            f"{format_time(pending.issued_at, now)} on pen {pending.pen_serial} and is not in "
+            "this database yet (it counts until the pen's log is synced); it"
+            if pending is not None
+            else f"The session at {format_depth(depth)} that ended {format_time(end, now)}"
+        )
         result.refusals.append(
             Refusal(
                 rule=INTERVAL_RULE,
                 reason=(
-                    f"The session at {format_depth(depth)} that ended {format_time(end, now)} "
-                    f"needs {wait} of healing before the next one: next session from "
+                    f"{what} needs {wait} of healing before the next one: next session from "
                     f"{format_time(lift, now)}."
                 ),
                 lifts_at=lift,

@@ -270,6 +270,14 @@ def _permit(row: Row) -> IssuedPermit:
     )
 
 
+def lock_patient(db: Store, profile_id: int) -> None:
+    """Inside a transaction: hold the patient until it ends, so that two laptops
+    issuing a permit for the same patient decide one after the other (PostgreSQL: the
+    profile's row lock; SQLite's write transaction already runs alone)."""
+    if db.dialect.name == "postgresql":
+        db.query_one("SELECT id FROM profiles WHERE id = ? FOR UPDATE", (profile_id,))
+
+
 def record_permit(
     db: Store, pen_serial: str, permit: PermitFields, *, profile_id: int | None = None
 ) -> IssuedPermit:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from scalppen.policy.clearance_statement import Expected, Kind, check_statement, decode
 from scalppen.policy.errors import ClearanceError
@@ -13,6 +13,7 @@ from scalppen.policy.history import (
     ClearanceRecord,
     HandpieceRecord,
     PatientHistory,
+    PendingPermit,
     ScreeningRecord,
     SessionSummary,
 )
@@ -24,11 +25,12 @@ from scalppen.store.clinical import (
     list_screenings,
 )
 from scalppen.store.clinicians import trusted_keys
-from scalppen.store.db import Store
+from scalppen.store.db import Store, from_ts
 from scalppen.store.pens import get_pen, get_profile, list_profiles
 from scalppen.store.sessions import list_sessions
 from scalppen.store.toolkit import toolkit_id
 from scalppen.store.wear import handpiece_first_session
+from scalppen_protocol.codes import PAUSE_WINDOW_S
 
 
 def handpiece_record(db: Store, pen_serial: str) -> HandpieceRecord:
@@ -95,6 +97,7 @@ def load_history(
         for e in list_adverse_events(db, profile_id)
     )
     clearances = clearance_records(db, profile_id)
+    pending = pending_permits(db, profile_id)
     att = latest_attestation(db, profile_id)
     return PatientHistory(
         profile_id=profile_id,
@@ -107,6 +110,7 @@ def load_history(
         attestation=AttestationRecord(at=att.at, statement=att.statement) if att else None,
         pen_last_session=pen_last_session,
         pen_lock_left_s=pen_lock_left_s,
+        pending_permits=pending,
     )
 
 
@@ -146,4 +150,38 @@ def clearance_records(db: Store, profile_id: int | None) -> tuple[ClearanceRecor
                 signed_by=key.fingerprint,
             )
         )
+    return tuple(out)
+
+
+#: Clocks of the pen and of this computer may differ by this much.
+CLOCK_SKEW_S = 300
+
+
+def pending_permits(db: Store, profile_id: int) -> tuple[PendingPermit, ...]:
+    """Permits issued for the patient whose outcome the store does not know yet.
+
+    A permit is settled once its pen's stored log holds a session that ran while
+    the permit could be used (from its issue to its expiry: that session counts for
+    rule 6 instead; a resumed session started before its resume permit), or runs
+    past its expiry (it went unused). Until then it counts as a session that
+    ended as late as one under it could: expiry, the needling time, the pause window.
+    """
+    rows = db.query(
+        "SELECT p.pen_serial, p.issued_at, p.expires_at, p.max_depth_um, p.max_duration_s"
+        " FROM permits p WHERE p.profile_id = ?"
+        " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.pen_serial = p.pen_serial"
+        "   AND COALESCE(s.started_at, s.ended_at) <= p.expires_at + ?"
+        "   AND COALESCE(s.ended_at, s.started_at + 86400) >= p.issued_at - ?)"
+        " AND NOT EXISTS (SELECT 1 FROM log_records r WHERE r.pen_serial = p.pen_serial"
+        "   AND r.time > p.expires_at + ?)"
+        " ORDER BY p.issued_at",
+        (profile_id, CLOCK_SKEW_S, CLOCK_SKEW_S, CLOCK_SKEW_S),
+    )
+    out = []
+    for r in rows:
+        issued, expires = from_ts(r["issued_at"]), from_ts(r["expires_at"])
+        if issued is None or expires is None:
+            continue
+        ends_by = expires + timedelta(seconds=int(r["max_duration_s"]) + PAUSE_WINDOW_S)
+        out.append(PendingPermit(r["pen_serial"], issued, ends_by, int(r["max_depth_um"])))
     return tuple(out)

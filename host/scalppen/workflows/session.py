@@ -17,6 +17,7 @@ from scalppen import store as S
 from scalppen.client import Pen, PenTimeout
 from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
 from scalppen.policy.cartridge import cartridge_refusal
+from scalppen.policy.permits import PermitFields
 from scalppen.policy.resume import resume_permit
 from scalppen.refusals import describe
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
@@ -137,14 +138,13 @@ async def run_session(
     if status.last_session_end:
         last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
     limits = PenLimits.from_info(asdict(info.limits))
-    moment = now()
     lock_left = status.lockout_until - status.clock if status.clock else 0
-    decision = decide(db, serial, plan, limits, moment, last, max(0, lock_left))
-    if not decision.allowed:
-        raise SessionRefused(decision)
-    decision = await _check_cartridge(pen, decision, info.limits.rate_max_sps)
-    permit = issue_permit(decision, key, moment)
-    S.record_permit(db, serial, permit, profile_id=plan.profile_id)
+    wear = await pen.wear()
+    moment = now()
+    decision, permit = issue_session_permit(
+        db, serial, plan, limits, key, moment, pen_last_session=last,
+        pen_lock_left_s=max(0, lock_left), wear=wear, rate_max_sps=info.limits.rate_max_sps,
+    )
     outcome = SessionOutcome(decision=decision)
 
     async def begin() -> None:
@@ -304,10 +304,9 @@ async def _follow(
             return
 
 
-async def _check_cartridge(pen: Pen, decision: Decision, rate_max_sps: int) -> Decision:
+def _check_cartridge(wear: Any, decision: Decision, rate_max_sps: int) -> Decision:
     """Rule 14 before arming: the inserted cartridge's budget left must cover the
     permitted time at the top of the stroke window (the pen checks it again)."""
-    wear = await pen.wear()
     if not wear.cartridge or wear.cart_state:
         return decision  # none, or one the pen refuses itself with its own reason
     refusal = cartridge_refusal(wear.strokes_used, wear.strokes_rated,
@@ -315,6 +314,37 @@ async def _check_cartridge(pen: Pen, decision: Decision, rate_max_sps: int) -> D
     if refusal is None:
         return decision
     raise SessionRefused(replace(decision, allowed=False, refusals=(refusal,)))
+
+
+def issue_session_permit(
+    db: S.Store, serial: str, plan: SessionPlan, limits: PenLimits, key: bytes,
+    now: datetime, *, pen_last_session: tuple[datetime, int] | None = None,
+    pen_lock_left_s: int = 0, wear: Any = None, rate_max_sps: int = 0,
+) -> tuple[Decision, PermitFields]:
+    """Decide and issue a permit as one step: the policy reads the history and the
+    permit is recorded in one transaction, with the patient held, so two laptops
+    arming the same patient at once cannot both pass rule 6 (the second sees the
+    first's permit, which counts until its session is synced).
+
+    Args:
+        wear: the pen's WEAR reading (rule 14 is checked against it), if read.
+
+    Raises:
+        SessionRefused: the policy refused; nothing was recorded but the attestation.
+    """
+    if plan.attested:  # the user's word is kept whatever is decided (rule 19)
+        S.record_attestation(db, plan.profile_id, pen_serial=serial, at=now)
+        plan = replace(plan, attested=False)
+    with db.transaction():
+        S.lock_patient(db, plan.profile_id)
+        decision = decide(db, serial, plan, limits, now, pen_last_session, pen_lock_left_s)
+        if not decision.allowed:
+            raise SessionRefused(decision)
+        if wear is not None:
+            decision = _check_cartridge(wear, decision, rate_max_sps)
+        permit = issue_permit(decision, key, now)
+        S.record_permit(db, serial, permit, profile_id=plan.profile_id)
+    return decision, permit
 
 
 # The pen's SESSION_END code (its log) -> how the session ended.
