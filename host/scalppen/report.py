@@ -29,6 +29,7 @@ from scalppen.policy.rules import DEEP_BAND_UM, RULE_TITLES, PolicyConfig, forma
 from scalppen.policy.screening import LABELS
 from scalppen.policy.service import service_due_at
 from scalppen.refusals import describe
+from scalppen.report_audit import made_by, narrowed, permits_html, stamped
 from scalppen.report_clearances import clearances_html
 from scalppen.report_glance import glance
 from scalppen.session_end import end_reason
@@ -37,6 +38,7 @@ from scalppen.store import (
     Clearance,
     ClearanceAttempt,
     ClinicianKey,
+    IssuedPermit,
     Pen,
     Profile,
     Screening,
@@ -55,6 +57,7 @@ from scalppen.store import (
     list_gaps,
     list_log_records,
     list_pens,
+    list_permits,
     list_profiles,
     list_screenings,
     list_sessions,
@@ -92,6 +95,7 @@ class ReportData:
     service_due: dict[str, datetime | None] = field(default_factory=dict)
     clinician_keys: list[ClinicianKey] = field(default_factory=list)
     clearance_attempts: list[ClearanceAttempt] = field(default_factory=list)
+    permits: list[IssuedPermit] = field(default_factory=list)
 
 
 def build_report_data(
@@ -145,6 +149,8 @@ def build_report_data(
         locks=locks,
         clearances=list_clearances(db, profile_id),
         clinician_keys=list_clinician_keys(db),
+        permits=[p for pen in pens for p in list_permits(db, pen.serial)
+                 if profile_id is None or p.profile_id == profile_id],
         clearance_attempts=[a for a in list_attempts(db)
                             if profile_id is None or a.profile_id in (None, profile_id)],
         adverse=list_adverse_events(db, profile_id),
@@ -356,6 +362,7 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
             css="locks",
         ),
         clearances_html(data),
+        permits_html(data),
         _table(
             "Refusals and faults logged by the pen",
             ["pen", "seq", "time", "kind", "code", "what", "depth (mm)"],
@@ -382,7 +389,8 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
         "<h2>Adverse events</h2>",
         _table(
             "Reported adverse events (rule 18)",
-            ["profile", "at", "kind", "locks sessions", "session", "notes"],
+            ["profile", "at", "kind", "locks sessions", "session", "notes",
+             *(["room, user"] if stamped(data.adverse) else [])],
             [
                 (
                     names.get(a.profile_id, a.profile_id),
@@ -392,6 +400,7 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
                     else "no",
                     _session_when(a.session_id, data.sessions),
                     a.notes,
+                    *([made_by(a)] if stamped(data.adverse) else []),
                 )
                 for a in data.adverse
             ],
@@ -400,13 +409,15 @@ def render_report(data: ReportData, config: PolicyConfig | None = None) -> str:
         "<h2>Screenings</h2>",
         _table(
             "Contraindication screenings (rule 17)",
-            ["profile", "at", "result", "found"],
+            ["profile", "at", "result", "found",
+             *(["room, user"] if stamped(data.screenings) else [])],
             [
                 (
                     names.get(s.profile_id, s.profile_id),
                     _when(s.at),
                     s.result,
                     ", ".join(LABELS.get(p, p) for p in s.positives),
+                    *([made_by(s)] if stamped(data.screenings) else []),
                 )
                 for s in data.screenings
             ],
@@ -460,6 +471,8 @@ def write_report(
     pen_serial: str | None = None,
     now: datetime | None = None,
     title: str | None = None,
+    room: str | None = None,
+    user: str | None = None,
 ) -> Path:
     """Write the HTML report (created 0600: it holds health data) and return its path.
 
@@ -470,6 +483,7 @@ def write_report(
         pen_serial: only this pen (default: every pen).
         now: the report's time (default: now).
         title: the report's title.
+        room, user: only what was made in this room, by this user (clinic audit).
 
     Returns:
         The path written.
@@ -478,6 +492,7 @@ def write_report(
         NotFoundError: no such profile or pen.
     """
     data = build_report_data(db, profile_id=profile_id, pen_serial=pen_serial, now=now, title=title)
+    data = narrowed(data, room=room, user=user)
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 def clearances_html(data: ReportData) -> str:
     """Two tables: the trusted clinician keys, and the clearances presented."""
     from scalppen.report import _table, _when
+    from scalppen.report_audit import made_by, stamped
 
     names = {k.fingerprint: k.name for k in data.clinician_keys}
     keys = _table(
@@ -33,7 +34,8 @@ def clearances_html(data: ReportData) -> str:
     )
     presented = _table(
         "Clearances presented (rule 22): who signed what, accepted or refused",
-        ["at", "lock or key", "outcome", "signed by", "detail"],
+        ["at", "lock or key", "outcome", "signed by", "detail",
+         *(["room, user"] if stamped(data.clearance_attempts) else [])],
         [
             (
                 _when(a.at),
@@ -42,6 +44,7 @@ def clearances_html(data: ReportData) -> str:
                 f"{names[a.key_fingerprint]} ({a.key_fingerprint})"
                 if a.key_fingerprint in names else "no trusted key",
                 a.detail,
+                *([made_by(a)] if stamped(data.clearance_attempts) else []),
             )
             for a in data.clearance_attempts
         ],

@@ -41,3 +41,35 @@ def test_an_unreachable_server_is_one_line(tmp_path: Path) -> None:
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot reach the database server" in lines[0], run.stderr
     assert not (tmp_path / "postgresql:").exists()
+
+
+def test_each_row_records_its_room_and_user_and_the_report_filters_by_them(
+    tmp_path: Path, pg_url: str
+) -> None:
+    room1, room2 = tmp_path / "room1", tmp_path / "room2"
+    room1.mkdir()
+    room2.mkdir()
+    assert scalppen(room1, pg_url, "db", "room", "Room 1").returncode == 0
+    assert scalppen(room2, pg_url, "db", "room", "Room 2").returncode == 0
+    scalppen(room1, pg_url, "profile", "add", "Ann", "--birth-year", "1980")
+    os.environ["SCALPPEN_USER"] = "dr.lee"
+    try:
+        assert scalppen(room1, pg_url, "adverse", "redness", "--profile", "Ann").returncode == 0
+    finally:
+        del os.environ["SCALPPEN_USER"]
+    assert scalppen(room2, pg_url, "screen", "--profile", "Ann", "--all-no").returncode == 0
+    from scalppen import store as S
+
+    with S.open_store(pg_url) as db:
+        (event,) = S.list_adverse_events(db)
+        (screening,) = S.list_screenings(db)
+    assert (event.made_on, event.made_by) == ("Room 1", "dr.lee")
+    assert screening.made_on == "Room 2"
+    out = tmp_path / "r1.html"
+    made = scalppen(room2, pg_url, "report", "--room", "room 1", "--out", str(out))
+    assert made.returncode == 0, made.stderr
+    html = out.read_text()
+    assert "(room room 1)" in html and "Room 1, dr.lee" in html
+    assert "Room 2" not in html  # the screening made in room 2 is left out
+    info = scalppen(room2, pg_url, "db", "info", "--json")
+    assert json.loads(info.stdout)["engine"] == "postgresql"

@@ -615,8 +615,15 @@ def report_cmd(
             "--now", help="report at this ISO 8601 time instead of now (UTC without an offset)"
         ),
     ] = None,
+    room: Annotated[
+        str | None, typer.Option("--room", help="only what was done in this room (clinic)")
+    ] = None,
+    user: Annotated[
+        str | None, typer.Option("--user", help="only what this user did (clinic)")
+    ] = None,
 ) -> None:
-    """Write the HTML report: sessions, intervals, wear, lockouts, adverse events, screenings."""
+    """Write the HTML report: sessions, intervals, wear, lockouts, adverse events, screenings,
+    clearances and permits (with --room or --user: only those made there, by them)."""
     # the policy's clock, as `lockouts` reads it (a sim's virtual time when the pen is one)
     now = parse_time(now_text) if now_text else options(ctx).now()
     if out is not None and out.is_dir():
@@ -633,7 +640,7 @@ def report_cmd(
                 who = _slug(prof.name) if prof else "all"
                 out = paths.reports_dir() / f"report-{who}-{stamp}.html"
             path = write_report(db, out, profile_id=prof.id if prof else None,
-                                pen_serial=serial, now=now)
+                                pen_serial=serial, now=now, room=room, user=user)
         except OSError as exc:
             raise UsageError(f"cannot write the report to {exc.filename or out} "
                              f"({exc.strerror or exc})", "choose a writable place with --out"

@@ -6,7 +6,19 @@ import os
 
 import typer
 
-from scalppen.cli import clinic, clinician, demo, doctor, flash, logs, logs_sync, pen, session, sim
+from scalppen.cli import (
+    clinic,
+    clinician,
+    db,
+    demo,
+    doctor,
+    flash,
+    logs,
+    logs_sync,
+    pen,
+    session,
+    sim,
+)
 from scalppen.cli.common import handle_errors
 from scalppen.cli.context import BLE_HELP, Options, validate_ble
 
@@ -78,6 +90,7 @@ logs.register(app)
 logs_sync.register(logs.logs_app)
 clinic.register(app)
 clinician.register(app)
+db.register(app)
 flash.register(app)
 sim.register(app)
 demo.register(app)

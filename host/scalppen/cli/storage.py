@@ -33,7 +33,11 @@ def open_db(ctx: typer.Context) -> Store:
     Raises:
         StoreError: locked, damaged, not private, or from a newer version (one line).
     """
-    return open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S)
+    from scalppen import actor
+
+    store = open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S)
+    store.actor = actor.current()
+    return store
 
 
 def pen_spec(ctx: typer.Context, local: str | None) -> str | None:

@@ -38,6 +38,8 @@ def _screening(row: Row) -> Screening:
         answers=json.loads(row["answers_json"]),
         result=row["result"],
         positives=tuple(json.loads(row["positives_json"])),
+        made_on=row["made_on"],
+        made_by=row["made_by"],
     )
 
 
@@ -54,14 +56,15 @@ def record_screening(
     profile = get_profile(db, profile_id)
     outcome = evaluate_screening(answers, birth_year=profile.birth_year, now=now)
     new_id = db.insert(
-        "INSERT INTO screenings (profile_id, at, answers_json, result, positives_json)"
-        " VALUES (?, ?, ?, ?, ?)",
+        "INSERT INTO screenings (profile_id, at, answers_json, result, positives_json,"
+        " made_on, made_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
         (
             profile_id,
             to_ts(now),
             json.dumps(outcome.answers),
             "clear" if outcome.clear else "contraindicated",
             json.dumps(list(outcome.positives)),
+            *db.actor,
         ),
     )
     row = db.query_one("SELECT * FROM screenings WHERE id = ?", (new_id,))
@@ -89,6 +92,8 @@ def _adverse(row: Row) -> AdverseEvent:
         kind=row["kind"],
         severity=row["severity"],
         notes=row["notes"],
+        made_on=row["made_on"],
+        made_by=row["made_by"],
     )
 
 
@@ -115,9 +120,10 @@ def report_adverse_event(
         raise StoreError(f"unknown adverse event {kind!r}: choose one of {names}") from None
     get_profile(db, profile_id)
     new_id = db.insert(
-        "INSERT INTO adverse_events (profile_id, session_id, at, kind, severity, notes)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (profile_id, session_id, to_ts(at or utcnow()), akind.value, severity, notes),
+        "INSERT INTO adverse_events (profile_id, session_id, at, kind, severity, notes,"
+        " made_on, made_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (profile_id, session_id, to_ts(at or utcnow()), akind.value, severity, notes,
+         *db.actor),
     )
     row = db.query_one("SELECT * FROM adverse_events WHERE id = ?", (new_id,))
     assert row is not None
@@ -150,6 +156,8 @@ def _clearance(row: Row) -> Clearance:
         issued=from_ts(row["issued"]),
         expires=from_ts(row["expires"]),
         statement=None if row["statement"] is None else bytes(row["statement"]),
+        made_on=row["made_on"],
+        made_by=row["made_by"],
     )
 
 
@@ -180,6 +188,8 @@ def _attestation(row: Row) -> Attestation:
         pen_serial=row["pen_serial"],
         at=_at(row["at"]),
         statement=row["statement"],
+        made_on=row["made_on"],
+        made_by=row["made_by"],
     )
 
 
@@ -196,8 +206,9 @@ def record_attestation(
     if pen_serial is not None:
         ensure_pen(db, pen_serial)
     new_id = db.insert(
-        "INSERT INTO attestations (profile_id, pen_serial, at, statement) VALUES (?, ?, ?, ?)",
-        (profile_id, pen_serial, to_ts(at or utcnow()), statement),
+        "INSERT INTO attestations (profile_id, pen_serial, at, statement, made_on, made_by)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (profile_id, pen_serial, to_ts(at or utcnow()), statement, *db.actor),
     )
     row = db.query_one("SELECT * FROM attestations WHERE id = ?", (new_id,))
     assert row is not None
@@ -267,6 +278,8 @@ def _permit(row: Row) -> IssuedPermit:
         max_duration_s=row["max_duration_s"],
         issued_at=_at(row["issued_at"]),
         expires_at=_at(row["expires_at"]),
+        made_on=row["made_on"],
+        made_by=row["made_by"],
     )
 
 
@@ -290,7 +303,7 @@ def record_permit(
     try:
         new_id = db.insert(
             "INSERT INTO permits (pen_serial, profile_id, nonce, max_depth_um, max_duration_s,"
-            " issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            " issued_at, expires_at, made_on, made_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 pen_serial,
                 profile_id,
@@ -299,6 +312,7 @@ def record_permit(
                 permit.max_duration_s,
                 permit.issued_at,
                 permit.expires_at,
+                *db.actor,
             ),
         )
     except StoreError as exc:

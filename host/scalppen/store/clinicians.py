@@ -44,6 +44,9 @@ class ClearanceAttempt:
     accepted: bool
     detail: str
     presented: str
+    #: the room (laptop) and the user that presented it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""
 
 
 def _when(value: int | None) -> datetime | None:
@@ -153,7 +156,7 @@ def record_attempt(
     """Record a clearance or endorsement presented, accepted or refused."""
     db.execute(
         "INSERT INTO clearance_attempts (at, lock_id, profile_id, key_fingerprint, clearance_id,"
-        " accepted, detail, presented) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        " accepted, detail, presented, made_on, made_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             to_ts(at or utcnow()),
             lock_id,
@@ -163,6 +166,7 @@ def record_attempt(
             int(accepted),
             detail,
             presented[:2000],
+            *db.actor,
         ),
     )
 
@@ -180,6 +184,8 @@ def list_attempts(db: Store) -> list[ClearanceAttempt]:
             accepted=bool(r["accepted"]),
             detail=r["detail"],
             presented=r["presented"],
+            made_on=r["made_on"],
+            made_by=r["made_by"],
         )
         for r in db.query("SELECT * FROM clearance_attempts ORDER BY at, id")
     ]
@@ -206,8 +212,8 @@ def record_signed_clearance(
     try:
         new_id = db.insert(
             "INSERT INTO clearances (lock_id, rule, profile_id, clinician_name, role, reason, at,"
-            " clearance_id, key_fingerprint, issued, expires, statement)"
-            " VALUES (?, ?, ?, ?, 'clinician', ?, ?, ?, ?, ?, ?, ?)",
+            " clearance_id, key_fingerprint, issued, expires, statement, made_on, made_by)"
+            " VALUES (?, ?, ?, ?, 'clinician', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 rec.lock_id,
                 rule_of_lock(rec.lock_id),
@@ -220,6 +226,7 @@ def record_signed_clearance(
                 to_ts(stmt.issued),
                 to_ts(stmt.expires),
                 signed.blob,
+                *db.actor,
             ),
         )
     except StoreError as exc:

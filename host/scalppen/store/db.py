@@ -120,6 +120,8 @@ class Store:
         self._driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         self._translate: Any = translate_error
         self._begin = "BEGIN IMMEDIATE"
+        #: (room, user) stamped on the rows that matter (clinic audit; see ``audit``)
+        self.actor: tuple[str, str] = ("", "")
 
     def close(self) -> None:
         """Close the connection."""

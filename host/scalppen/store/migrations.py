@@ -309,8 +309,29 @@ CREATE TABLE clearance_attempts (
 CREATE INDEX clearance_attempts_at ON clearance_attempts (at)
 """
 
+#: Clinic mode, audit: which laptop (its room) and which user made each row that
+#: matters: permits, clearances and clearances presented, adverse events,
+#: screenings, sterilisation attestations, and a session's rating. The first
+#: migration written for both engines (``dialect.ddl`` translates it).
+_V5: Final = """
+ALTER TABLE permits ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE permits ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE clearances ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE clearances ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE clearance_attempts ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE clearance_attempts ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE adverse_events ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE adverse_events ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE screenings ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE screenings ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE attestations ADD COLUMN made_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE attestations ADD COLUMN made_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN rated_on TEXT NOT NULL DEFAULT '';
+ALTER TABLE sessions ADD COLUMN rated_by TEXT NOT NULL DEFAULT ''
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

@@ -58,6 +58,9 @@ class Session:
     complete: bool
     start_seq: int | None
     end_seq: int | None
+    #: the room (laptop) and the user that rated it (clinic audit)
+    rated_on: str = ""
+    rated_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -191,6 +194,9 @@ class Screening:
     answers: dict[str, bool]
     result: str
     positives: tuple[str, ...]
+    #: the room (laptop) and the user that made it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -204,6 +210,9 @@ class AdverseEvent:
     kind: str
     severity: str
     notes: str
+    #: the room (laptop) and the user that made it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,9 @@ class Clearance:
     issued: datetime | None = None
     expires: datetime | None = None
     statement: bytes | None = None
+    #: the room (laptop) and the user that made it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -238,6 +250,9 @@ class Attestation:
     pen_serial: str | None
     at: datetime
     statement: str
+    #: the room (laptop) and the user that made it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""
 
 
 @dataclass(frozen=True)
@@ -252,3 +267,6 @@ class IssuedPermit:
     max_duration_s: int
     issued_at: datetime
     expires_at: datetime
+    #: the room (laptop) and the user that made it (clinic audit)
+    made_on: str = ""
+    made_by: str = ""

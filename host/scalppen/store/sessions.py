@@ -29,6 +29,8 @@ def session_from_row(row: Row) -> Session:
         complete=bool(row["complete"]),
         start_seq=row["start_seq"],
         end_seq=row["end_seq"],
+        rated_on=row["rated_on"],
+        rated_by=row["rated_by"],
     )
 
 
@@ -81,7 +83,8 @@ def get_session(db: Store, session_id: int) -> Session:
 def set_tolerated(db: Store, session_id: int, tolerated: bool) -> Session:
     """Record whether the user tolerated a session (rule 4 raises depth only after yes)."""
     get_session(db, session_id)
-    db.execute("UPDATE sessions SET tolerated = ? WHERE id = ?", (int(tolerated), session_id))
+    db.execute("UPDATE sessions SET tolerated = ?, rated_on = ?, rated_by = ? WHERE id = ?",
+               (int(tolerated), *db.actor, session_id))
     return get_session(db, session_id)
 
 
