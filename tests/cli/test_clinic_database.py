@@ -73,3 +73,28 @@ def test_each_row_records_its_room_and_user_and_the_report_filters_by_them(
     assert "Room 2" not in html  # the screening made in room 2 is left out
     info = scalppen(room2, pg_url, "db", "info", "--json")
     assert json.loads(info.stdout)["engine"] == "postgresql"
+
+
+def test_a_home_user_moves_into_the_clinic_and_backs_it_up(tmp_path: Path, pg_url: str) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    home_db = str(home / "scalppen.db")
+    scalppen(home, home_db, "profile", "add", "Ann", "--birth-year", "1980")
+    scalppen(home, home_db, "adverse", "pus", "--profile", "Ann")
+    copied = scalppen(home, home_db, "db", "copy", home_db, pg_url)
+    assert copied.returncode == 0, copied.stderr
+    assert "1 profiles" in copied.stdout and "1 adverse_events" in copied.stdout
+    again = scalppen(home, home_db, "db", "copy", home_db, pg_url)
+    assert again.returncode == 1 and "already has a profile called 'Ann'" in again.stderr
+    seen = json.loads(scalppen(home, pg_url, "lockouts", "--json").stdout)
+    assert "18:adverse:1" in {h["lock_id"] for h in seen["locks"]}
+
+    backup = tmp_path / "clinic.backup"
+    made = scalppen(home, pg_url, "db", "backup", str(backup))
+    assert made.returncode == 0 and "backup written" in made.stdout, made.stderr
+    restored = str(tmp_path / "restored.db")
+    back = scalppen(home, restored, "db", "restore", str(backup))
+    assert back.returncode == 0, back.stderr
+    assert "Ann" in scalppen(home, restored, "profile", "list").stdout
+    twice = scalppen(home, restored, "db", "restore", str(backup))
+    assert twice.returncode == 1 and "is not empty" in twice.stderr

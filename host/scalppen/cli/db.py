@@ -3,11 +3,14 @@
 ``info`` says which database and schema this toolkit uses; ``upgrade`` brings it
 to this version's schema (any command does so when it opens it; this one says
 what it did); ``room`` names the room this laptop stands in, stamped with the user
-on every permit, clearance, adverse event, screening and rating it makes.
+on every permit, clearance, adverse event, screening and rating it makes;
+``backup``/``restore`` write the database to a file and back; ``copy`` merges one
+database into another (a home user's into their clinic's).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -19,6 +22,7 @@ from scalppen.cli.storage import LOCK_TIMEOUT_S
 from scalppen.store import list_pens, list_profiles, open_store, toolkit_id
 from scalppen.store.db import is_url
 from scalppen.store.migrations import SCHEMA_VERSION
+from scalppen.store.transfer import copy_into, read_backup, restore, snapshot, write_backup
 
 app = typer.Typer(help="The database: which one, its schema, this laptop's room.",
                   no_args_is_help=True)
@@ -80,6 +84,59 @@ def room_cmd(
     except ValueError as exc:
         raise UsageError(str(exc), "e.g. scalppen db room 'Room 2'") from None
     _say(f"this laptop is in room {named!r}; user {actor.user()!r}")
+
+
+@app.command("backup")
+@handle_errors
+def backup_cmd(
+    ctx: typer.Context,
+    out: Annotated[Path, typer.Argument(metavar="FILE", help="the backup file to write")],
+) -> None:
+    """Write the whole database to a file (owner-only; it reads back into either engine)."""
+    if out.is_dir():
+        raise UsageError(f"{out} is a directory", f"give a file, e.g. {out / 'scalppen.backup'}")
+    with open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S) as db:
+        counts = write_backup(db, out, progress=lambda t, n: _say(f"  {t}: {n} rows"))
+    _say(f"backup written to {out}: {sum(counts.values())} rows in {len(counts)} tables")
+
+
+@app.command("restore")
+@handle_errors
+def restore_cmd(
+    ctx: typer.Context,
+    src: Annotated[Path, typer.Argument(metavar="FILE", help="a backup file")],
+) -> None:
+    """Read a backup into an empty database (the one --db or SCALPPEN_DB names)."""
+    backup = read_backup(src)
+    with open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S) as db:
+        counts = restore(db, backup)
+        where = db.path
+    _say(f"restored {sum(counts.values())} rows from {src} into {where}")
+
+
+@app.command("copy")
+@handle_errors
+def copy_cmd(
+    src: Annotated[str, typer.Argument(metavar="SRC", help="the database to copy (file or URL)")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="the database to copy into")],
+) -> None:
+    """Copy a database into another that may hold other patients (a home file into a
+    clinic's): new ids there, nothing written when a profile name is in both."""
+    if src == dst:
+        raise UsageError("SRC and DST are the same database", "name two databases")
+    with open_store(src, timeout_s=LOCK_TIMEOUT_S) as source, source.transaction():
+        backup = snapshot(source)
+    with open_store(dst, timeout_s=LOCK_TIMEOUT_S) as target:
+        target.actor = actor.current()
+        summary = copy_into(backup, target)
+    added = ", ".join(f"{n} {t}" for t, n in summary.added.items()) or "nothing"
+    _say(f"copied into {dst}: {added}")
+    if summary.already:
+        _say("already there: " + ", ".join(f"{n} {t}" for t, n in summary.already.items()))
+    if summary.added.get("clearances"):
+        _say("clearances were signed for the source's toolkit: there they are history, and "
+             "a clinician clears those locks again")
+    _say("permit keys are not copied: pair each pen again from this toolkit")
 
 
 def register(root: typer.Typer) -> None:
