@@ -27,6 +27,7 @@ BENCHES = [
     ("bench/flash/bench_flash.py", "Flashing: verified deploy against mpremote"),
     ("bench/host/bench_store.py", "Host store and policy over a 5-year history"),
     ("bench/host/bench_sync.py", "Log sync over the virtual BLE link"),
+    ("bench/host/bench_clinic.py", "Clinic: one database, four laptops, SQLite and PostgreSQL"),
     ("bench/twin/bench_twin.py", "The twin: the firmware bundle in MicroPython, beside the "
      "in-process pen"),
     ("bench/fuzz/fuzz_decoders.py", "Fuzzing the firmware and host decoders"),
