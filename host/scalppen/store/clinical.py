@@ -287,8 +287,7 @@ def lock_patient(db: Store, profile_id: int) -> None:
     """Inside a transaction: hold the patient until it ends, so that two laptops
     issuing a permit for the same patient decide one after the other (PostgreSQL: the
     profile's row lock; SQLite's write transaction already runs alone)."""
-    if db.dialect.name == "postgresql":
-        db.query_one("SELECT id FROM profiles WHERE id = ? FOR UPDATE", (profile_id,))
+    db.hold("profiles", "id", profile_id)
 
 
 def record_permit(

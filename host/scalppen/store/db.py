@@ -176,6 +176,13 @@ class Store:
         with self.errors():
             self._conn.cursor().executemany(self.dialect.sql(sql), rows)
 
+    def hold(self, table: str, column: str, value: Any) -> None:
+        """Inside a transaction: keep other connections from writing for the same row
+        until it ends (PostgreSQL: the row's lock; SQLite's write transaction already
+        runs alone). ``table`` and ``column`` are the store's own names."""
+        if self.dialect is not SQLITE:
+            self.query_one(f"SELECT 1 FROM {table} WHERE {column} = ? FOR UPDATE", (value,))
+
     def insert(self, sql: str, params: Params = ()) -> int:
         """Run an ``INSERT`` into a table with an ``id`` column; the new row's id."""
         with self.errors():

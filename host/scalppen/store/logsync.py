@@ -197,6 +197,7 @@ def ingest_log_records(
     now_ts = to_ts(now or utcnow())
     with db.transaction():
         ensure_pen(db, pen_serial)
+        db.hold("pens", "serial", pen_serial)  # two laptops syncing one pen: one at a time
         ep = log_epoch(db, pen_serial)
         existing: dict[int, LogRecord] = {}
         if recs:
