@@ -12,6 +12,7 @@ it had saved), and that END completes the session its START opened.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
@@ -303,33 +304,51 @@ def _update_gaps(
     return [g for g in found if g not in before]
 
 
-def _profile_for(db: Store, pen: str, started_ts: int | None) -> int | None:
-    if started_ts is not None:
-        row = db.query_one(
-            "SELECT profile_id FROM permits WHERE pen_serial = ? AND issued_at <= ?"
-            " AND issued_at >= ? ORDER BY issued_at DESC LIMIT 1",
-            (pen, started_ts, started_ts - PERMIT_MATCH_S),
-        )
-        if row is not None and row[0] is not None:
-            return int(row[0])
-    owner = db.query_one("SELECT owner_profile_id FROM pens WHERE serial = ?", (pen,))
-    return None if owner is None or owner[0] is None else int(owner[0])
+class _Owners:
+    """Whose each new session is: the patient of the permit issued on the pen just
+    before it started (within PERMIT_MATCH_S), else the pen's owner. The pen's
+    permits from the first record on are read once per derivation, not per session
+    (a server may be far away)."""
+
+    def __init__(self, db: Store, pen: str, since: int | None) -> None:
+        self._permits: list[tuple[int, int | None]] = []
+        if since is not None:
+            self._permits = [
+                (int(r[0]), None if r[1] is None else int(r[1]))
+                for r in db.query(
+                    "SELECT issued_at, profile_id FROM permits WHERE pen_serial = ?"
+                    " AND issued_at >= ? ORDER BY issued_at, id",
+                    (pen, since - PERMIT_MATCH_S),
+                )
+            ]
+        self._times = [t for t, _ in self._permits]
+        owner = db.query_one("SELECT owner_profile_id FROM pens WHERE serial = ?", (pen,))
+        self._owner = None if owner is None or owner[0] is None else int(owner[0])
+
+    def of(self, started_ts: int | None) -> int | None:
+        if started_ts is not None:
+            i = bisect.bisect_right(self._times, started_ts) - 1
+            if i >= 0 and self._times[i] >= started_ts - PERMIT_MATCH_S:
+                profile = self._permits[i][1]
+                if profile is not None:
+                    return profile
+        return self._owner
 
 
-def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any]) -> bool:
+def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: _Owners) -> bool:
     """Insert or update the session named by its START or END seq in log epoch ``ep``.
     True if it changed."""
     by_start = by_end = None
-    if values["start_seq"] is not None:
-        by_start = db.query_one(
-            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ? AND start_seq = ?",
-            (pen, ep, values["start_seq"]),
-        )
-    if values["end_seq"] is not None:
-        by_end = db.query_one(
-            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ? AND end_seq = ?",
-            (pen, ep, values["end_seq"]),
-        )
+    if values["start_seq"] is not None or values["end_seq"] is not None:
+        for found in db.query(  # one round trip for both (a server may be far away)
+            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
+            " AND (start_seq = ? OR end_seq = ?)",
+            (pen, ep, values["start_seq"], values["end_seq"]),
+        ):
+            if values["start_seq"] is not None and found["start_seq"] == values["start_seq"]:
+                by_start = found
+            if values["end_seq"] is not None and found["end_seq"] == values["end_seq"]:
+                by_end = found
     if by_start is not None and by_end is not None and by_start["id"] != by_end["id"]:
         db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
         by_end = None
@@ -345,7 +364,7 @@ def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any]) -> bool:
         "end_seq",
     )
     if row is None:
-        profile = _profile_for(db, pen, values["started_at"])
+        profile = owners.of(values["started_at"])
         db.execute(
             f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
             f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
@@ -368,6 +387,8 @@ def _clock_floor(
     records' times and, for a clock that was set (TIME_SET), the time it showed before.
     A clock moved back mid-session cannot make the session end earlier than that."""
     lo = start["seq"] if start is not None else end["seq"]
+    if end["seq"] - lo <= 1:  # nothing between the two: their own times say it
+        return max(int(start["time"] or 0) if start is not None else 0, int(end["time"] or 0))
     row = db.query_one(
         "SELECT MAX(time), MAX(CASE WHEN kind = ? THEN b ELSE 0 END) FROM log_records"
         " WHERE pen_serial = ? AND log_epoch = ? AND seq BETWEEN ? AND ?",
@@ -479,6 +500,9 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
             (pen_serial, ep, cursor),
         )
         changed = 0
+        # a session's start may be reckoned back from its end: a day's margin
+        first = min((int(r["time"]) for r in rows if r["time"]), default=None)
+        owners = _Owners(db, pen_serial, None if first is None else first - 86400)
         pending: Row | None = None
         boot: Row | None = None  # a reset while ``pending`` was open
         for i, rec in enumerate(rows):
@@ -489,7 +513,7 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
                 else:
                     floor = _clock_floor(db, pen_serial, ep, pending, rec)
                     values = _complete(pending, rec, floor)
-                changed += _save_session(db, pen_serial, ep, values)
+                changed += _save_session(db, pen_serial, ep, values, owners)
                 pending = boot = None
                 continue
             if pending is not None:
@@ -502,10 +526,10 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
                     boot = rec
                     if after is None:
                         values = _incomplete(pending, rec["time"])
-                        changed += _save_session(db, pen_serial, ep, values)
+                        changed += _save_session(db, pen_serial, ep, values, owners)
                     continue
                 changed += _save_session(
-                    db, pen_serial, ep, _incomplete(pending, (boot or rec)["time"])
+                    db, pen_serial, ep, _incomplete(pending, (boot or rec)["time"]), owners
                 )
             pending = rec if kind == RecordKind.SESSION_START else None
             boot = None
