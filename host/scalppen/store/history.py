@@ -26,7 +26,7 @@ from scalppen.store.clinical import (
 )
 from scalppen.store.clinicians import trusted_keys
 from scalppen.store.db import Store, from_ts
-from scalppen.store.pens import get_pen, get_profile, list_profiles
+from scalppen.store.pens import get_pen, get_profile
 from scalppen.store.sessions import list_sessions
 from scalppen.store.toolkit import toolkit_id
 from scalppen.store.wear import handpiece_first_session
@@ -122,11 +122,15 @@ def clearance_records(db: Store, profile_id: int | None) -> tuple[ClearanceRecor
     one written into the database by hand, signed by a key since revoked, or
     recorded before clearances were signed lifts nothing.
     """
+    rows = list_clearances(db, profile_id)
+    if not rows:
+        return ()
     trusted = trusted_keys(db)
     here = toolkit_id(db)
-    names = {p.id: p.name for p in list_profiles(db)}
+    names = {pid: get_profile(db, pid).name
+             for pid in {c.profile_id for c in rows if c.profile_id is not None}}
     out = []
-    for c in list_clearances(db, profile_id):
+    for c in rows:
         if profile_id is None and c.profile_id is not None:
             continue
         if c.statement is None:
