@@ -335,41 +335,60 @@ class _Owners:
         return self._owner
 
 
-def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: _Owners) -> bool:
+#: The columns a derivation writes.
+_SESSION_COLS: Final = ("started_at", "ended_at", "depth_um", "duration_s", "strokes",
+                        "complete", "start_seq", "end_seq")
+
+
+class _Known:
+    """The pen's sessions a derivation may meet again, by START and END seq: read once
+    (every one that has a START or END past the cursor), kept current as it writes."""
+
+    def __init__(self, db: Store, pen: str, ep: int, cursor: int) -> None:
+        self.by_start: dict[int, dict[str, Any]] = {}
+        self.by_end: dict[int, dict[str, Any]] = {}
+        for r in db.query(
+            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
+            " AND (start_seq > ? OR end_seq > ?)",
+            (pen, ep, cursor, cursor),
+        ):
+            names = r.keys()
+            self.add({k: r[k] for k in names})
+
+    def add(self, row: dict[str, Any]) -> None:
+        if row["start_seq"] is not None:
+            self.by_start[row["start_seq"]] = row
+        if row["end_seq"] is not None:
+            self.by_end[row["end_seq"]] = row
+
+    def drop(self, row: dict[str, Any]) -> None:
+        if self.by_start.get(row["start_seq"]) is row:
+            del self.by_start[row["start_seq"]]
+        if self.by_end.get(row["end_seq"]) is row:
+            del self.by_end[row["end_seq"]]
+
+
+def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: _Owners,
+                  known: _Known) -> bool:
     """Insert or update the session named by its START or END seq in log epoch ``ep``.
     True if it changed."""
-    by_start = by_end = None
-    if values["start_seq"] is not None or values["end_seq"] is not None:
-        for found in db.query(  # one round trip for both (a server may be far away)
-            "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
-            " AND (start_seq = ? OR end_seq = ?)",
-            (pen, ep, values["start_seq"], values["end_seq"]),
-        ):
-            if values["start_seq"] is not None and found["start_seq"] == values["start_seq"]:
-                by_start = found
-            if values["end_seq"] is not None and found["end_seq"] == values["end_seq"]:
-                by_end = found
+    by_start = known.by_start.get(values["start_seq"]) if values["start_seq"] is not None \
+        else None
+    by_end = known.by_end.get(values["end_seq"]) if values["end_seq"] is not None else None
     if by_start is not None and by_end is not None and by_start["id"] != by_end["id"]:
         db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
+        known.drop(by_end)
         by_end = None
     row = by_start or by_end
-    cols = (
-        "started_at",
-        "ended_at",
-        "depth_um",
-        "duration_s",
-        "strokes",
-        "complete",
-        "start_seq",
-        "end_seq",
-    )
+    cols = _SESSION_COLS
     if row is None:
         profile = owners.of(values["started_at"])
-        db.execute(
+        new_id = db.insert(
             f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
             f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
             (pen, ep, profile, *(values[c] for c in cols)),
         )
+        known.add({"id": new_id, **{c: values[c] for c in cols}})
         return True
     if all(row[c] == values[c] for c in cols):
         return False
@@ -377,6 +396,9 @@ def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: 
         f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
         (*(values[c] for c in cols), row["id"]),
     )
+    known.drop(row)
+    row.update({c: values[c] for c in cols})
+    known.add(row)
     return True
 
 
@@ -503,6 +525,7 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
         # a session's start may be reckoned back from its end: a day's margin
         first = min((int(r["time"]) for r in rows if r["time"]), default=None)
         owners = _Owners(db, pen_serial, None if first is None else first - 86400)
+        known = _Known(db, pen_serial, ep, cursor)
         pending: Row | None = None
         boot: Row | None = None  # a reset while ``pending`` was open
         for i, rec in enumerate(rows):
@@ -513,7 +536,7 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
                 else:
                     floor = _clock_floor(db, pen_serial, ep, pending, rec)
                     values = _complete(pending, rec, floor)
-                changed += _save_session(db, pen_serial, ep, values, owners)
+                changed += _save_session(db, pen_serial, ep, values, owners, known)
                 pending = boot = None
                 continue
             if pending is not None:
@@ -526,10 +549,11 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
                     boot = rec
                     if after is None:
                         values = _incomplete(pending, rec["time"])
-                        changed += _save_session(db, pen_serial, ep, values, owners)
+                        changed += _save_session(db, pen_serial, ep, values, owners, known)
                     continue
                 changed += _save_session(
-                    db, pen_serial, ep, _incomplete(pending, (boot or rec)["time"]), owners
+                    db, pen_serial, ep, _incomplete(pending, (boot or rec)["time"]), owners,
+                    known,
                 )
             pending = rec if kind == RecordKind.SESSION_START else None
             boot = None
