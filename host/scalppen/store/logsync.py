@@ -347,6 +347,8 @@ class _Known:
     def __init__(self, db: Store, pen: str, ep: int, cursor: int) -> None:
         self.by_start: dict[int, dict[str, Any]] = {}
         self.by_end: dict[int, dict[str, Any]] = {}
+        #: new sessions, written together when the derivation ends (``flush``)
+        self.new: list[dict[str, Any]] = []
         for r in db.query(
             "SELECT * FROM sessions WHERE pen_serial = ? AND log_epoch = ?"
             " AND (start_seq > ? OR end_seq > ?)",
@@ -367,6 +369,18 @@ class _Known:
         if self.by_end.get(row["end_seq"]) is row:
             del self.by_end[row["end_seq"]]
 
+    def flush(self, db: Store, pen: str, ep: int) -> None:
+        """Write the new sessions, in one batch (one round trip on a server)."""
+        rows = [r for r in self.new if r.get("id") is None and not r.get("dropped")]
+        if rows:
+            cols = _SESSION_COLS
+            db.executemany(
+                f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
+                f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
+                [(pen, ep, r["profile_id"], *(r[c] for c in cols)) for r in rows],
+            )
+        self.new.clear()
+
 
 def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: _Owners,
                   known: _Known) -> bool:
@@ -375,27 +389,27 @@ def _save_session(db: Store, pen: str, ep: int, values: dict[str, Any], owners: 
     by_start = known.by_start.get(values["start_seq"]) if values["start_seq"] is not None \
         else None
     by_end = known.by_end.get(values["end_seq"]) if values["end_seq"] is not None else None
-    if by_start is not None and by_end is not None and by_start["id"] != by_end["id"]:
-        db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
+    if by_start is not None and by_end is not None and by_start is not by_end:
+        if by_end.get("id") is not None:
+            db.execute("DELETE FROM sessions WHERE id = ?", (by_end["id"],))
+        by_end["dropped"] = True
         known.drop(by_end)
         by_end = None
     row = by_start or by_end
     cols = _SESSION_COLS
     if row is None:
-        profile = owners.of(values["started_at"])
-        new_id = db.insert(
-            f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
-            f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
-            (pen, ep, profile, *(values[c] for c in cols)),
-        )
-        known.add({"id": new_id, **{c: values[c] for c in cols}})
+        row = {"id": None, "profile_id": owners.of(values["started_at"]),
+               **{c: values[c] for c in cols}}
+        known.add(row)
+        known.new.append(row)
         return True
     if all(row[c] == values[c] for c in cols):
         return False
-    db.execute(
-        f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
-        (*(values[c] for c in cols), row["id"]),
-    )
+    if row.get("id") is not None:  # a new one is written as it ends up
+        db.execute(
+            f"UPDATE sessions SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?",
+            (*(values[c] for c in cols), row["id"]),
+        )
     known.drop(row)
     row.update({c: values[c] for c in cols})
     known.add(row)
@@ -557,6 +571,7 @@ def derive_sessions(db: Store, pen_serial: str, *, rewind_below: int | None = No
                 )
             pending = rec if kind == RecordKind.SESSION_START else None
             boot = None
+        known.flush(db, pen_serial, ep)
         last = last_synced_seq(db, pen_serial)
         new_cursor = (
             pending["seq"] - 1 if pending is not None else (last if last is not None else -1)
