@@ -173,6 +173,8 @@ def run(engine: str, target: str, args: argparse.Namespace,
     q = statistics.quantiles(times, n=20)
     total, permits, refused, wall, why = laptops_at_once(target, sorted(logs), args.patients,
                                                          now, args.pages)
+    print(f"  {engine}: {records:,} records ingested in {seconds:.1f} s, policy p95 "
+          f"{q[18]:.2f} ms, four laptops {total / wall:,.0f} records/s", flush=True)
     return {"engine": engine, "records": records, "ingest_rps": records / seconds,
             "policy_p50": statistics.median(times), "policy_p95": q[18],
             "four_rps": total / wall, "permits": permits, "refused": refused,
