@@ -22,6 +22,12 @@ if str(FIRMWARE) not in sys.path:
 # files in each test's SCALPPEN_HOME (tests/cli/test_keys_at_rest.py starts a keyring
 # of its own and unsets this for the commands it runs).
 os.environ["SCALPPEN_KEYRING"] = "off"
+# ... and never write into the home of the person running them: a test that names no
+# SCALPPEN_HOME of its own gets one for the whole run.
+if not os.environ.get("SCALPPEN_HOME"):
+    import tempfile
+
+    os.environ["SCALPPEN_HOME"] = tempfile.mkdtemp(prefix="scalppen-test-home-")
 
 # the store's engines: ``db_target`` (SQLite and PostgreSQL), ``pg_url``
 pytest_plugins = ["tests.engines"]

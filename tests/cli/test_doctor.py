@@ -25,7 +25,7 @@ def test_doctor_reports_the_set_up_and_names_what_to_fix(tmp_path: Path) -> None
     ok = _run(home, "doctor", "--json")
     assert ok.returncode == 0, ok.stdout + ok.stderr
     doc = {c["what"]: c for c in json.loads(ok.stdout)["checks"]}
-    assert "(600)" in doc["database (permit keys, health data)"]["state"]
+    assert "(600)" in doc["database (health data, sealed permit keys)"]["state"]
     assert "owner-only" in doc["key storage"]["state"]
     bonds = home / "bumble-bonds.json"
     bonds.write_text("{}")
@@ -33,6 +33,10 @@ def test_doctor_reports_the_set_up_and_names_what_to_fix(tmp_path: Path) -> None
     bad = _run(home, "doctor")
     assert bad.returncode == 1
     assert f"problem: {bonds} can be read by other users: chmod 600 {bonds}" in bad.stdout
+    bonds.chmod(0o600)  # plain bonds of an older version: named, sealed at the next use
+    plain = _run(home, "doctor")
+    assert plain.returncode == 1 and "holds bond keys plain" in plain.stdout
+    bonds.chmod(0o644)
     used = _run(home, "--ble", "bumble:tcp-client:127.0.0.1:9", "scan")
     lines = [x for x in used.stderr.splitlines() if x.strip()]
     assert used.returncode == 1 and len(lines) == 1, used.stderr

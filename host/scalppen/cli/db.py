@@ -124,11 +124,24 @@ def copy_cmd(
     clinic's): new ids there, nothing written when a profile name is in both."""
     if src == dst:
         raise UsageError("SRC and DST are the same database", "name two databases")
-    with open_store(src, timeout_s=LOCK_TIMEOUT_S) as source, source.transaction():
-        backup = snapshot(source)
-    with open_store(dst, timeout_s=LOCK_TIMEOUT_S) as target:
+    from scalppen.store.sealing import open_key, seal_key
+    from scalppen.vault import VaultError
+
+    lost: list[str] = []
+    with open_store(src, timeout_s=LOCK_TIMEOUT_S) as source, \
+            open_store(dst, timeout_s=LOCK_TIMEOUT_S) as target:
+        with source.transaction():
+            backup = snapshot(source)
+
+        def reseal(serial: str, stored: bytes) -> bytes | None:
+            try:
+                return seal_key(target, serial, open_key(source, serial, stored))
+            except VaultError:
+                lost.append(serial)
+                return None
+
         target.actor = actor.current()
-        summary = copy_into(backup, target)
+        summary = copy_into(backup, target, reseal=reseal)
     added = ", ".join(f"{n} {t}" for t, n in summary.added.items()) or "nothing"
     _say(f"copied into {dst}: {added}")
     if summary.already:
@@ -136,7 +149,43 @@ def copy_cmd(
     if summary.added.get("clearances"):
         _say("clearances were signed for the source's toolkit: there they are history, and "
              "a clinician clears those locks again")
-    _say("permit keys are not copied: pair each pen again from this toolkit")
+    if lost:
+        _say(f"the permit keys of {', '.join(lost)} could not be opened here (their sealing "
+             "key is not on this computer): pair those pens again from this toolkit")
+
+
+@app.command("key")
+@handle_errors
+def key_cmd(
+    ctx: typer.Context,
+    action: Annotated[str, typer.Argument(metavar="export|import",
+                                          help="export this database's sealing key, or "
+                                          "import it on another laptop")],
+    path: Annotated[Path, typer.Argument(metavar="FILE", help="the key file")],
+) -> None:
+    """Carry the key that seals the database's permit keys to another laptop of the
+    clinic (the file is owner-only: carry it by hand, then delete it)."""
+    import os
+
+    from scalppen.store.sealing import export_key, import_key
+
+    if action not in ("export", "import"):
+        raise UsageError(f"unknown action {action!r}", "use export or import")
+    with open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S) as db:
+        if action == "export":
+            blob = export_key(db)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(blob)
+            _say(f"sealing key of this database written to {path} (owner-only): import it on "
+                 "each laptop with scalppen db key import FILE, then delete the file")
+            return
+        try:
+            blob = path.read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        import_key(db, blob)
+    _say("this laptop now holds the database's sealing key: it can issue permits")
 
 
 def register(root: typer.Typer) -> None:

@@ -20,6 +20,7 @@ from rich.table import Table
 from scalppen import paths
 from scalppen.cli.common import JSON_HELP, console, handle_errors, print_json
 from scalppen.cli.context import options
+from scalppen.cli.doctor_keys import key_rows
 from scalppen.private_files import mode_of
 
 
@@ -28,26 +29,28 @@ def _mode(path: Path) -> str:
     return "missing" if mode is None else f"{mode:o}"
 
 
-def checks(db: Path) -> list[tuple[str, str, str]]:
+def checks(target: str) -> list[tuple[str, str, str]]:
     """(what, state, problem or "") for each part of the set-up."""
+    from scalppen.store.db import is_url
+    from scalppen.store.postgres import shown
+
     rows: list[tuple[str, str, str]] = []
     home = paths.home()
     home_mode = mode_of(home) or 0
     rows.append(("home", f"{home} ({home_mode:o})",
                  f"others can enter {home}: chmod 700 {home}" if home_mode & 0o077 else ""))
-    for path, what in ((db, "database (permit keys, health data)"),
-                       (paths.keystore(), "bumble bond keys")):
-        mode = mode_of(path)
-        problem = (f"{path} can be read by other users: chmod 600 {path}"
-                   if mode is not None and mode & 0o077 else "")
-        rows.append((what, f"{path} ({_mode(path)})", problem))
-    if db.exists() and not os.access(db, os.W_OK):
-        rows.append(("database access", "read-only", ""))
-    if importlib.util.find_spec("keyring") is not None:
-        rows.append(("key storage", "keyring package present; keys still in the database", ""))
+    if is_url(target):
+        rows.append(("database", f"PostgreSQL at {shown(target)} (clinic)", ""))
     else:
-        rows.append(("key storage", "owner-only files (no keyring package on this computer)",
-                     ""))
+        db = Path(target)
+        mode = mode_of(db)
+        problem = (f"{db} can be read by other users: chmod 600 {db}"
+                   if mode is not None and mode & 0o077 else "")
+        rows.append(("database (health data, sealed permit keys)", f"{db} ({_mode(db)})",
+                     problem))
+        if db.exists() and not os.access(db, os.W_OK):
+            rows.append(("database access", "read-only", ""))
+    rows += key_rows(target)
     from scalppen.transports.availability import RadioUnavailable, check_os_stack
 
     bumble = importlib.util.find_spec("bumble") is not None
@@ -80,7 +83,7 @@ def doctor_cmd(
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Check the toolkit's set-up: paths and permissions, key storage, Bluetooth, the sim."""
-    rows = checks(Path(options(ctx).db))
+    rows = checks(options(ctx).db)
     problems = [p for _, _, p in rows if p]
     if as_json:
         print_json({"checks": [{"what": w, "state": s, "problem": p or None}

@@ -37,6 +37,14 @@ def open_db(ctx: typer.Context) -> Store:
 
     store = open_store(options(ctx).db, timeout_s=LOCK_TIMEOUT_S)
     store.actor = actor.current()
+    if not store.read_only:
+        from scalppen.store.sealing import seal_plain_keys
+
+        try:
+            seal_plain_keys(store)  # permit keys an older version stored plain
+        except BaseException:
+            store.close()
+            raise
     return store
 
 

@@ -120,8 +120,10 @@ class Store:
         self._driver_errors: tuple[type[BaseException], ...] = (sqlite3.Error,)
         self._translate: Any = translate_error
         self._begin = "BEGIN IMMEDIATE"
-        #: (room, user) stamped on the rows that matter (clinic audit; see ``audit``)
+        #: (room, user) stamped on the rows that matter (clinic audit; ``scalppen.actor``)
         self.actor: tuple[str, str] = ("", "")
+        #: where this database's sealing key is kept (``store.sealing``; set on first use)
+        self.vault: Any = None
 
     def close(self) -> None:
         """Close the connection."""

@@ -111,20 +111,32 @@ def list_pens(db: Store) -> list[Pen]:
 
 
 def set_permit_key(db: Store, serial: str, key: bytes) -> None:
-    """Store the pen's permit key (kept only in the owner-only database file)."""
+    """Store the pen's permit key, sealed with this database's key (``store.sealing``)."""
     if len(key) != 32:
         raise StoreError("a permit key is 32 bytes")
     get_pen(db, serial)
-    db.execute("UPDATE pens SET permit_key = ? WHERE serial = ?", (key, serial))
+    from scalppen.store.sealing import seal_key
+
+    db.execute("UPDATE pens SET permit_key = ? WHERE serial = ?",
+               (seal_key(db, serial, key), serial))
 
 
 def get_permit_key(db: Store, serial: str) -> bytes | None:
-    """The pen's permit key, or None if it has none."""
+    """The pen's permit key, or None if it has none.
+
+    Raises:
+        NotFoundError: no such pen.
+        VaultError: the key that seals it is not on this computer.
+    """
     row = db.query_one("SELECT permit_key FROM pens WHERE serial = ?", (serial,))
     if row is None:
         raise NotFoundError(f"no pen {serial!r} in the database: pair it first")
-    key = row["permit_key"]
-    return bytes(key) if key is not None else None
+    stored = row["permit_key"]
+    if stored is None:
+        return None
+    from scalppen.store.sealing import open_key
+
+    return open_key(db, serial, bytes(stored))
 
 
 def pen_limits(db: Store, serial: str) -> PenLimits:

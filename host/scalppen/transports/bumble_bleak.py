@@ -44,7 +44,7 @@ from bumble import att, core, hci
 from bumble.core import AdvertisingData
 from bumble.device import Advertisement, Connection, Device, DeviceConfiguration, Peer
 from bumble.host import Host
-from bumble.keys import JsonKeyStore, MemoryKeyStore
+from bumble.keys import MemoryKeyStore
 from bumble.link import LocalLink
 from bumble.pairing import PairingConfig, PairingDelegate
 from bumble.transport import Transport, open_transport
@@ -265,7 +265,8 @@ async def open_central(
             controller is put on it).
         address: this central's random static address (keep it stable: bonds
             are bound to it).
-        keystore_path: JSON file for bonds; None keeps them in memory.
+        keystore_path: the bond file (bumble's JSON, sealed: ``bond_store``); None
+            keeps them in memory.
         passkey_provider: default provider of the passkey for ``pair()``.
         name: the central's GAP name.
         timeout: seconds for opening and powering on.
@@ -294,7 +295,11 @@ async def open_central(
             if keystore_path is not None:
                 path = os.path.expanduser(os.fspath(keystore_path))
                 os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-                device.keystore = JsonKeyStore(namespace=None, filename=path)
+                from scalppen.transports.bond_store import SealedJsonKeyStore
+
+                store = SealedJsonKeyStore(path)
+                await store.seal_if_plain()
+                device.keystore = store
             else:
                 device.keystore = MemoryKeyStore()
             await device.power_on()
