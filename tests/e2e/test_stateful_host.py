@@ -288,6 +288,10 @@ class HostAndPen(RuleBasedStateMachine):
             await within(pen.start())
         except PenRefused as exc:
             self._note(f"pen refused {_request(exc)}: {_code(exc)}")
+            # as run_session does: STOP, and a permit the idle pen dropped is void
+            await within(pen.stop())
+            if (await within(pen.status())).state == PenState.IDLE:
+                S.void_permit(self.r.db, permit.nonce, at=self.host_now())
             return
         self._note("session started")
         status = await within(pen.status())

@@ -102,3 +102,25 @@ def test_an_unused_permit_stops_counting_when_the_log_runs_past_its_expiry(
         later = permit.expires_at + 3600
         S.ingest_log_records(db, "SP-0", [rec(1, RecordKind.BOOT, later)])
         assert S.load_history(db, profile_id).pending_permits == ()
+
+
+def test_a_permit_the_pen_refused_and_dropped_stops_counting(db_target: str) -> None:
+    profile_id = _patient(db_target)
+    with S.open_store(db_target) as db:
+        _, permit = issue_session_permit(db, "SP-0", SessionPlan(profile_id, 250, attested=True),
+                                         PenLimits(), os.urandom(32), NOW)
+        assert S.load_history(db, profile_id).pending_permits
+        S.void_permit(db, permit.nonce, at=NOW)
+        assert S.load_history(db, profile_id).pending_permits == ()
+
+
+def test_the_pens_own_report_of_a_later_session_settles_a_permit(db_target: str) -> None:
+    profile_id = _patient(db_target)
+    with S.open_store(db_target) as db:
+        issue_session_permit(db, "SP-0", SessionPlan(profile_id, 250, attested=True),
+                             PenLimits(), os.urandom(32), NOW)
+        ended = (NOW + timedelta(minutes=3), 250)
+        on_the_pen = S.load_history(db, profile_id, pen_serial="SP-0", pen_last_session=ended)
+        assert on_the_pen.pending_permits == ()
+        elsewhere = S.load_history(db, profile_id, pen_serial="SP-1", pen_last_session=ended)
+        assert [p.pen_serial for p in elsewhere.pending_permits] == ["SP-0"]

@@ -17,6 +17,7 @@ from scalppen.store.clinical import (
     record_screening,
     record_service,
     report_adverse_event,
+    void_permit,
 )
 from scalppen.store.clinicians import (
     ClearanceAttempt,
@@ -184,4 +185,5 @@ __all__ = [
     "trusted_keys",
     "upsert_pen",
     "used_statement_ids",
+    "void_permit",
 ]

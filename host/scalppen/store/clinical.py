@@ -283,6 +283,12 @@ def _permit(row: Row) -> IssuedPermit:
     )
 
 
+def void_permit(db: Store, nonce: bytes, *, at: datetime | None = None) -> None:
+    """The pen refused this permit and is idle without it: it counts for nothing more."""
+    db.execute("UPDATE permits SET voided_at = ? WHERE nonce = ? AND voided_at IS NULL",
+               (to_ts(at or utcnow()), nonce))
+
+
 def lock_patient(db: Store, profile_id: int) -> None:
     """Inside a transaction: hold the patient until it ends, so that two laptops
     issuing a permit for the same patient decide one after the other (PostgreSQL: the

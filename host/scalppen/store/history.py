@@ -97,7 +97,13 @@ def load_history(
         for e in list_adverse_events(db, profile_id)
     )
     clearances = clearance_records(db, profile_id)
-    pending = pending_permits(db, profile_id)
+    pending = tuple(
+        p for p in pending_permits(db, profile_id)
+        # the pen in hand reports a session that ended after this permit was issued:
+        # its session, or a later one (a pen runs one at a time) that counts instead
+        if not (pen_last_session is not None and p.pen_serial == pen_serial
+                and pen_last_session[0].timestamp() >= p.issued_at.timestamp() - CLOCK_SKEW_S)
+    )
     att = latest_attestation(db, profile_id)
     return PatientHistory(
         profile_id=profile_id,
@@ -172,7 +178,7 @@ def pending_permits(db: Store, profile_id: int) -> tuple[PendingPermit, ...]:
     """
     rows = db.query(
         "SELECT p.pen_serial, p.issued_at, p.expires_at, p.max_depth_um, p.max_duration_s"
-        " FROM permits p WHERE p.profile_id = ?"
+        " FROM permits p WHERE p.profile_id = ? AND p.voided_at IS NULL"
         " AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.pen_serial = p.pen_serial"
         "   AND COALESCE(s.started_at, s.ended_at) <= p.expires_at + ?"
         "   AND COALESCE(s.ended_at, s.started_at + 86400) >= p.issued_at - ?)"

@@ -330,8 +330,14 @@ ALTER TABLE sessions ADD COLUMN rated_on TEXT NOT NULL DEFAULT '';
 ALTER TABLE sessions ADD COLUMN rated_by TEXT NOT NULL DEFAULT ''
 """
 
+#: A permit the pen refused and dropped (ARM or START refused, then STOP: the pen
+#: is idle) is void: it no longer counts for rule 6 as a session that may be running.
+_V6: Final = """
+ALTER TABLE permits ADD COLUMN voided_at INTEGER
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

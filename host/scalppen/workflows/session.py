@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from scalppen import store as S
-from scalppen.client import Pen, PenTimeout
+from scalppen.client import Pen, PenRefused, PenTimeout
 from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
 from scalppen.policy.cartridge import cartridge_refusal
 from scalppen.policy.permits import PermitFields
@@ -157,8 +157,21 @@ async def run_session(
         if started is not None:
             started(decision)
 
-    await _run_and_store(pen, db, serial, now, outcome, begin, on_event, stop_requested)
+    try:
+        await _run_and_store(pen, db, serial, now, outcome, begin, on_event, stop_requested)
+    except PenRefused:
+        await _void_if_dropped(pen, db, permit.nonce, now())
+        raise
     return outcome
+
+
+async def _void_if_dropped(pen: Pen, db: S.Store, nonce: bytes, at: datetime) -> None:
+    """The pen refused ARM or START and, after the STOP, is idle: the permit is gone
+    from it, and stops counting for rule 6 (best effort: unknown keeps it counting)."""
+    with contextlib.suppress(Exception):
+        status = await asyncio.wait_for(pen.status(), STOP_ON_ERROR_S)
+        if status.state == PenState.IDLE:
+            S.void_permit(db, nonce, at=at)
 
 
 async def run_resume(
