@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,8 +79,9 @@ def _host_bonds(r: TwinRig) -> dict[str, object]:
     path = r.tmp / "host-bonds.json"
     if not path.exists():
         return {}
-    doc = json.loads(path.read_text() or "{}")
-    # bumble's JsonKeyStore: {namespace: {address: keys}}
+    from scalppen.transports.bond_store import SealedJsonKeyStore
+
+    doc = SealedJsonKeyStore(str(path)).read()  # bumble's JSON, sealed: {namespace: {...}}
     return {addr: keys for ns in doc.values() for addr, keys in ns.items()}
 
 

@@ -12,6 +12,7 @@ from tests.host.test_report import NOW, filled_store
 
 from scalppen import store as S
 from scalppen.policy import adverse_lock_id, find_locks
+from scalppen.store.migrations import SCHEMA_VERSION
 from scalppen.store.transfer import (
     TABLES,
     TransferError,
@@ -74,7 +75,9 @@ def test_a_damaged_backup_is_refused_before_anything_is_written(tmp_path: Path,
     elif damage == "garbage":
         out.write_bytes(b"not a backup")
     else:
-        out.write_bytes(gzip.compress(raw.replace(b'"schema": 5', b'"schema": 99', 1)))
+        now = f'"schema": {SCHEMA_VERSION}'.encode()
+        assert now in raw
+        out.write_bytes(gzip.compress(raw.replace(now, b'"schema": 99', 1)))
     with pytest.raises(TransferError) as err:
         read_backup(out)
     assert len(str(err.value).splitlines()) == 1

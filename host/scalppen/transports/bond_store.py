@@ -53,6 +53,10 @@ class SealedJsonKeyStore(JsonKeyStore):
         except FileNotFoundError:
             return False
 
+    def read(self) -> dict[str, Any]:
+        """The whole file opened: ``{namespace: {address: keys}}`` (``{}`` if none)."""
+        return self._read()
+
     def _read(self) -> dict[str, Any]:
         try:
             with open(self.filename, "rb") as fh:
