@@ -4,7 +4,6 @@ without a subscription, IRQs at the tick boundary)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,10 @@ NEEDLES_HOME_WITHIN_MS = 200
 
 
 def _host_bonds(r: TwinRig) -> dict[str, object]:
+    from scalppen.transports.bond_store import SealedJsonKeyStore
+
     path = r.tmp / "host-bonds.json"
-    return json.loads(path.read_text()) if path.exists() else {}
+    return SealedJsonKeyStore(str(path)).read() if path.exists() else {}
 
 
 async def _pen_bonds(r: TwinRig) -> int:
