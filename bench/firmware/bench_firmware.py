@@ -69,7 +69,11 @@ def ticks(n, with_pen):
         plant.step(out, 10)
 def arm_and_start():
     handler.handle(wire.encode(wire.T_SET_KEY, 1, {'key': bytes(range(1, 33))}), True)
-    handler.handle(wire.encode(wire.T_SET_TIME, 2, {'unix': 1750000000}), True)
+    key = bytes(range(1, 33))
+    tn = b'benchTim'
+    handler.handle(wire.encode(wire.T_SET_TIME, 2, {'unix': 1750000000, 'nonce': tn,
+                                                     'tag': permit.time_tag(key, 1750000000, tn)}),
+                   True)
     ticks(150, True)
     p = {'max_depth_um': 1000, 'max_duration_s': 600, 'issued_at': 1749999990,
          'expires_at': 1750003600, 'nonce': b'benchNon'}
