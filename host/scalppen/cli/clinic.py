@@ -622,8 +622,10 @@ def report_cmd(
         str | None, typer.Option("--user", help="only what this user did (clinic)")
     ] = None,
 ) -> None:
-    """Write the HTML report: sessions, intervals, wear, lockouts, adverse events, screenings,
-    clearances and permits (with --room or --user: only those made there, by them)."""
+    """Write the HTML report: sessions, wear, lockouts, clearances, permits and more.
+
+    With --room or --user, only what was done in that room or by that user (clinic).
+    """
     # the policy's clock, as `lockouts` reads it (a sim's virtual time when the pen is one)
     now = parse_time(now_text) if now_text else options(ctx).now()
     if out is not None and out.is_dir():

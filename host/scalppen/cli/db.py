@@ -24,7 +24,7 @@ from scalppen.store.db import is_url
 from scalppen.store.migrations import SCHEMA_VERSION
 from scalppen.store.transfer import copy_into, read_backup, restore, snapshot, write_backup
 
-app = typer.Typer(help="The database: which one, its schema, this laptop's room.",
+app = typer.Typer(help="The database: which one, backups, copies, keys, this laptop's room.",
                   no_args_is_help=True)
 
 
