@@ -30,6 +30,8 @@ BENCHES = [
     ("bench/host/bench_clinic.py", "Clinic: one database, four laptops, SQLite and PostgreSQL"),
     ("bench/twin/bench_twin.py", "The twin: the firmware bundle in MicroPython, beside the "
      "in-process pen"),
+    ("bench/twin/bench_battery_life.py", "Battery life of an idle pen with the auto "
+     "power-off"),
     ("bench/fuzz/fuzz_decoders.py", "Fuzzing the firmware and host decoders"),
 ]
 

@@ -11,9 +11,10 @@ import json
 import sys
 
 import bluetooth
+import esp32
 import machine
 
-from pen import bootok, link, wire
+from pen import bootok, idleoff, link, wire
 from pen.ble import PenBle
 from pen.board import Board
 from pen.core import Pen
@@ -129,12 +130,40 @@ class App:
             self.bench_rx = link.Deframer()
             self.bench_handler = Handler(self.pen, bench=True)
         self._battery = -1
+        # Auto power-off (pen/idleoff.py): requests and bench input since the last
+        # tick count as use. The press that woke the pen from deep sleep only woke
+        # it: the core does not see it (a standalone pen must not start needling
+        # from it); the next press is an ordinary one.
+        self.idle = self._arm_wake(doc)
+        self.activity = False
+        self._wake_press = (machine.reset_cause() == machine.DEEPSLEEP_RESET
+                            and machine.wake_reason() == machine.EXT0_WAKE)
+
+    def _arm_wake(self, doc):
+        # The deep sleep's wake sources (esp32.wake_on_*: recorded now, armed by
+        # machine.deepsleep()): the button on EXT0, the charger's sense pin on EXT1
+        # where it is an RTC GPIO (0..21 on the S3; else plugging in charges the
+        # sleeping pen and a press wakes it). A button that cannot wake the pen
+        # means no power-off at all. -> the IdleOff policy, or None.
+        pins = doc["pins"]
+        act = doc["active_levels"]
+        try:
+            esp32.wake_on_ext0(machine.Pin(pins["button"]), act["button"] == 1)
+        except ValueError:
+            return None
+        try:
+            esp32.wake_on_ext1((machine.Pin(pins["charge_detect"]),),
+                               act["charge_detect"] == 1)
+        except ValueError:
+            pass
+        return idleoff.IdleOff(self.board.idle_off_s)
 
     def _uptime(self):
         return self.pen.now_ms
 
     # ---- radio callbacks (IRQ context: only record) -----------------------------
     def _on_rx(self, conn, data):
+        self.activity = True
         if not self.ble.authenticated:
             # The stack let it through (MITM), but the link is below the pen's
             # floor (short key, no bond) and is being dropped.
@@ -176,6 +205,11 @@ class App:
 
     def step(self, now_ms):
         inp = self.drivers.read(self.inp)
+        if self._wake_press:
+            if inp.button:
+                inp.button = False
+            else:
+                self._wake_press = False
         inp.link_up = self.link_up()
         inp.link_epoch = self.link_epoch
         self._serve()
@@ -202,6 +236,11 @@ class App:
         self.ticks += 1
         if self.ticks % 100 == 0:
             self._slow()
+        if self.idle is not None:
+            reason = idleoff.why_awake(self.pen, inp, self.ble.connected, self.activity)
+            self.activity = False
+            if self.idle.due(self.pen.now_ms, reason, inp.cartridge is not None):
+                self.deep_sleep()
         if not self.good and self.ticks >= 50 and self.on_pen:
             self.good = bootok.mark_good()
         return out
@@ -242,6 +281,7 @@ class App:
         if len(self.bench_q) < _BENCH_QUEUE:
             data = uart.read(_BENCH_READ)
             if data:
+                self.activity = True
                 for item in self.bench_rx.feed(data):
                     if isinstance(item, wire.WireError):
                         self.link_errors += 1  # a damaged packet: dropped, the stream goes on
@@ -301,13 +341,30 @@ class App:
         if pct != self._battery:
             self._battery = pct
             self.ble.set_battery(pct)
+        self._set_rtc(2)
+
+    def _set_rtc(self, slack):
         unix = self.pen.clock()
-        if unix and abs(unix - _rtc_unix()) > 2:
+        if unix and abs(unix - _rtc_unix()) > slack:
             try:
                 t = clock.gmtime(unix - _UNIX_OFFSET)
                 machine.RTC().datetime((t[0], t[1], t[2], t[6], t[3], t[4], t[5], 0))
             except Exception:
                 pass
+
+    def deep_sleep(self):
+        # Auto power-off (pen/idleoff.py decided): store what the RTC must credit,
+        # set the RTC to the pen's clock (the next boot counts the time asleep in
+        # its frame), needles and display off, radio off, sleep until a wake source
+        # armed at boot (_arm_wake) fires. machine.deepsleep() never returns: the pen
+        # boots again as after a reset (reset_cause DEEPSLEEP_RESET, wake_reason
+        # EXT0_WAKE / EXT1_WAKE).
+        idleoff.save_for_sleep(self.pen)
+        self._set_rtc(0)
+        self.drivers.safe_stop()
+        self.drivers.display.off()
+        self.ble.shutdown()
+        machine.deepsleep()
 
     def shutdown(self):
         self.drivers.safe_stop()

@@ -38,6 +38,17 @@ _LIMITS = (
 )
 STANDALONE_MAX_DEPTH_UM = const(500)
 STANDALONE_MAX_S = const(600)
+# Auto power-off (pen/idleoff.py): a pen idle this long with nobody around goes to
+# deep sleep. Stock MicroPython on the ESP32-S3 never light-sleeps by itself, so
+# awake with the radio advertising it draws the board's base_load_ma (40 mA: a
+# 500 mAh cell lasts about 12 h); asleep it draws microamps (board "deep_sleep").
+# 10 min: what handheld instruments commonly use, the same as the pause window a
+# user already knows (wire.PAUSE_WINDOW_S); an idle spell then costs at most
+# 40 mA x 600 s = 6.7 mAh. Bounds: not below the 2-min pairing window plus time to
+# connect, not above an hour (40 mAh, 8 % of a 500 mAh cell, spent waiting).
+IDLE_OFF_S = const(600)
+IDLE_OFF_MIN_S = const(180)
+IDLE_OFF_MAX_S = const(3600)
 
 
 class BoardError(ValueError):
@@ -54,7 +65,7 @@ def _int(d, key, default):
 class Board:
     # Attributes: every key of _LIMITS, speed_levels_sps (list), standalone_enabled,
     # standalone_depth_um, standalone_s, model, hw_rev, name, drain_pct_per_ks,
-    # nominal_duty, motor_kv_x10, motor_r_mohm, motor_load_ma.
+    # nominal_duty, motor_kv_x10, motor_r_mohm, motor_load_ma, idle_off_s.
     def __init__(self, doc=None):
         doc = doc or {}
         lim = doc.get("limits", doc)
@@ -126,6 +137,9 @@ class Board:
         if not 100 <= self.motor_kv_x10 <= 5000 or not 10 <= self.motor_r_mohm <= 20000:
             raise BoardError("board: motor kv_sps_per_v or r_ohm out of range")
         self.drain_pct_per_ks = _drain(doc)
+        self.idle_off_s = _int(lim, "idle_off_s", IDLE_OFF_S)
+        if not IDLE_OFF_MIN_S <= self.idle_off_s <= IDLE_OFF_MAX_S:
+            raise BoardError("board: idle_off_s must be %d..%d" % (IDLE_OFF_MIN_S, IDLE_OFF_MAX_S))
 
     def limits_wire(self):
         # The INFO "limits" sub-record.

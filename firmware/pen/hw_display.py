@@ -4,6 +4,7 @@ from micropython import const
 _CTRL_CMD = const(0x80)  # Co=1, D/C=0: one command byte follows
 _CTRL_DATA = const(0x40)  # Co=0, D/C=1: the rest is data
 _INIT = b"\x00\x2a\x09\x28\x01\x0c"  # RE=1, 4-line mode, RE=0, clear, display on
+_OFF = b"\x00\x08"  # display off (D=0): the glass dark, the controller idle
 
 
 class Display:
@@ -52,3 +53,11 @@ class Display:
                 self.errors += 1
                 failed = True
         self._text = None if failed else text
+
+    def off(self):
+        # Before deep sleep: the glass goes dark (the next boot's init turns it on).
+        try:
+            self._i2c.writeto(self._addr, _OFF)
+        except OSError:
+            self.errors += 1
+        self._text = None

@@ -9,7 +9,9 @@ on a bumble ``LocalLink``. The firmware's own ``pen.app.App`` runs unchanged: it
 Virtual time runs ``speed`` times faster than the wall clock (``None``: as fast as
 the host allows), so a 15-minute session or a 7-day lockout takes seconds.
 Reboots (watchdog, ``machine.reset()``, power loss, brown-out) start a fresh
-firmware over the same flash directory, as on the pen.
+firmware over the same flash directory, as on the pen. ``machine.deepsleep()`` ends
+the firmware too: the pen then sleeps (:attr:`VirtualPen.asleep`, radio silent, the
+board's deep-sleep current) until a wake source fires (its button), and boots again.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ FIRMWARE_DIR = Path(__file__).resolve().parents[2] / "firmware"
 DEFAULT_ADDRESS = "C0:5C:A1:00:00:01"
 #: Virtual ms stepped between two yields to the event loop (BLE traffic flows there).
 BATCH_MS = 20
+#: The same while the pen is in deep sleep (nothing runs; wake sources are looked at).
+SLEEP_BATCH_MS = 1000
 
 
 def _purge_firmware_modules() -> None:
@@ -150,6 +154,11 @@ class VirtualPen:
         return str(self.hw.display_text)
 
     @property
+    def asleep(self) -> bool:
+        """The pen is in deep sleep (its firmware called ``machine.deepsleep()``)."""
+        return bool(self.hw.asleep)
+
+    @property
     def passkey(self) -> int | None:
         """The passkey the pen shows while pairing, else None."""
         return None if self.app is None else self.app.passkey
@@ -166,12 +175,17 @@ class VirtualPen:
         """Advance ``ms`` of virtual time, yielding to the event loop between batches."""
         done = 0
         while done < ms:
-            chunk = min(BATCH_MS, ms - done)
+            chunk = min(SLEEP_BATCH_MS if self.hw.asleep else BATCH_MS, ms - done)
             await self._tick_batch(chunk)
             done += chunk
             await asyncio.sleep(0)
 
     async def _tick_batch(self, ms: int) -> None:
+        if self.hw.asleep:
+            self.hw.sleep_for(ms)  # nothing runs; a wake source ends it
+            if not self.hw.asleep:
+                await self.reboot()
+            return
         try:
             self.step(ms)
         except BaseException as exc:
@@ -181,7 +195,9 @@ class VirtualPen:
                 self.errors.append(exc)
                 _log.error("firmware error: %r", exc)
                 self.hw.request_reset(1)
-        if self.hw.needs_reboot is not None:
+        if self.hw.asleep:
+            await self.radio.power_off()  # deep sleep: the radio is off, nothing advertises
+        elif self.hw.needs_reboot is not None:
             await self.reboot()
 
     async def _run(self) -> None:
@@ -190,13 +206,15 @@ class VirtualPen:
         while not self._stopping:
             await self._paused.wait()
             if self.speed is None:
-                await self._tick_batch(BATCH_MS)
+                await self._tick_batch(SLEEP_BATCH_MS if self.hw.asleep else BATCH_MS)
                 await asyncio.sleep(0)
                 continue
             target = virt0 + (time.monotonic() - wall0) * 1000 * self.speed
             behind = target - self.clock.world_us / 1000
+            most = 10 * (SLEEP_BATCH_MS if self.hw.asleep else BATCH_MS)
             if behind >= BATCH_MS:
-                await self._tick_batch(BATCH_MS if behind < 10 * BATCH_MS else 10 * BATCH_MS)
+                await self._tick_batch(BATCH_MS if not self.hw.asleep and behind < most
+                                       else int(min(behind, most)))
                 await asyncio.sleep(0)
             else:
                 await asyncio.sleep(max(0.001, (BATCH_MS - behind) / 1000 / self.speed))

@@ -38,6 +38,9 @@ from scalppen_hardware.upy.vclock import VirtualClock
 
 # reset causes, as machine.* on the ESP32 port
 PWRON_RESET, HARD_RESET, WDT_RESET, DEEPSLEEP_RESET, SOFT_RESET = 1, 2, 3, 4, 5
+# wake reasons, machine.wake_reason(): esp_sleep_get_wakeup_cause() (ESP_SLEEP_WAKEUP_*)
+EXT0_WAKE, EXT1_WAKE, TIMER_WAKE = 2, 3, 4
+SLEEP_STEP_US = 1_000_000  # wake sources are looked at this often while asleep
 
 FAULTS = (
     "stall",
@@ -174,6 +177,7 @@ class PenBody:
         self.gauge = FuelGauge(self.battery)
         self.oled = CharOled(board["display"])
         self.uarts: dict[int, UartPort] = {}  # bench UARTs by id, opened on first use
+        self.rtc_memory = b""  # machine.RTC().memory(): kept but for a power cut
         self.cartridge: VirtualCartridge | None = None
         self.pulled: VirtualCartridge | None = None  # held out by "cartridge_pulled"
         self.contact = False
@@ -190,6 +194,7 @@ class VirtualPenHardware:
         clock: the virtual clock (shared across reboots); a new one if omitted.
         body: the physical pen to boot on; a new one (``soc_pct``, ``depth_um``) if omitted.
         reset_cause: what ``machine.reset_cause()`` reports on this boot.
+        wake_reason: what ``machine.wake_reason()`` reports (after a deep sleep).
         unique_id: ``machine.unique_id()`` (6 bytes); derived from the board id if omitted.
     """
 
@@ -200,6 +205,7 @@ class VirtualPenHardware:
         *,
         body: PenBody | None = None,
         reset_cause: int = PWRON_RESET,
+        wake_reason: int = 0,
         unique_id: bytes | None = None,
         soc_pct: float = 80.0,
         depth_um: float = 0.0,
@@ -208,6 +214,13 @@ class VirtualPenHardware:
         self.clock = clock if clock is not None else VirtualClock()
         self.body = body if body is not None else PenBody(board, soc_pct=soc_pct, depth_um=depth_um)
         self.reset_cause = reset_cause
+        self.wake_reason = wake_reason
+        # esp32.wake_on_ext0/ext1's choices (machine_rtc_config: RAM, none at boot)
+        self.wake_cfg: dict[str, Any] = {"ext0": None, "ext0_level": False, "ext1": (),
+                                         "ext1_level": False}
+        self.asleep = False  # in deep sleep: this boot ended, no wake source fired yet
+        self.sleep_timer_us: int | None = None  # world_us of the deep sleep's timer wake
+        self.woke_by = 0  # the wake source that ended the deep sleep
         self.unique_id = unique_id or hashlib.sha256(str(board["board"]).encode()).digest()[:6]
         self.cpu_hz = 240_000_000
         self.powered = True
@@ -229,6 +242,8 @@ class VirtualPenHardware:
         self._base_ma = float(bat["base_load_ma"])
         self._stepper_ma = float(bat["stepper_ma"])
         self._brownout_mv = float(bat["brownout_mv"])
+        self._sleep_ma = deep_sleep_ua(self.board) / 1000.0
+        self._self_ma = self_discharge_ma(self.board)
         self._vbat = b.battery.terminal_v
         self._acc_us = 0
         self._acc_mas = 0.0
@@ -458,11 +473,13 @@ class VirtualPenHardware:
     def _slow(self) -> None:
         b = self.body
         dt = self._acc_us * 1e-6
-        load = self._acc_mas / dt
+        load = self._acc_mas / dt + self._self_ma
         if self.running:
             load += self._base_ma
             if b.stepper.enabled:
                 load += self._stepper_ma
+        elif self.asleep:
+            load += self._sleep_ma
         b.battery.step(dt, load)
         b.thermal.step(dt, self._acc_j / dt)
         self._vbat = b.battery.terminal_v
@@ -505,6 +522,7 @@ class VirtualPenHardware:
 
     def _power_fail(self, event: str) -> None:
         self.powered = False
+        self.asleep = False  # a sleeping chip loses its RTC domain too
         self._run = False
         self.last_power_event = event
         self._halt(PWRON_RESET)
@@ -521,12 +539,21 @@ class VirtualPenHardware:
         installed into the ``scalppen_hardware.upy`` modules.
         """
         cause = self.needs_reboot or HARD_RESET
+        wake = 0
+        if cause == DEEPSLEEP_RESET:
+            if self.asleep:  # reset out of deep sleep (the EN pin), not woken by a source
+                cause = HARD_RESET
+            else:
+                wake = self.woke_by
         if self.last_power_event == "power_loss":
             self.clock.rtc_lost()
+        if not self.powered:
+            self.body.rtc_memory = b""  # RTC slow memory needs power
         self.body.faults.discard("power_loss")
         self._halt(cause)
         new = VirtualPenHardware(
-            self.board, self.clock, body=self.body, reset_cause=cause, unique_id=self.unique_id
+            self.board, self.clock, body=self.body, reset_cause=cause, wake_reason=wake,
+            unique_id=self.unique_id
         )
         if cause == SOFT_RESET:
             new._wdt_us, new._wdt_due = self._wdt_kept
@@ -535,6 +562,62 @@ class VirtualPenHardware:
 
             upy.install(new)
         return new
+
+    # --- deep sleep ------------------------------------------------------------------------------
+    def enter_deepsleep(self, time_ms: int | None = None) -> int:
+        """``machine.deepsleep()``: this boot ends (as a reset does: outputs float,
+        timers and the watchdog stop, RAM is gone), the chip draws the board's deep
+        sleep current until a wake source fires (:meth:`sleep_for`), and the next
+        boot's cause is ``DEEPSLEEP_RESET``. The RTC keeps counting; the radio is off."""
+        self._halt(DEEPSLEEP_RESET)
+        self.asleep = True
+        self.woke_by = 0
+        self.sleep_timer_us = None
+        if time_ms is not None:
+            self.sleep_timer_us = self.clock.world_us + max(0, time_ms) * 1000
+        self.check_wake()  # a source already active wakes it at once (level-triggered)
+        return DEEPSLEEP_RESET
+
+    def check_wake(self) -> int:
+        """While asleep: the wake source active now ends the sleep (returns it), else 0."""
+        if not self.asleep:
+            return 0
+        cfg = self.wake_cfg
+        src = 0
+        if cfg["ext0"] is not None and self.net(cfg["ext0"]).get() == int(cfg["ext0_level"]):
+            src = EXT0_WAKE
+        elif cfg["ext1"]:
+            levels = [self.net(p).get() for p in cfg["ext1"]]
+            hit = any(levels) if cfg["ext1_level"] else not any(levels)
+            src = EXT1_WAKE if hit else 0
+        due = self.sleep_timer_us
+        if not src and due is not None and self.clock.world_us >= due:
+            src = TIMER_WAKE
+        if src:
+            self.asleep = False
+            self.woke_by = src
+        return src
+
+    def reset_from_sleep(self) -> None:
+        """The reset line pulled while asleep: the next boot is a hard reset."""
+        if self.asleep:
+            self.asleep = False
+            self.halted_cause = HARD_RESET
+
+    def sleep_for(self, ms: float, step_us: int = SLEEP_STEP_US) -> None:
+        """Let ``ms`` of virtual time pass in deep sleep, or less if a wake source
+        fires (looked at every ``step_us``, and at the timer's moment)."""
+        remaining = int(ms * 1000)
+        while remaining > 0 and self.asleep and self.powered:
+            if self.check_wake():
+                return
+            step = min(remaining, step_us)
+            due = self.sleep_timer_us
+            if due is not None and 0 < due - self.clock.world_us < step:
+                step = due - self.clock.world_us
+            self.advance(step / 1000)
+            remaining -= step
+        self.check_wake()
 
     # --- the user and the world ---------------------------------------------------------------
     def set_contact(self, on: bool) -> None:
@@ -687,6 +770,20 @@ class VirtualPenHardware:
         elif name == "depth_sensor_glitch":
             b.depth_sensor.glitch_every_ms = 0
         # power_loss ends with reboot()
+
+
+def deep_sleep_ua(board: Mapping[str, Any]) -> float:
+    """The board's current in deep sleep (uA): the sum of its ``deep_sleep`` parts
+    (MCU, LDO, fuel gauge, charger, display, drivers: board JSON, with sources)."""
+    parts = board.get("deep_sleep", {})
+    return float(sum(v for k, v in parts.items() if k.endswith("_ua")))
+
+
+def self_discharge_ma(board: Mapping[str, Any]) -> float:
+    """The cell's self-discharge as a constant current (mA): ``cell_self_discharge_
+    pct_month`` of the board's ``deep_sleep`` figures (a 30-day month)."""
+    pct = float(board.get("deep_sleep", {}).get("cell_self_discharge_pct_month", 0.0))
+    return float(board["battery"]["capacity_mah"]) * pct / 100.0 / (30 * 24)
 
 
 class _PoweredBus(dict[int, Any]):

@@ -12,7 +12,9 @@ Prints, once ready, one per line::
     control: <path of the control socket>
 
 then ``display: <text>`` on every change of the pen's display (lines of the display
-joined with `` | ``), until interrupted. Command lines on its standard input (or on
+joined with `` | ``), and ``power: asleep (press to wake)`` / ``power: on`` when the
+pen powers itself off when idle (firmware/pen/idleoff.py) and when a press wakes
+it, until interrupted. Command lines on its standard input (or on
 the control socket) work the pen's world: its button, battery and charger, cartridge,
 skin contact, faults, power and speed (``help`` lists them; scalppen/simctl.py),
 each answered on one line (``ok: ...`` or ``error: ...``).
@@ -32,6 +34,7 @@ from scalppen.simctl import (
     SHORT_PRESS_MS,
     ControlServer,
     answer,
+    asleep,
     hold_button,
     power_cut,
 )
@@ -52,6 +55,22 @@ async def _obey(pen: Any, commands: AsyncIterator[str], emit: Callable[[str], No
 
 def display_line(text: str) -> str:
     return "display: " + " | ".join(part.rstrip() for part in text.splitlines())
+
+
+#: What ``serve`` prints when the pen goes to sleep / wakes.
+POWER_ASLEEP = "power: asleep (press to wake)"
+POWER_ON = "power: on"
+_POWER_POLL_S = 0.1
+
+
+async def _watch_power(pen: Any, emit: Callable[[str], None]) -> None:
+    was = asleep(pen)
+    while True:
+        await asyncio.sleep(_POWER_POLL_S)
+        now = asleep(pen)
+        if now != was:
+            was = now
+            emit(POWER_ASLEEP if now else POWER_ON)
 
 
 async def serve(
@@ -106,6 +125,7 @@ async def serve(
     pty = pen.open_serial()
     control = ControlServer(pen, control_path(bridge.port))
     registration: Path | None = None
+    watcher: asyncio.Task[None] | None = None
     try:
         await control.start()
         registration = register(bridge.port, control.path, Path(flash_dir))
@@ -117,12 +137,15 @@ async def serve(
         if open_pairing:
             await hold_button(pen, PAIR_HOLD_MS)
             emit("ok: button: held 3 s (pairing window open)")
+        watcher = asyncio.create_task(_watch_power(pen, emit), name="sim-power")
         if ready is not None:
             ready.set()
         if commands is not None:
             await _obey(pen, commands, emit, control.answer)
         await asyncio.Event().wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         if registration is not None:
             with contextlib.suppress(OSError):
                 registration.unlink()

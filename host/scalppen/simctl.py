@@ -43,6 +43,15 @@ class Command:
     run: Callable[[Any, list[str]], Awaitable[str]]
 
 
+#: How long (wall s) a sleeping pen may take to boot after a press.
+WAKE_WITHIN_S = 30.0
+
+
+def asleep(pen: Any) -> bool:
+    """The pen is in deep sleep (it powered itself off when idle: firmware/pen/idleoff.py)."""
+    return bool(getattr(pen, "asleep", False))
+
+
 async def hold_button(pen: Any, ms: int) -> None:
     """Hold the pen's button for ``ms`` of the pen's time, then let go."""
     pen.hw.set_button(True)
@@ -50,6 +59,19 @@ async def hold_button(pen: Any, ms: int) -> None:
         await pen.run_for(ms)
     finally:
         pen.hw.set_button(False)
+
+
+async def wake(pen: Any) -> bool:
+    """Press the button of a sleeping pen and wait until it runs again; True if it does."""
+    boots = pen.boots
+    await hold_button(pen, SHORT_PRESS_MS)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAKE_WITHIN_S
+    while loop.time() < deadline:
+        if not asleep(pen) and pen.boots > boots and getattr(pen, "bridge", True) is not None:
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
 async def power_cut(pen: Any) -> bool:
@@ -107,7 +129,8 @@ async def _state(pen: Any, args: list[str]) -> str:
     return (f"battery={body.battery.soc:.1f} charging={'on' if body.battery.plugged else 'off'}"
             f" cartridge={'in' if cart is not None else 'none'}"
             f" contact={'on' if body.contact else 'off'} speed={pen.speed or 'max'}"
-            f" faults={','.join(faults) or 'none'} clock={_clock(pen).split()[1]}")
+            f" faults={','.join(faults) or 'none'} clock={_clock(pen).split()[1]}"
+            f" power={'asleep' if asleep(pen) else 'on'}")
 
 
 async def _clock_cmd(pen: Any, args: list[str]) -> str:
@@ -147,6 +170,10 @@ async def _contact(pen: Any, args: list[str]) -> str:
 async def _press(pen: Any, args: list[str]) -> str:
     if args:
         raise CommandError("press takes nothing; use `hold SECONDS` for a long press")
+    if asleep(pen):
+        if await wake(pen):
+            return "button: pressed (the pen woke from sleep)"
+        raise CommandError("button: pressed, the pen did not wake; `state` shows the pen")
     await hold_button(pen, SHORT_PRESS_MS)
     return "button: pressed"
 
@@ -158,6 +185,8 @@ async def _hold(pen: Any, args: list[str]) -> str:
 
 
 async def _pair(pen: Any, args: list[str]) -> str:
+    if asleep(pen) and not await wake(pen):  # the press that wakes it only wakes it
+        raise CommandError("button: pressed, the pen did not wake; `state` shows the pen")
     await hold_button(pen, PAIR_HOLD_MS)
     return "button: held 3 s (pairing window open)"
 

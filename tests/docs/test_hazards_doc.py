@@ -23,7 +23,7 @@ FAULTS = ["stall", "charger", "contact lost", "cartridge pulled", "power loss",
           "forged HMAC", "expired permit", "permit above the hard limits",
           "write point", "message boundary", "bonded central", "refusal flood",
           "rewritten", "cloned", "undated", "Just Works", "bench UART",
-          "refused START"]
+          "refused START", "auto power-off", "deep sleep"]
 
 
 @cache

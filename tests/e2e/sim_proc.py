@@ -122,7 +122,9 @@ def pair_for(sim: Sim, home: Path, patient: str = "Ada") -> tuple[str, str]:
     new screened patient; -> (the pen's address, what ``pair`` printed)."""
     scan = cli(home, sim.port, "scan", "--timeout", "2")
     assert scan.returncode == 0, scan.stderr
-    address = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout).group(1)  # type: ignore[union-attr]
+    found = re.search(r"([0-9A-F]{2}(:[0-9A-F]{2}){5})", scan.stdout)
+    assert found is not None, f"scan found no address: {scan.stdout!r} {scan.stderr!r}"
+    address = found.group(1)
     env = dict(os.environ, SCALPPEN_HOME=str(home), COLUMNS="200")
     pair = subprocess.Popen(
         [*SCALPPEN, "--ble", f"bumble:tcp-client:127.0.0.1:{sim.port}", "--db",

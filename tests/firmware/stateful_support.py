@@ -52,10 +52,10 @@ class StatefulRig(Rig):
         self.acked = acked
         Rig.__init__(self, fs, **kw)
 
-    def boot(self, reset_code=0):
+    def boot(self, reset_code=0, rtc=0):
         self.store = RecordingStore(self.fs, self.acked, seg_records=SEG_RECORDS,
                                     max_segments=MAX_SEGMENTS)
-        self.pen = Pen(self.board, self.store, 0, reset_code)
+        self.pen = Pen(self.board, self.store, rtc, reset_code)
         self.h = Handler(self.pen)
         self.h.hello = True
 

@@ -53,6 +53,7 @@ from pen.store import pack_record
 from plant import cartridge
 from rig import KEY, T0, signed_time
 from stateful_cartridge_auth import CartridgeAttacks
+from stateful_idle_off import IdleOffRules
 from stateful_links import LinkAttacks
 from stateful_pauses import PauseRules
 from stateful_sensors import SensorFaults
@@ -113,7 +114,8 @@ def act(**strategies):
     return deco
 
 
-class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, RuleBasedStateMachine):
+class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRules,
+              RuleBasedStateMachine):
     """The pen, its body and flash, and the model of what the test allowed."""
 
     def __init__(self):

@@ -31,6 +31,7 @@ package(
         "hw_motor.py",
         "hw_sensors.py",
         "hw_stepper.py",
+        "idleoff.py",
         "io.py",
         "link.py",
         "motorctl.py",

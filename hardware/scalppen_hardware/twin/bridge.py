@@ -50,7 +50,9 @@ def constants() -> dict[str, Any]:
     reset = {k: getattr(machine, k) for k in ("PWRON_RESET", "HARD_RESET", "WDT_RESET",
                                               "DEEPSLEEP_RESET", "SOFT_RESET")}
     ble = {k: getattr(bt, k) for k in dir(bt) if k.startswith(("FLAG_", "_IRQ_"))}
-    return {"Pin": pin, "ADC": adc, "reset": reset, "bluetooth": ble}
+    wake = {k: getattr(machine, k) for k in ("PIN_WAKE", "EXT0_WAKE", "EXT1_WAKE", "TIMER_WAKE",
+                                             "TOUCHPAD_WAKE", "ULP_WAKE", "SLEEP", "DEEPSLEEP")}
+    return {"Pin": pin, "ADC": adc, "reset": reset, "bluetooth": ble, "wake": wake}
 
 
 def _bluetooth() -> Any:
@@ -162,6 +164,7 @@ class Bridge:
     def hello(self) -> dict[str, Any]:
         hw = self.hw
         return {"const": constants(), "reset_cause": int(hw.reset_cause),
+                "wake_reason": int(hw.wake_reason),
                 "unique_id": bytes(hw.unique_id).hex(), "cpu_hz": int(hw.cpu_hz),
                 "ticks_period": vclock.TICKS_PERIOD}
 
@@ -346,6 +349,18 @@ class Bridge:
             return upy.module("vclock").mktime(tuple(args[0]))
         if name == "reset":
             raise TwinReset(self.hw.request_reset(int(args[0])))
+        if name == "deepsleep":  # machine.deepsleep(): this process ends, the pen sleeps
+            raise TwinReset(self.hw.enter_deepsleep(None if args[0] is None else int(args[0])))
+        if name in ("wake_on_ext0", "wake_on_ext1"):
+            level = None if args[1] is None else bool(args[1])
+            getattr(upy.module("esp32"), name)(args[0], level)
+            return None
+        if name == "rtc_memory":
+            rtc = m.RTC()
+            if args[0] is None:
+                return bytes(rtc.memory() or b"").hex()
+            rtc.memory(bytes.fromhex(args[0]))
+            return None
         if name == "flash_write":  # a write to a watched file (flashfaults.py)
             if self.flash_faults is None:
                 return [int(args[1]), -1, 0]

@@ -11,7 +11,10 @@ tick between the two.
 
 Resets are new processes over the same flash, body, clock and bonds: a watchdog
 reset, ``machine.reset()``, a power cut or a brown-out (the process is killed), a
-soft reset from the REPL (the process ended).
+soft reset from the REPL (the process ended). ``machine.deepsleep()`` ends the
+process too; then no process runs while the pen sleeps (:attr:`TwinPen.asleep`: the
+radio off, the board's deep-sleep current, the RTC counting) until a wake source
+fires (the button), and the next process boots with reset cause ``DEEPSLEEP_RESET``.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ _CONSOLE_KEEP = 64 * 1024
 _IDLE_AFTER_S = 0.05  # wall seconds without a message before the body runs on its own
 _IDLE_POLL_S = 0.02
 _RUNNING_WITHIN_S = 0.2  # the program talked to the bridge this recently: it runs
+_SLEEP_CHUNK_MS = 60_000  # virtual ms of deep sleep between two yields when unpaced
+_UNPACED_SLEEP_SPEED = 100.0  # unpaced deep sleep with nobody waiting: virtual s per s
 
 
 def provision(flash_dir: Path, bundle_dir: Path) -> bool:
@@ -224,8 +229,15 @@ class TwinPen:
 
     async def reboot(self) -> None:
         """Reset the pen (a hard reset: a new process over the same flash)."""
-        if self.hw.needs_reboot is None:
+        if self.hw.asleep:
+            self.hw.reset_from_sleep()
+        elif self.hw.needs_reboot is None:
             self.hw.request_reset(2)
+
+    @property
+    def asleep(self) -> bool:
+        """The pen is in deep sleep (its firmware called ``machine.deepsleep()``)."""
+        return bool(self.hw.asleep)
 
     def pause(self) -> None:
         """Hold virtual time (the firmware waits at its next sleep)."""
@@ -412,8 +424,41 @@ class TwinPen:
             writer.close()
             self._kill()
             await radio.power_off()
+            if not self._stopping and self.hw.asleep:
+                await self._deep_sleep()
             if not self._stopping:
                 self.hw = self.hw.reboot()
+
+    async def _deep_sleep(self) -> None:
+        # machine.deepsleep(): no process runs; virtual time passes at the board's
+        # deep-sleep current (paced like the awake pen) until a wake source fires.
+        self.last_end = "deep sleep"
+        hw = self.hw
+        wall = time.monotonic()
+        while hw.asleep and hw.powered and not self._stopping:
+            if not self._paused.is_set():
+                await self._paused.wait()
+                wall = time.monotonic()
+            if self.speed is None and self._waiters:
+                # unpaced and someone waits for a moment: straight on to it
+                now = self.clock.world_us
+                ms = min(_SLEEP_CHUNK_MS, max(1.0, (min(t for t, _ in self._waiters) - now) / 1000))
+                await asyncio.sleep(0)
+                wall = time.monotonic()
+            elif self.speed is None:
+                # unpaced, nobody waiting: about the pace the awake twin keeps, so a
+                # wall-clock wait (a scan, a connect) does not skip days
+                await asyncio.sleep(_IDLE_POLL_S)
+                t = time.monotonic()
+                ms = (t - wall) * 1000 * _UNPACED_SLEEP_SPEED
+                wall = t
+            else:
+                await asyncio.sleep(_IDLE_POLL_S)
+                t = time.monotonic()
+                ms = (t - wall) * 1000 * self.speed
+                wall = t
+            hw.sleep_for(ms)
+            self._wake_waiters()
 
     def _make_ble(self, radio: ble_radio.VirtualRadio, bridge: Bridge) -> Any:
         from scalppen_hardware.upy import bluetooth

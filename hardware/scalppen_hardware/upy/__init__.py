@@ -1,7 +1,7 @@
 """Stand-ins for MicroPython's modules, for running the firmware under CPython.
 
 The directory of this package goes on ``sys.path`` so that the firmware's
-``import machine`` / ``import micropython`` / ``import onewire`` find these
+``import machine`` / ``import micropython`` / ``import onewire`` / ``import esp32`` find these
 modules under their MicroPython names; ``vclock`` is MicroPython's ``time`` API.
 :func:`install` puts the directory on the path and attaches a hardware object
 and its clock to every loaded copy of the modules (a test may also have them
@@ -17,7 +17,7 @@ from types import ModuleType
 from typing import Any
 
 UPY_DIR = str(Path(__file__).resolve().parent)
-MODULES = ("machine", "micropython", "onewire", "vclock")
+MODULES = ("machine", "micropython", "onewire", "vclock", "esp32")
 
 
 def add_to_path() -> None:

@@ -421,6 +421,23 @@ class RTC:
     def init(self, dt: Any) -> None:
         self.datetime(dt)
 
+    def memory(self, data: Any = None) -> bytes | None:
+        """RTC slow memory (ports/esp32/machine_rtc.c ``machine_rtc_memory``,
+        ``RTC_NOINIT_ATTR``): kept across resets and deep sleep, lost when power is
+        cut; at most ``RTC_USER_MEM_MAX`` bytes."""
+        body = self._hw.body
+        if data is None:
+            return bytes(body.rtc_memory)
+        buf = bytes(data)
+        if len(buf) > RTC_USER_MEM_MAX:
+            raise ValueError("buffer too long")
+        body.rtc_memory = buf
+        return None
+
+
+#: MICROPY_HW_RTC_USER_MEM_MAX, the ESP32 port's default (ports/esp32/mpconfigport.h).
+RTC_USER_MEM_MAX = 2048
+
 
 def reset() -> None:
     raise ResetRequested(_get_hw().request_reset(HARD_RESET))
@@ -435,7 +452,10 @@ def reset_cause() -> int:
 
 
 def wake_reason() -> int:
-    return 0
+    """What woke the chip from deep sleep (``EXT0_WAKE``, ``EXT1_WAKE``,
+    ``TIMER_WAKE``), 0 after any other reset: ``esp_sleep_get_wakeup_cause()``
+    (ports/esp32/modmachine.c ``machine_wake_reason``)."""
+    return int(_get_hw().wake_reason)
 
 
 def unique_id() -> bytes:
@@ -460,8 +480,16 @@ def lightsleep(time_ms: int | None = None) -> None:
 
 
 def deepsleep(time_ms: int | None = None) -> None:
-    if time_ms:
-        _get_hw().advance(int(time_ms))
+    """Never returns, as on the ESP32 (ports/esp32/modmachine.c
+    ``mp_machine_deepsleep``: the wake sources armed with ``esp32.wake_on_ext0`` /
+    ``wake_on_ext1`` and the timer ``time_ms``, then ``esp_deep_sleep_start()``).
+
+    This boot ends here (RAM is lost; flash, the RTC's time and ``RTC.memory()``
+    stay); the chip draws its deep-sleep current until a wake source fires, then
+    boots with ``reset_cause() == DEEPSLEEP_RESET`` and ``wake_reason()`` saying
+    which (:meth:`VirtualPenHardware.enter_deepsleep`)."""
+    hw = _get_hw()
+    raise ResetRequested(hw.enter_deepsleep(None if time_ms is None else int(time_ms)))
 
 
 def disable_irq() -> int:

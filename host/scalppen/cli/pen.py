@@ -55,8 +55,9 @@ def scan_cmd(
                                  for f in found]})
         if not found:
             fail(f"no pen found in {timeout:g} s",
-                 "switch it on, bring it closer (a pen connected to another computer does "
-                 "not advertise), or listen longer with --timeout")
+                 "press its button (an idle pen sleeps and does not advertise), bring it closer "
+                 "(a pen connected to another computer does not advertise either), or listen "
+                 "longer with --timeout")
         if as_json:
             return
         table = Table("name", "address", "signal")
@@ -105,7 +106,8 @@ def pair_cmd(
                     with console.status("scanning..."):
                         found = await radio.scan(5.0)
                     if not found:
-                        raise UsageError("no pen found", "switch the pen on and bring it closer")
+                        raise UsageError("no pen found", "press the pen's button (an idle "
+                                         "pen sleeps) and bring it closer")
                     target = found[0].address
                     console.print(f"pairing with {found[0].name} ({target})")
                 for attempt in range(1, tries + 1):

@@ -354,7 +354,8 @@ class BleTransport(FrameLinkBase):
         what = "timed out" if isinstance(last, TimeoutError) else f"failed: {last}"
         raise ConnectError(
             f"could not connect to {self.address} ({self._attempts} attempts, last {what}); "
-            "is the pen on, in range and not connected to another device?"
+            "is the pen on (an idle pen sleeps: press its button), in range and not "
+            "connected to another device?"
         ) from last
 
     async def _read_mtu(self, client: BleakClient) -> int:

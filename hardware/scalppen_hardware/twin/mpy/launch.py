@@ -12,7 +12,7 @@ sys.path.insert(0, os.getenv("SCALPPEN_TWIN_LIB") or _twin_dir)  # the compiled 
 import _twin  # noqa: E402
 
 _twin.connect(os.getenv("SCALPPEN_TWIN_SOCK"))
-for _name in ("machine", "bluetooth", "onewire"):
+for _name in ("machine", "bluetooth", "onewire", "esp32"):
     sys.modules[_name] = __import__(_name)
 import vtime  # noqa: E402
 

@@ -268,6 +268,14 @@ class RTC:
     def init(self, dt):
         self.datetime(dt)
 
+    def memory(self, data=None):
+        # RTC slow memory: kept across resets and deep sleep, not a power cut
+        # (ports/esp32/machine_rtc.c; the model: upy/machine.py RTC.memory).
+        if data is None:
+            return bytes.fromhex(_twin.call(-1, "rtc_memory", [None]))
+        _twin.call(-1, "rtc_memory", [bytes(data).hex()])
+        return None
+
 
 def reset():
     # Never returns: the CPython side ends this process and boots a new one.
@@ -283,7 +291,7 @@ def reset_cause():
 
 
 def wake_reason():
-    return 0
+    return _twin.info["wake_reason"]
 
 
 def unique_id():
@@ -305,6 +313,12 @@ def lightsleep(time_ms=None):
         _twin.sync(int(time_ms))
 
 
+def deepsleep(time_ms=None):
+    # Never returns (ports/esp32/modmachine.c mp_machine_deepsleep): the CPython
+    # side puts the pen to sleep and ends this process; a wake source boots a new one.
+    _twin.call(-1, "deepsleep", [time_ms])
+
+
 def disable_irq():
     return 0
 
@@ -314,4 +328,6 @@ def enable_irq(state=0):
 
 
 for _k, _v in _C["reset"].items():
+    globals()[_k] = _v
+for _k, _v in _C["wake"].items():
     globals()[_k] = _v
