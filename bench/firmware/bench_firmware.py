@@ -76,7 +76,7 @@ def arm_and_start():
                    True)
     ticks(150, True)
     p = {'max_depth_um': 1000, 'max_duration_s': 600, 'issued_at': 1749999990,
-         'expires_at': 1750003600, 'nonce': b'benchNon'}
+         'expires_at': 1750003600, 'nonce': b'benchNon', 'patient': bytes(8)}
     p['tag'] = permit.sign(bytes(range(1, 33)), p)
     for t_, f in ((wire.T_ARM, p), (wire.T_SET_DEPTH, {'depth_um': 1000}), (wire.T_START, {})):
         r = wire.decode(handler.handle(wire.encode(t_, 3, f), True)[0])

@@ -47,6 +47,13 @@ STANDALONE_MAX_S = const(600)
 # 40 mA x 600 s = 6.7 mAh. Bounds: not below the 2-min pairing window plus time to
 # connect, not above an hour (40 mAh, 8 % of a 500 mAh cell, spent waiting).
 IDLE_OFF_S = const(600)
+# Rule 6 per patient on a clinic pen (board "use": "clinic"; pen/patients.py): how
+# many patients' last sessions it keeps. 64: a pen treating nine patients a day at
+# 1 mm or deeper (a 7-day interval each) never fills it; bounded so the counters
+# file stays small (about 45 bytes an entry).
+PATIENT_SLOTS = const(64)
+PATIENT_SLOTS_MIN = const(8)
+PATIENT_SLOTS_MAX = const(128)
 IDLE_OFF_MIN_S = const(180)
 IDLE_OFF_MAX_S = const(3600)
 
@@ -65,7 +72,8 @@ def _int(d, key, default):
 class Board:
     # Attributes: every key of _LIMITS, speed_levels_sps (list), standalone_enabled,
     # standalone_depth_um, standalone_s, model, hw_rev, name, drain_pct_per_ks,
-    # nominal_duty, motor_kv_x10, motor_r_mohm, motor_load_ma, idle_off_s.
+    # nominal_duty, motor_kv_x10, motor_r_mohm, motor_load_ma, idle_off_s, use,
+    # patient_slots (0 on a home pen).
     def __init__(self, doc=None):
         doc = doc or {}
         lim = doc.get("limits", doc)
@@ -137,6 +145,19 @@ class Board:
         if not 100 <= self.motor_kv_x10 <= 5000 or not 10 <= self.motor_r_mohm <= 20000:
             raise BoardError("board: motor kv_sps_per_v or r_ohm out of range")
         self.drain_pct_per_ks = _drain(doc)
+        # "home" (rule 6 per pen) or "clinic" (per patient, by the permit's reference)
+        self.use = doc.get("use", "home")
+        self.patient_slots = 0
+        if self.use == "clinic":
+            self.patient_slots = _int(lim, "patient_slots", PATIENT_SLOTS)
+            if not PATIENT_SLOTS_MIN <= self.patient_slots <= PATIENT_SLOTS_MAX:
+                raise BoardError("board: patient_slots must be %d..%d"
+                                 % (PATIENT_SLOTS_MIN, PATIENT_SLOTS_MAX))
+            if self.standalone_enabled:
+                raise BoardError("board: a clinic pen has no standalone mode (its sessions "
+                                 "would name no patient)")
+        elif self.use != "home":
+            raise BoardError("board: use must be \"home\" or \"clinic\"")
         self.idle_off_s = _int(lim, "idle_off_s", IDLE_OFF_S)
         if not IDLE_OFF_MIN_S <= self.idle_off_s <= IDLE_OFF_MAX_S:
             raise BoardError("board: idle_off_s must be %d..%d" % (IDLE_OFF_MIN_S, IDLE_OFF_MAX_S))
@@ -157,6 +178,7 @@ class Board:
             "speed_levels": len(self.speed_levels_sps),
             "standalone_depth_um": self.standalone_depth_um if self.standalone_enabled else 0,
             "standalone_s": self.standalone_s if self.standalone_enabled else 0,
+            "patient_slots": self.patient_slots,
         }
 
 

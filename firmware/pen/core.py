@@ -72,7 +72,8 @@ _ORDINARY = (wire.K_PERMIT_REFUSED, wire.K_START_REFUSED, wire.K_REFUSALS_REPEAT
 _DISARMING = (wire.E_CARTRIDGE_USED, wire.E_CARTRIDGE_WORN, wire.E_CARTRIDGE_EXPIRED,
               wire.E_CARTRIDGE_REINSERTED, wire.E_CARTRIDGE_INVALID,
               wire.E_CARTRIDGE_UNAUTHENTIC, wire.E_CARTRIDGE_UNDATED, wire.E_BATTERY_LOW,
-              wire.E_BATTERY_UNKNOWN, wire.E_INTERVAL_LOCKOUT, wire.E_SESSION_CAP)
+              wire.E_BATTERY_UNKNOWN, wire.E_INTERVAL_LOCKOUT, wire.E_SESSION_CAP,
+              wire.E_PATIENTS_FULL)
 _NAMES = ("IDLE", "ARMED", "RUN", "PAUSE", "DONE", "FAULT", "LOCKED", "HOMING")
 
 
@@ -130,6 +131,13 @@ class Pen:
         self._lock_ms = 0  # running time not yet taken off counters "lock", ms
         self._lock_unsaved = 0  # ms taken off "lock" since it was last committed
         self._pause_t0 = 0  # when the open session paused (now_ms)
+        # rule 6 per patient on a clinic pen (pen/patients.py, imported only there: a
+        # home pen keeps its heap); None on a home pen
+        self.patients = None
+        if board.patient_slots:
+            from pen.patients import Patients
+
+            self.patients = Patients(store.c, board.patient_slots)
         self.depth.setting_um = board.min_depth_um
         self.depth.start_homing(0)
         if clock:
@@ -210,20 +218,29 @@ class Pen:
     def _count_lock(self, gap):
         # Rule 6 by running time: take the time the pen ran off the interval still
         # to serve (never by the clock, which a central or a host could move).
-        c = self.store.c
-        if c.get("lock", 0) <= 0:
+        # A clinic pen counts every patient's interval the same way.
+        if not self._counting():
             return
+        c = self.store.c
         self._lock_ms += gap
         if self._lock_ms < 1000:
             return
         sec = self._lock_ms // 1000
         self._lock_ms -= sec * 1000
         c["lock"] = c["lock"] - sec if c["lock"] > sec else 0
+        if self.patients is not None:
+            self.patients.count_down(sec)
         self._lock_unsaved += sec * 1000
-        if not c["lock"] or self._lock_unsaved >= LOCK_SAVE_MS:
+        if not self._counting() or self._lock_unsaved >= LOCK_SAVE_MS:
             self._lock_unsaved = 0
             c["lock_at"] = self.clock()
             self._commit()
+
+    def _counting(self):
+        # Some interval is still to serve (the pen's, or a clinic pen's patient's).
+        if self.store.c.get("lock", 0) > 0:
+            return True
+        return self.patients is not None and self.patients.counting()
 
     def _credit_time_off(self, rtc):
         # At boot with an RTC that kept running while the pen was off (deep sleep
@@ -233,16 +250,25 @@ class Pen:
         # the RTC is unset and nothing is credited: the stored count, the later answer.
         c = self.store.c
         at = c.get("lock_at", 0)
-        if c.get("lock", 0) > 0 and at and rtc > at:
+        if self._counting() and at and rtc > at:
             off = rtc - at
             c["lock"] = c["lock"] - off if c["lock"] > off else 0
+            if self.patients is not None:
+                self.patients.count_down(off)
             c["lock_at"] = rtc
 
-    def _set_lock(self, depth):
+    def _set_lock(self, depth, ref="", end=0):
+        # The interval of a session that ended at `end` at `depth`: the pen's on a
+        # home pen, the patient's (ref) on a clinic pen.
+        # A clinic pen's session that names nobody (one open before the pen became a
+        # clinic pen) locks the whole pen, as on a home pen.
         c = self.store.c
-        s = safety.interval_s(depth)
-        if s > c.get("lock", 0):
-            c["lock"] = s
+        if self.patients is not None and ref:
+            self.patients.close(ref, end, depth)
+        else:
+            s = safety.interval_s(depth)
+            if s > c.get("lock", 0):
+                c["lock"] = s
         c["lock_at"] = self.clock()
         # count in step with the clock's seconds: clock() + lock stays the clock's lift
         self._lock_ms = (self.now_ms - self._clk_ms) % 1000
@@ -253,11 +279,11 @@ class Pen:
         s = c.get("sess")
         if not s:
             return
-        # [start, depth, checkpoint, strokes, elapsed_ms]
+        # [start, depth, checkpoint, strokes, elapsed_ms, patient (hex, "" = none)]
         c["last_end"] = s[2] or s[0]
         c["last_depth"] = s[1]
         c["sess"] = None
-        self._set_lock(s[1])
+        self._set_lock(s[1], s[5] if len(s) > 5 else "", c["last_end"])
         rec = c["carts"].get(c["cur"]) if c["cur"] else None
         if rec:
             rec[1] |= F_FINISHED
@@ -283,7 +309,7 @@ class Pen:
         old = self.clock()
         self._clk_base = f["unix"] & _U32
         self._clk_ms = self.now_ms
-        if c.get("lock", 0) > 0:
+        if self._counting():
             c["lock_at"] = self.clock()  # the running count's reference moves with the clock
         # the nonce is spent, and the new reference stored, in one commit
         if not self._commit():
@@ -359,6 +385,9 @@ class Pen:
         c = self.store.c
         used = [n[0] for n in c["nonces"]]
         code = _permit.check(p, self.key(), self.clock(), used, c["nfloor"], self.board)
+        ref = self.patients.ref_hex(p["patient"]) if self.patients is not None else ""
+        if not code and rebind and old is not None and ref != old["patient"]:
+            code = wire.E_PERMIT_OTHER_PATIENT  # a paused session goes on for its patient only
         if code:
             self._refusal(wire.K_PERMIT_REFUSED, code, p["max_depth_um"], p["issued_at"],
                           p["expires_at"], wire.T_ARM)
@@ -377,7 +406,7 @@ class Pen:
             depth = depth if depth < old["depth"] else old["depth"]
             secs = secs if secs < old["s"] else old["s"]
         self.permit = {"depth": depth, "s": secs, "expires": p["expires_at"],
-                       "standalone": False, "link": link}
+                       "standalone": False, "link": link, "patient": ref}
         if self.depth.setting_um > depth:
             self.depth.setting_um = self.board.min_depth_um
         if not rebind:
@@ -460,10 +489,12 @@ class Pen:
         left = -1
         if not self.session_open and self.cart is not None and not self.cart_code:
             left = self.wear.left(self.cart)  # rule 14: the budget for the whole permit
+        last_end, last_depth, lock = self._interval_of(p)
         code, detail = safety.check_start(
             self.board, inp, now, self.depth.homed, self.depth.setting_um, p["depth"],
-            self.remaining_s(), self.cart_code, c["last_end"], c["last_depth"], c.get("lock", 0),
-            left)
+            self.remaining_s(), self.cart_code, last_end, last_depth, lock, left)
+        if not code and not self.session_open and self.patients is not None:
+            code, detail = self.patients.room(p["patient"], now)
         if not code and self.cart is None:
             code = wire.E_NO_CARTRIDGE  # inserted since the last tick: not checked yet
         if code:
@@ -489,7 +520,10 @@ class Pen:
             undo = (json.dumps(c), cart.get("first_use"), self._write, self._write_cart)
             self._merge_write(cart, self.wear.begin(cart, now))
             self.wear.session_started(now)
-            c["sess"] = [now, um, now, 0, 0]
+            ref = p.get("patient", "")
+            c["sess"] = [now, um, now, 0, 0, ref]
+            if self.patients is not None:
+                self.patients.open(ref)  # committed with the session
             if not self._commit():  # no needling on a session the pen could not record
                 self.store.c = json.loads(undo[0])
                 cart["first_use"] = undo[1]
@@ -588,6 +622,7 @@ class Pen:
 
     def _end_session(self, code):
         # Close the open session: log, counters, interval, cartridge finished.
+        ref = self.permit.get("patient", "") if self.permit is not None else ""
         self.permit = None
         if not self.session_open:
             return
@@ -596,8 +631,10 @@ class Pen:
         now = self.clock()
         c["last_end"] = now
         c["last_depth"] = self.session_depth
+        if ref == "" and c["sess"] and len(c["sess"]) > 5:
+            ref = c["sess"][5]
         c["sess"] = None
-        self._set_lock(self.session_depth)
+        self._set_lock(self.session_depth, ref, now)
         self.wear.add_run_ms(0)
         if self.cart is not None:
             self._merge_write(self.cart, self.wear.write_back(self.cart, True))
@@ -874,9 +911,25 @@ class Pen:
                 self.state = wire.S_IDLE
 
     # ---- views --------------------------------------------------------------------
-    def lockout_until(self):
+    def _interval_of(self, p):
+        # (last end, last depth, interval left s) rule 6 applies to a session under
+        # permit p: the pen's own on a home pen; on a clinic pen the permit's
+        # patient's, and an interval the pen still counts from before it was a
+        # clinic pen (never set on a clinic pen).
         c = self.store.c
-        return safety.lockout_until(c["last_end"], c["last_depth"], self.clock(), c.get("lock", 0))
+        if self.patients is None:
+            return c["last_end"], c["last_depth"], c.get("lock", 0)
+        e = self.patients.entry(p.get("patient", "")) if p is not None else None
+        lock = c.get("lock", 0)
+        if e is None:
+            return 0, 0, lock
+        return e[0], e[1], e[2] if e[2] > lock else lock
+
+    def lockout_until(self):
+        # When rule 6 lets the next session start: on a clinic pen, for the patient
+        # of the permit armed or the session open (else only the pen's own count).
+        last_end, last_depth, lock = self._interval_of(self.permit)
+        return safety.lockout_until(last_end, last_depth, self.clock(), lock)
 
     def telemetry(self, inp):
         t = inp.temp_c10

@@ -14,10 +14,11 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-BODY_FMT = "<HHII8s"
+BODY_FMT = "<HHII8s8s"
 BLOCK = const(64)
 MAX_SKEW_S = const(300)  # a permit issued this far in the pen's future is refused
 MAX_WINDOW_S = const(7200)  # a decision is for now: longer validity is refused
+_NOBODY = bytes(8)  # a permit's patient reference that names nobody
 
 
 def _xor(key, pad):
@@ -50,7 +51,7 @@ def equal(a, b):
 
 def body(p):
     return struct.pack(BODY_FMT, p["max_depth_um"], p["max_duration_s"], p["issued_at"],
-                       p["expires_at"], p["nonce"])
+                       p["expires_at"], p["nonce"], p["patient"])
 
 
 def nonce_hex(nonce):
@@ -120,4 +121,6 @@ def check(p, key, now, used, nonce_floor, board):
         return wire.E_PERMIT_OVER_LIMIT
     if p["expires_at"] - p["issued_at"] > MAX_WINDOW_S:
         return wire.E_PERMIT_OVER_LIMIT
+    if board.patient_slots and p["patient"] == _NOBODY:
+        return wire.E_PERMIT_NO_PATIENT  # a clinic pen keeps rule 6 by the patient
     return 0

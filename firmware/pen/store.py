@@ -47,7 +47,8 @@ def defaults():
         "carts": {},  # cartridge id hex -> [strokes used, flags] (see pen/wear.py)
         "cart_order": [],  # ids, oldest first (bounded)
         "cur": "",  # cartridge in the pen when last seen (hex)
-        "sess": None,  # open session: [start, depth, checkpoint, strokes, elapsed_ms]
+        "sess": None,  # open session: [start, depth, checkpoint, strokes, elapsed_ms, patient]
+        "pats": {},  # clinic pen: patient ref hex -> [end, depth, lock] (pen/patients.py)
         "seq": 1,  # floor for the next log sequence number
         "ack": 0,  # the host stored every record up to this seq (LOG_ACK)
         "lock": 0,  # rule 6: interval still to serve, s, counted by the pen's running time

@@ -8,7 +8,7 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-PROTOCOL_VERSION = const(3)
+PROTOCOL_VERSION = const(4)
 MAX_FRAME = const(4096)
 PAUSE_WINDOW_S = const(600)
 HEADER_SIZE = const(6)
@@ -75,6 +75,8 @@ E_PERMIT_CLOCK_UNSET = const(51)
 E_PERMIT_OVER_LIMIT = const(52)
 E_PERMIT_NO_KEY = const(53)
 E_PERMIT_NOT_YET_VALID = const(54)
+E_PERMIT_NO_PATIENT = const(55)
+E_PERMIT_OTHER_PATIENT = const(56)
 E_DEPTH_OFF_GRID = const(64)
 E_DEPTH_ABOVE_CEILING = const(65)
 E_DEPTH_ABOVE_PERMIT = const(66)
@@ -96,6 +98,7 @@ E_BATTERY_UNKNOWN = const(91)
 E_CARTRIDGE_UNAUTHENTIC = const(92)
 E_CARTRIDGE_UNDATED = const(93)
 E_PAUSE_EXPIRED = const(94)
+E_PATIENTS_FULL = const(95)
 E_FAULT_STALL = const(96)
 E_FAULT_OVERCURRENT = const(97)
 E_FAULT_OVERTEMP = const(98)
@@ -160,7 +163,7 @@ SPECS = {
     1: (('f', '<BH', ('proto_version', 'caps')),),
     2: (),
     3: (('f', '<L8s32s', ('unix', 'nonce', 'tag')),),
-    4: (('f', '<HHLL8s32s', ('max_depth_um', 'max_duration_s', 'issued_at', 'expires_at', 'nonce', 'tag')),),
+    4: (('f', '<HHLL8s8s32s', ('max_depth_um', 'max_duration_s', 'issued_at', 'expires_at', 'nonce', 'patient', 'tag')),),
     5: (('f', '<H', ('depth_um',)),),
     6: (('f', '<B', ('level',)),),
     7: (),
@@ -171,7 +174,7 @@ SPECS = {
     12: (('f', '<L32s', ('up_to_seq', 'tag')),),
     126: (('f', '<B', ('req_type',)),),
     127: (('f', '<BHL', ('req_type', 'error', 'detail')),),
-    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('s', 'profile'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHH', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s')),))),
+    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('s', 'profile'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHHB', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s', 'patient_slots')),))),
     130: (('f', '<BHLHHBLLBBBBHHLHLH', ('state', 'fault', 'clock', 'depth_set_um', 'depth_actual_um', 'speed_level', 'elapsed_ms', 'strokes', 'battery_pct', 'charging', 'contact', 'cartridge', 'permit_depth_um', 'permit_s', 'last_session_end', 'last_session_depth_um', 'lockout_until', 'resume_left_s')),),
     137: (('f', '<LL', ('first_seq', 'last_seq')), ('a', 'records', '<LLBBHHLL', ('seq', 'time', 'kind', 'flags', 'code', 'depth_um', 'a', 'b'), 22)),
     138: (('f', '<B8sBLLLLBLLLLL', ('cartridge', 'cart_id', 'needles', 'strokes_used', 'strokes_rated', 'first_use', 'expiry', 'cart_state', 'hp_strokes', 'hp_punctures', 'hp_sessions', 'hp_run_s', 'hp_first_session')),),

@@ -37,6 +37,9 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.PERMIT_OVER_LIMIT: "the session permit exceeds the pen's hard limits",
     ErrorCode.PERMIT_NO_KEY: "the pen has no permit key yet: pair and set the key first",
     ErrorCode.PERMIT_NOT_YET_VALID: "the session permit is not valid yet (check the clocks)",
+    ErrorCode.PERMIT_NO_PATIENT: "this clinic pen needs a permit that names the patient "
+                                 "(update the toolkit)",
+    ErrorCode.PERMIT_OTHER_PATIENT: "the paused session belongs to another patient",
     ErrorCode.DEPTH_OFF_GRID: "that depth is not on the pen's depth grid",
     ErrorCode.DEPTH_ABOVE_CEILING: "that depth is above the pen's ceiling",
     ErrorCode.DEPTH_ABOVE_PERMIT: "that depth is above what the session permit allows",
@@ -54,6 +57,8 @@ MESSAGES: Final[dict[ErrorCode, str]] = {
     ErrorCode.CARTRIDGE_EXPIRED: "this cartridge has expired: insert a new one",
     ErrorCode.CARTRIDGE_REINSERTED: "this cartridge was removed and reinserted: insert a new one",
     ErrorCode.INTERVAL_LOCKOUT: "too soon after the last session",
+    ErrorCode.PATIENTS_FULL: "the pen's patient table is full of intervals still in force: "
+                             "use another pen",
     ErrorCode.SESSION_CAP: "the session time limit was reached",
     ErrorCode.CARTRIDGE_INVALID: "the cartridge could not be read",
     ErrorCode.CARTRIDGE_UNAUTHENTIC: "the cartridge failed its authenticity check (a copy or a "
@@ -105,6 +110,8 @@ def describe(code: ErrorCode | int, detail: int = 0) -> str:
     text = MESSAGES.get(known, known.name.lower().replace("_", " "))
     if known == ErrorCode.INTERVAL_LOCKOUT and detail:
         return f"{text}: the next session is allowed from {format_time(detail)}"
+    if known == ErrorCode.PATIENTS_FULL and detail:
+        return f"{text}; the first place frees at {format_time(detail)}"
     if known == ErrorCode.CARTRIDGE_WORN and detail:
         return (f"the cartridge has {detail} min of needling left at the top stroke rate, "
                 "less than the permitted time: insert a new one or choose a shorter session")

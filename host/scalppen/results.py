@@ -56,6 +56,14 @@ class Limits:
     speed_levels: int
     standalone_depth_um: int
     standalone_s: int
+    #: 0: a home pen (rule 6 per pen); else a clinic pen keeping rule 6 per patient
+    #: for this many patients (the permit's patient reference).
+    patient_slots: int = 0
+
+    @property
+    def clinic(self) -> bool:
+        """A clinic pen: its rule 6 follows the permit's patient, not the pen."""
+        return self.patient_slots > 0
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> Limits:

@@ -85,6 +85,7 @@ async def serve(
     ready: asyncio.Event | None = None,
     open_pairing: bool = False,
     commands: AsyncIterator[str] | None = None,
+    clinic: bool = False,
 ) -> None:
     """Run the virtual pen until cancelled.
 
@@ -99,6 +100,7 @@ async def serve(
         ready: set once the lines above were emitted.
         open_pairing: hold the button at power-up, opening the pairing window.
         commands: lines such as ``pair`` (see above), e.g. read from stdin.
+        clinic: a pen shared by a clinic (rule 6 per patient: ``scalppen build --clinic``).
     """
     try:
         from scalppen_hardware import ble_radio
@@ -108,7 +110,8 @@ async def serve(
     from scalppen.twin import make_twin
 
     link = ble_radio.new_link()
-    pen = make_twin(flash_dir, link, board=board, speed=speed, epoch=time.time())
+    pen = make_twin(flash_dir, link, board=board, clinic=clinic, speed=speed,
+                    epoch=time.time())
     if cartridge:
         pen.hw.insert_cartridge(cartridge)
     pen.hw.set_contact(contact)

@@ -39,12 +39,12 @@ def boards_dir() -> Path:
     return firmware_dir().parent / "hardware" / "boards"
 
 
-def factory_bundle(board: str = "pen-s3-revb") -> Path:
+def factory_bundle(board: str = "pen-s3-revb", *, clinic: bool = False) -> Path:
     """The bundle of the current firmware tree for ``board`` (built once per process
-    and tree)."""
+    and tree); ``clinic``: for a pen shared by a clinic (rule 6 per patient)."""
     fw = firmware_dir()
     board_path = find_board(boards_dir(), board)
-    digest = hashlib.sha256(board_path.read_bytes())
+    digest = hashlib.sha256(board_path.read_bytes() + (b"clinic" if clinic else b""))
     for p in sorted(fw.rglob("*.py")):
         digest.update(p.relative_to(fw).as_posix().encode() + b"\0" + p.read_bytes())
     key = digest.hexdigest()
@@ -53,7 +53,7 @@ def factory_bundle(board: str = "pen-s3-revb") -> Path:
         return cached
     out = Path(tempfile.mkdtemp(prefix="scalppen-bundle-")) / "firmware"
     atexit.register(shutil.rmtree, out.parent, True)
-    build_bundle(fw, out, board_path)
+    build_bundle(fw, out, board_path, clinic=clinic)
     _bundles[key] = out
     return out
 
@@ -86,10 +86,12 @@ def pen_identity(flash_dir: Path) -> tuple[bytes, str]:
     return uid, address
 
 
-def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", **kwargs: Any) -> Any:
+def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", clinic: bool = False,
+              **kwargs: Any) -> Any:
     """A twin pen on ``link`` whose flash is ``flash_dir`` (see TwinPen's arguments);
     its chip id and address are the flash directory's own (:func:`pen_identity`)
-    unless given; its factory bundle is the current tree's unless ``bundle_dir``."""
+    unless given; its factory bundle is the current tree's (a clinic pen's with
+    ``clinic``) unless ``bundle_dir``."""
     try:
         from scalppen_hardware.twin.pen import TwinPen
     except ImportError as exc:  # bumble / the unix port are the "sim" extra
@@ -97,5 +99,5 @@ def make_twin(flash_dir: Path, link: Any, *, board: str = "pen-s3-revb", **kwarg
     uid, address = pen_identity(flash_dir)
     kwargs.setdefault("unique_id", uid)
     kwargs.setdefault("address", address)
-    bundle = kwargs.pop("bundle_dir", None) or factory_bundle(board)
+    bundle = kwargs.pop("bundle_dir", None) or factory_bundle(board, clinic=clinic)
     return TwinPen(flash_dir, link, bundle_dir=bundle, board=board, **kwargs)

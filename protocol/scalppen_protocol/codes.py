@@ -9,8 +9,9 @@ from __future__ import annotations
 from enum import IntEnum, IntFlag
 from typing import Final
 
-# 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s, INFO profile
-PROTOCOL_VERSION: Final = 3
+# 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s, INFO profile;
+# 4: a permit names its patient, INFO limits patient_slots (rule 6 per patient)
+PROTOCOL_VERSION: Final = 4
 MAX_FRAME: Final = 4096  # header + payload, bytes
 #: A paused session stays open this long for a START (STATUS resume_left_s counts it
 #: down; then it ends, PAUSE_EXPIRED). docs/sessions.md
@@ -97,6 +98,8 @@ class ErrorCode(IntEnum):
     PERMIT_OVER_LIMIT = 0x34
     PERMIT_NO_KEY = 0x35
     PERMIT_NOT_YET_VALID = 0x36
+    PERMIT_NO_PATIENT = 0x37  # a clinic pen's permit names no patient (rule 6 per patient)
+    PERMIT_OTHER_PATIENT = 0x38  # a paused session goes on only for its own patient
     # depth (rules 1-3)
     DEPTH_OFF_GRID = 0x40
     DEPTH_ABOVE_CEILING = 0x41
@@ -121,6 +124,8 @@ class ErrorCode(IntEnum):
     CARTRIDGE_UNAUTHENTIC = 0x5C
     CARTRIDGE_UNDATED = 0x5D  # no manufacture date: the shelf life cannot be checked (rule 15)
     PAUSE_EXPIRED = 0x5E  # a paused session was not started again within its window: it ended
+    # a clinic pen's patient table holds only intervals in force: detail = when one lifts
+    PATIENTS_FULL = 0x5F
     # faults (rules 3, 8, 9, 21)
     FAULT_STALL = 0x60
     FAULT_OVERCURRENT = 0x61

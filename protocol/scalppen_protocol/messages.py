@@ -33,6 +33,9 @@ Limits = Struct(
     "speed_levels" / Int8ul,
     "standalone_depth_um" / Int16ul,
     "standalone_s" / Int16ul,
+    # 0: a home pen (rule 6 per pen); else a clinic pen keeping this many patients'
+    # last sessions (rule 6 per patient, the permit's patient)
+    "patient_slots" / Int8ul,
 )
 
 Hello = Struct(
@@ -82,15 +85,18 @@ TIME_BODY_SIZE: Final = 12
 #: the holder of the permit key moves the pen's clock (rule 6).
 SetTime = Struct(*TimeBody.subcons, "tag" / Bytes(32))
 
-#: What a permit's tag covers (the first 20 bytes of a Permit).
+#: What a permit's tag covers (the first 28 bytes of a Permit). ``patient``: an
+#: opaque 8-byte reference the host keeps per patient (no personal data); all zero
+#: names nobody (a home pen's rule 6 is per pen and ignores it).
 PermitBody = Struct(
     "max_depth_um" / Int16ul,
     "max_duration_s" / Int16ul,
     "issued_at" / Int32ul,
     "expires_at" / Int32ul,
     "nonce" / Bytes(8),
+    "patient" / Bytes(8),
 )
-PERMIT_BODY_SIZE: Final = 20
+PERMIT_BODY_SIZE: Final = 28
 
 #: A session permit. ``tag`` = HMAC-SHA256(key, PermitBody of the same fields).
 Permit = Struct(*PermitBody.subcons, "tag" / Bytes(32))

@@ -24,7 +24,7 @@ _LIMITS = {
     "abs_depth_um": 2500, "ceiling_um": 1500, "grid_um": 250, "min_depth_um": 250,
     "depth_tol_um": 150, "rate_min_sps": 100, "rate_max_sps": 150, "session_cap_s": 900,
     "session_warn_s": 600, "battery_reserve_pct": 20, "speed_levels": 4,
-    "standalone_depth_um": 500, "standalone_s": 600,
+    "standalone_depth_um": 500, "standalone_s": 600, "patient_slots": 0,
 }
 #: The permit key of the set_key vector: the set_time and log_ack tags are real.
 _KEY = bytes(range(100, 132))
@@ -59,7 +59,7 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
     ("arm", MsgType.ARM, 4, {
         "max_depth_um": 500, "max_duration_s": 900, "issued_at": 1795000000,
         "expires_at": 1795000300, "nonce": bytes.fromhex("0011223344556677"),
-        "tag": bytes(range(32))}),
+        "patient": bytes(8), "tag": bytes(range(32))}),
     ("set_depth", MsgType.SET_DEPTH, 5, {"depth_um": 750}),
     ("set_speed", MsgType.SET_SPEED, 6, {"level": 2}),
     ("start", MsgType.START, 7, {}),

@@ -27,7 +27,7 @@ LIMITS: dict[str, int] = {
     "abs_depth_um": 2500, "ceiling_um": 2000, "grid_um": 250, "min_depth_um": 250,
     "depth_tol_um": 150, "rate_min_sps": 80, "rate_max_sps": 150, "session_cap_s": 1800,
     "session_warn_s": 1200, "battery_reserve_pct": 20, "speed_levels": 5,
-    "standalone_depth_um": 500, "standalone_s": 600,
+    "standalone_depth_um": 500, "standalone_s": 600, "patient_slots": 0,
 }
 
 STATUS: dict[str, int] = {

@@ -112,7 +112,7 @@ def test_pen_over_ble_at_each_mtu(mtu: int) -> None:
             assert [r.seq for r in result.records] == list(range(1, 321))
             await client.arm({"max_depth_um": 500, "max_duration_s": 900,
                               "issued_at": 1, "expires_at": 2, "nonce": bytes(8),
-                              "tag": bytes(range(32))})
+                              "patient": bytes(8), "tag": bytes(range(32))})
             assert not client.problems
         assert not ble.connected
 

@@ -47,7 +47,7 @@ pytestmark = pytest.mark.timeout(30)
 
 PERMIT: dict[str, Any] = {
     "max_depth_um": 500, "max_duration_s": 900, "issued_at": 1795000000,
-    "expires_at": 1795000300, "nonce": bytes(8), "tag": bytes(32),
+    "expires_at": 1795000300, "nonce": bytes(8), "patient": bytes(8), "tag": bytes(32),
 }
 
 

@@ -105,14 +105,16 @@ class Rig:
         rt, _, f = self.req(t, fields, auth)
         return f["error"] if rt == wire.T_NACK else 0
 
-    def permit(self, depth=1000, duration=600, issued=None, expires=None, key=KEY, nonce=None):
+    def permit(self, depth=1000, duration=600, issued=None, expires=None, key=KEY, nonce=None,
+               patient=bytes(8)):
         now = self.pen.clock() or T0
         if nonce is None:
             self.nonce += 1
             nonce = b"N" + bytes([self.nonce & 0xFF, (self.nonce >> 8) & 0xFF]) + bytes(5)
         p = {"max_depth_um": depth, "max_duration_s": duration,
              "issued_at": now - 10 if issued is None else issued,
-             "expires_at": now + 3600 if expires is None else expires, "nonce": nonce}
+             "expires_at": now + 3600 if expires is None else expires, "nonce": nonce,
+             "patient": patient}
         p["tag"] = sign(key, p)
         return p
 

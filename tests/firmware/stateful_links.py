@@ -32,7 +32,6 @@ class LinkAttacks:
     """Mixed into the safety machine; its rules use the machine's helpers."""
 
     foreign_link = False  # a phone holds the link: nothing it sends may start needles
-    last_end_t = None  # rig.t (ms of the pen's running time) when the last session closed
 
     # ---- rules ----------------------------------------------------------------------------
     @rule(gap_ms=st.sampled_from([0, 0, 10, 200, 5000]))
@@ -112,18 +111,15 @@ class LinkAttacks:
 
     # ---- checks ---------------------------------------------------------------------------
     def check_interval_in_running_time(self):
-        """At an acknowledged START (called from Machine._open_session)."""
-        last = self.last
-        if last is None or self.last_end_t is None:
+        """At an acknowledged START (called from Machine._open_session), against the
+        last session of whom rule 6 follows (the pen, or the permit's patient)."""
+        last = self.lasts.get(self.subject(self.armed))
+        if last is None:
             return
-        served_s = (self.rig.t - self.last_end_t) // 1000
+        served_s = (self.rig.t - last["t"]) // 1000
         assert served_s >= interval_s(last["depth"]) - 1, (
             f"rule 6: a session started after {served_s} s of the pen's running time, "
             f"the interval is {interval_s(last['depth'])} s")
-
-    def note_session_closed(self):
-        """When the model closes a session (called from Machine._close_session)."""
-        self.last_end_t = self.rig.t
 
     @invariant()
     def unacknowledged_records_are_never_dropped(self):

@@ -21,9 +21,9 @@ def test_hmac_equals_cpython(key, msg):
 
 def test_tag_over_the_packed_body():
     p = {"max_depth_um": 500, "max_duration_s": 900, "issued_at": 1, "expires_at": 2,
-         "nonce": b"12345678"}
-    assert body(p) == struct.pack("<HHII8s", 500, 900, 1, 2, b"12345678")
-    assert len(body(p)) == 20
+         "nonce": b"12345678", "patient": b"patient1"}
+    assert body(p) == struct.pack("<HHII8s8s", 500, 900, 1, 2, b"12345678", b"patient1")
+    assert len(body(p)) == 28
 
 
 @given(st.binary(min_size=1, max_size=40), st.binary(min_size=1, max_size=40))
@@ -34,7 +34,7 @@ def test_equal_matches_eq(a, b):
 def _host_permit(key=KEY, **kw):
     # signed with CPython's hmac, as the host does
     p = {"max_depth_um": 1000, "max_duration_s": 600, "issued_at": T0 - 5,
-         "expires_at": T0 + 600, "nonce": b"host0001"}
+         "expires_at": T0 + 600, "nonce": b"host0001", "patient": bytes(8)}
     p.update(kw)
     p["tag"] = hmac.new(key, body(p), hashlib.sha256).digest()
     return p

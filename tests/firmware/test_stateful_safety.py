@@ -32,6 +32,7 @@ permit's expiry (rule 20); every ARM of a forged, replayed, expired, over-limit
 or wrong-key permit must be refused with its exact code.
 """
 
+import json
 import shutil
 import tempfile
 
@@ -49,9 +50,10 @@ from hypothesis.stateful import (
 )
 from pen import core, safety, wire
 from pen import wear as pen_wear
+from pen.board import Board
 from pen.store import pack_record
 from plant import cartridge
-from rig import KEY, T0, signed_time
+from rig import KEY, T0, board_doc, signed_time
 from stateful_cartridge_auth import CartridgeAttacks
 from stateful_idle_off import IdleOffRules
 from stateful_links import LinkAttacks
@@ -66,6 +68,8 @@ from stateful_support import (
 )
 
 OTHER_KEY = bytes(range(101, 133))
+#: The patients permits name (opaque 8-byte references, issue 15 item 3).
+PATIENTS = (b"patientA", b"patientB", b"patientC")
 CEILING_UM = 1500  # rule 1: product ceiling of the home model
 CAP_MS = 900_000  # rule 5: 15 minutes of needling
 GRID_UM = 250  # rule 2
@@ -123,7 +127,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
         self.root = tempfile.mkdtemp(prefix="pen-sm-")
         self.fs = FaultyFs(self.root)
         self.acked = set()  # log seqs whose append returned
-        self.rig = StatefulRig(self.fs, self.acked, home=False)
+        self.rig = StatefulRig(self.fs, self.acked, home=False, board=self.make_board())
         self.inp = self.rig.plant.inp
         self.board = self.rig.board
         self.offset = 0  # host clock = T0 + offset + t // 1000
@@ -135,6 +139,10 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
         self.armed = None  # the permit of the last acknowledged ARM, until used
         self.sess = None  # the open session: see _open_session
         self.last = None  # the last closed session
+        # rule 6's subject -> its last closed session: the pen on a home pen (b""),
+        # each patient on a clinic pen (the permit's patient reference)
+        self.lasts = {}
+        self.patient = PATIENTS[0]  # whom the next permits name
         self.carts = {}
         self.pulled = None
         self.since_start = set()  # interruptions since the last acknowledged START
@@ -149,6 +157,13 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
 
     def teardown(self):
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def make_board(self):
+        return None  # the rig's home board
+
+    def subject(self, permit):
+        """Whom rule 6 follows for a session under `permit`: the pen (home)."""
+        return b""
 
     # ---- helpers: clock, carts, requests ----------------------------------------
     @property
@@ -318,7 +333,7 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
         note("needles out")
 
     def _check_interval(self):
-        last = self.last
+        last = self.lasts.get(self.subject(self.armed))
         if last is None or (last["interrupted"] and last["clock_changed"]):
             return  # a clock set mid-session and then a reset: the host's time is trusted
         slack = SLACK_S if last["interrupted"] else 0
@@ -341,10 +356,11 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
     def _close_session(self, interrupted):
         s = self.sess
         self.sess = None
-        self.note_session_closed()
         note(f"session closed after {'>0' if s['active_ms'] else 'no'} needling")
         self.last = {"end": s["last_active"], "depth": s["max_depth"], "event": self.events,
-                     "interrupted": interrupted, "clock_changed": s["clock_changed"]}
+                     "interrupted": interrupted, "clock_changed": s["clock_changed"],
+                     "t": self.rig.t}
+        self.lasts[self.subject(s["permit"])] = self.last
 
     def _started(self):
         i = self.inp
@@ -398,7 +414,8 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
         now = self.pen.clock() or T0
         p = self.rig.permit(depth=depth, duration=duration, issued=now - age,
                             expires=now + expires_in, key=key,
-                            nonce=b"S" + self.n_nonce.to_bytes(7, "little"))
+                            nonce=b"S" + self.n_nonce.to_bytes(7, "little"),
+                            patient=self.patient)
         if key == KEY:
             self.issued[p["nonce"]] = p
         return p
@@ -410,6 +427,10 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
                 and held["link"] != self.inp.link_epoch):
             gate = None  # a paused session whose link is gone: the key holder arms it again
         unset = not self.pen.clock()
+        if (gate is None and held is not None and self.pen.state == wire.S_PAUSED
+                and self.sess is not None and expect == 0
+                and self.subject(p) != self.subject(self.sess["permit"])):
+            expect = wire.E_PERMIT_OTHER_PATIENT  # a paused session goes on for its patient only
         code = self._req(wire.T_ARM, p)
         if code is None:
             return None
@@ -435,6 +456,11 @@ class Machine(SensorFaults, CartridgeAttacks, LinkAttacks, PauseRules, IdleOffRu
     @act(depth=depths, duration=durations, expires_in=st.sampled_from([30, 3600]))
     def arm_valid_permit(self, depth, duration, expires_in):
         self._arm(self._permit(depth, duration, expires_in=expires_in), 0)
+
+    @act(i=st.integers(0, len(PATIENTS) - 1))
+    def next_patient(self, i):
+        """The next permits name another patient (a home pen ignores whom)."""
+        self.patient = PATIENTS[i]
 
     @act(tag=st.binary(min_size=32, max_size=32))
     def arm_forged_tag(self, tag):
@@ -629,6 +655,27 @@ Machine.TestCase.settings = settings(
     max_examples=60, stateful_step_count=40, deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 TestFirmwareSafetyMachine = Machine.TestCase
+
+
+class ClinicMachine(Machine):
+    """The same machine on a clinic pen (issue 15 item 3): rule 6 follows the
+    permit's patient; each acknowledged START is judged against that patient's
+    last session only, and a paused session goes on only for its own patient."""
+
+    def make_board(self):
+        doc = json.loads(json.dumps(board_doc()))
+        doc["use"] = "clinic"
+        doc["limits"]["patient_slots"] = 8
+        return Board(doc)
+
+    def subject(self, permit):
+        return bytes(permit["patient"])
+
+
+ClinicMachine.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+TestClinicPenSafetyMachine = ClinicMachine.TestCase
 
 
 # ---- directed sequences ------------------------------------------------------------------------
@@ -874,3 +921,56 @@ def test_machine_early_stop_resumes_as_one_session_and_a_late_one_ends(machine):
     assert machine.pen.state == wire.S_FINISHED and machine.sess is None
     assert len(machine.rig.log(wire.K_SESSION_START)) == 1
     assert len(machine.rig.log(wire.K_SESSION_END)) == 1
+
+
+# ---- the clinic pen: rule 6 per patient (issue 15 item 3) ---------------------------------------
+@pytest.fixture
+def clinic_machine():
+    m = ClinicMachine()
+    yield m
+    m.teardown()
+
+
+def test_clinic_machine_treats_another_patient_at_once_and_refuses_the_first(clinic_machine):
+    m = clinic_machine
+    running(m, 1000, 60)
+    finished(m)
+    m.cartridge_new("fresh")
+    m.advance_seconds(60)
+    m.next_patient(1)
+    running(m, 500, 60)  # patient B right after A: the model judged it by B's history
+    finished(m)
+    assert set(m.lasts) == {PATIENTS[0], PATIENTS[1]}
+    m.next_patient(0)
+    _refused_for_interval(m)  # A again, within A's 7 days
+
+
+def test_clinic_machine_catches_a_pen_that_forgets_its_patients(clinic_machine, monkeypatch):
+    """Sanity: with the patient table read as empty, A's early return is caught."""
+    # through the pen the machine runs (a virtual pen elsewhere in the run may have
+    # imported the firmware afresh)
+    monkeypatch.setattr(type(clinic_machine.pen.patients), "entry", lambda self, ref: None)
+    m = clinic_machine
+    running(m, 1000, 60)
+    finished(m)
+    m.cartridge_new("fresh")
+    m.advance_seconds(60)
+    with pytest.raises(AssertionError, match="rule 6"):
+        m.begin_session(500, 60, 1)
+
+
+def test_clinic_machine_catches_a_pen_that_locks_per_pen_as_at_home(clinic_machine, monkeypatch):
+    """Sanity the other way: the home rule on a clinic pen refuses patient B, which
+    the directed test above would see (B's session never opens)."""
+    monkeypatch.setattr(core.Pen, "_interval_of", lambda self, p: (
+        self.store.c["last_end"], self.store.c["last_depth"], 7 * 86400
+        if self.store.c["last_end"] else 0))
+    m = clinic_machine
+    running(m, 1000, 60)
+    finished(m)
+    m.cartridge_new("fresh")
+    m.advance_seconds(60)
+    m.next_patient(1)
+    m.begin_session(500, 60, 1)
+    assert m.sess is None  # refused: the clinic test above fails on such a pen
+    assert m.rig.log(wire.K_START_REFUSED)[-1]["code"] == wire.E_INTERVAL_LOCKOUT

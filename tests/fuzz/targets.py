@@ -329,7 +329,7 @@ def corpus() -> list[bytes]:
 
 def _permit(depth: int, duration: int, issued: int, expires: int, nonce: bytes) -> dict[str, Any]:
     p = {"max_depth_um": depth, "max_duration_s": duration, "issued_at": issued,
-         "expires_at": expires, "nonce": nonce}
+         "expires_at": expires, "nonce": nonce, "patient": bytes(8)}
     p["tag"] = sign(rig.KEY, p)
     return p
 

@@ -154,10 +154,11 @@ class TwinRig:
 @contextlib.asynccontextmanager
 async def twin_rig(tmp: Path, *, speed: float | None = 50.0,
                    heap_kb: int = DEFAULT_HEAP_KB,
-                   bundle_dir: Path | None = None) -> AsyncIterator[TwinRig]:
+                   bundle_dir: Path | None = None, clinic: bool = False,
+                   ) -> AsyncIterator[TwinRig]:
     link = ble_radio.new_link()
     twin = make_twin(tmp / "pen-flash", link, speed=speed, epoch=EPOCH, heap_kb=heap_kb,
-                     bundle_dir=bundle_dir)
+                     bundle_dir=bundle_dir, clinic=clinic)
     twin.hw.insert_cartridge("new")
     twin.hw.set_contact(True)
     displays: list[str] = []

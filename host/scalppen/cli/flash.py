@@ -53,6 +53,9 @@ def build_cmd(
         "--board", help="board definition name or JSON file")] = None,
     production: Annotated[bool, typer.Option(
         "--production", help="a build for patients: the bench UART is switched off")] = False,
+    clinic: Annotated[bool, typer.Option(
+        "--clinic", help="a pen shared by a clinic: rule 6 per patient, no standalone mode")
+    ] = False,
 ) -> None:
     """Compile the firmware with mpy-cross into a bundle with a SHA-256 manifest."""
     from scalppen.flash.build import build_bundle, find_board
@@ -62,12 +65,13 @@ def build_cmd(
     out_dir = out or root / DEFAULT_BUNDLE
     board_path = find_board(root / "hardware" / "boards", board) if board is None or not \
         Path(board).is_file() else Path(board)
-    manifest = build_bundle(fw, out_dir, board_path, production=production)
+    manifest = build_bundle(fw, out_dir, board_path, production=production, clinic=clinic)
     total = sum(f.size for f in manifest.files)
     _say(
         f"built firmware {manifest.version} (build {manifest.build_id}) for {manifest.board}: "
         f"{len(manifest.files)} files, {total / 1024:.1f} kB, .mpy v{manifest.mpy_version} "
-        f"{'(production: no bench UART) ' if production else ''}-> {out_dir}")
+        f"{'(production: no bench UART) ' if production else ''}"
+        f"{'(clinic: rule 6 per patient) ' if clinic else ''}-> {out_dir}")
 
 
 @handle_errors

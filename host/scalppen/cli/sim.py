@@ -29,6 +29,9 @@ def sim_cmd(
     open_pairing: bool = typer.Option(
         False, "--open-pairing",
         help="hold the pen's button at power-up: opens its pairing window"),
+    clinic: bool = typer.Option(
+        False, "--clinic",
+        help="a pen shared by a clinic: rule 6 per patient (as `scalppen build --clinic`)"),
 ) -> None:
     """Run a virtual pen: its BLE over an HCI TCP bridge and its USB port on a pty.
 
@@ -68,7 +71,7 @@ def sim_cmd(
         with contextlib.suppress(asyncio.CancelledError):
             await serve(directory, speed=speed, board=board, emit=emit,
                         cartridge=None if cartridge == "none" else cartridge, contact=contact,
-                        open_pairing=open_pairing, commands=stdin_lines())
+                        open_pairing=open_pairing, commands=stdin_lines(), clinic=clinic)
 
     if flash is not None:
         with contextlib.suppress(KeyboardInterrupt):

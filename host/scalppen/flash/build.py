@@ -159,6 +159,17 @@ def production_board(board_json: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def clinic_board(board_json: dict[str, Any]) -> dict[str, Any]:
+    """The board definition of a clinic pen: ``"use": "clinic"`` (the firmware keeps
+    rule 6 per patient, by the permit's patient reference, in a table of the board's
+    ``limits.patient_slots``, 64 by default; it has no standalone mode)."""
+    doc = dict(board_json, use="clinic")
+    limits = doc.get("limits")
+    if isinstance(limits, dict) and isinstance(limits.get("standalone"), dict):
+        doc["limits"] = dict(limits, standalone=dict(limits["standalone"], enabled=False))
+    return doc
+
+
 def find_board(boards_dir: Path, name: str | None = None) -> Path:
     """The board JSON called ``name`` (with or without ``.json``).
 
@@ -208,6 +219,7 @@ def build_bundle(
     *,
     jobs: int = 8,
     production: bool = False,
+    clinic: bool = False,
 ) -> Manifest:
     """Compile ``firmware_dir`` into ``out_dir`` (emptied first) and write ``manifest.json``.
 
@@ -218,6 +230,7 @@ def build_bundle(
         jobs: mpy-cross processes run at once.
         production: a build for patients: the board's bench UART is switched off
             (``"bench_uart": {..., "enabled": false}``), whatever the board says.
+        clinic: a pen shared by a clinic: rule 6 per patient (:func:`clinic_board`).
 
     Returns:
         The manifest written to ``out_dir / "manifest.json"``.
@@ -242,6 +255,9 @@ def build_bundle(
         raise BuildError(f"cannot read board definition {board}: {exc}") from exc
     if production:
         board_json = production_board(board_json)
+    if clinic:
+        board_json = clinic_board(board_json)
+    if production or clinic:
         board_data = (json.dumps(board_json, indent=2) + "\n").encode()
     version = read_version(firmware_dir)
     emits = mpy_cross_version()

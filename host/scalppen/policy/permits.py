@@ -1,8 +1,9 @@
 """Session permits: the host signs what the decision allows (rule 20 on the pen).
 
 A permit is ``max_depth_um`` u16, ``max_duration_s`` u16, ``issued_at`` u32,
-``expires_at`` u32 (Unix seconds), ``nonce`` 8 bytes, then ``tag`` =
-HMAC-SHA256(key, the 20 packed bytes before it). Those bytes are the protocol's
+``expires_at`` u32 (Unix seconds), ``nonce`` 8 bytes, ``patient`` 8 bytes (the
+patient's opaque reference for a clinic pen's rule 6; zero: nobody), then ``tag`` =
+HMAC-SHA256(key, the 28 packed bytes before it). Those bytes are the protocol's
 ``PermitBody`` (``scalppen_protocol.messages``); :func:`permit_body` builds them.
 """
 
@@ -24,6 +25,9 @@ from scalppen_protocol.messages import PERMIT_BODY_SIZE, PermitBody
 
 BODY_SIZE: Final = PERMIT_BODY_SIZE
 NONCE_SIZE: Final = 8
+PATIENT_REF_SIZE: Final = 8
+#: The patient reference of a permit that names nobody (a home pen's rule 6 is per pen).
+NO_PATIENT: Final = bytes(PATIENT_REF_SIZE)
 KEY_SIZE: Final = 32
 TAG_SIZE: Final = 32
 DEFAULT_TTL_S: Final = 300
@@ -42,6 +46,7 @@ class PermitFields:
     expires_at: int
     nonce: bytes
     tag: bytes
+    patient: bytes = NO_PATIENT
 
     def as_dict(self) -> dict[str, Any]:
         """The fields as a mapping (what ``Permit.build`` takes)."""
@@ -51,18 +56,21 @@ class PermitFields:
             "issued_at": self.issued_at,
             "expires_at": self.expires_at,
             "nonce": self.nonce,
+            "patient": self.patient,
             "tag": self.tag,
         }
 
     def body(self) -> bytes:
         """The signed bytes of this permit."""
         return permit_body(
-            self.max_depth_um, self.max_duration_s, self.issued_at, self.expires_at, self.nonce
+            self.max_depth_um, self.max_duration_s, self.issued_at, self.expires_at, self.nonce,
+            self.patient,
         )
 
 
 def permit_body(
-    max_depth_um: int, max_duration_s: int, issued_at: int, expires_at: int, nonce: bytes
+    max_depth_um: int, max_duration_s: int, issued_at: int, expires_at: int, nonce: bytes,
+    patient: bytes = NO_PATIENT,
 ) -> bytes:
     """Pack the fields the tag covers, exactly as the wire carries them.
 
@@ -71,10 +79,13 @@ def permit_body(
     """
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"nonce must be {NONCE_SIZE} bytes")
+    if len(patient) != PATIENT_REF_SIZE:
+        raise ValueError(f"a patient reference has {PATIENT_REF_SIZE} bytes")
     try:
         return bytes(PermitBody.build({
             "max_depth_um": max_depth_um, "max_duration_s": max_duration_s,
             "issued_at": issued_at, "expires_at": expires_at, "nonce": nonce,
+            "patient": patient,
         }))
     except ConstructError as exc:
         raise ValueError(f"permit field out of range: {exc}") from exc
@@ -87,13 +98,13 @@ def permit_tag(key: bytes, body: bytes) -> bytes:
 
 def sign_permit(
     key: bytes, max_depth_um: int, max_duration_s: int, issued_at: int, expires_at: int,
-    nonce: bytes,
+    nonce: bytes, patient: bytes = NO_PATIENT,
 ) -> PermitFields:
     """The permit with these fields, signed with ``key``: the mechanism alone, no
     policy (:func:`issue_permit` decides what to sign)."""
-    body = permit_body(max_depth_um, max_duration_s, issued_at, expires_at, nonce)
+    body = permit_body(max_depth_um, max_duration_s, issued_at, expires_at, nonce, patient)
     return PermitFields(max_depth_um, max_duration_s, issued_at, expires_at, nonce,
-                        permit_tag(key, body))
+                        permit_tag(key, body), patient)
 
 
 def verify_permit(fields: PermitFields, key: bytes) -> bool:
@@ -107,6 +118,7 @@ def issue_permit(
     now: datetime,
     ttl_s: int = DEFAULT_TTL_S,
     nonce: bytes | None = None,
+    patient: bytes = NO_PATIENT,
 ) -> PermitFields:
     """Sign a permit for what an allowing decision permits.
 
@@ -116,6 +128,7 @@ def issue_permit(
         now: the current time (timezone-aware); becomes ``issued_at``.
         ttl_s: seconds until the permit expires unused (1-3600).
         nonce: 8 bytes, random by default (tests pass their own).
+        patient: the patient's 8-byte reference (a clinic pen keeps rule 6 by it).
 
     Returns:
         The permit fields with their tag.
@@ -145,4 +158,4 @@ def issue_permit(
     issued_at = int(now.timestamp())
     expires_at = issued_at + ttl_s
     return sign_permit(key, decision.max_depth_um, decision.max_duration_s, issued_at,
-                       expires_at, nonce)
+                       expires_at, nonce, patient)

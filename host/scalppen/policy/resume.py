@@ -16,7 +16,13 @@ from datetime import datetime
 
 from scalppen.policy.errors import PermitNotAllowedError
 from scalppen.policy.history import require_aware
-from scalppen.policy.permits import KEY_SIZE, NONCE_SIZE, PermitFields, sign_permit
+from scalppen.policy.permits import (
+    KEY_SIZE,
+    NO_PATIENT,
+    NONCE_SIZE,
+    PermitFields,
+    sign_permit,
+)
 
 # the pen's window for a START: a resume permit never outlives it
 from scalppen_protocol.codes import PAUSE_WINDOW_S
@@ -24,7 +30,7 @@ from scalppen_protocol.codes import PAUSE_WINDOW_S
 
 def resume_permit(
     *, original_depth_um: int, original_duration_s: int, resume_left_s: int, key: bytes,
-    now: datetime, nonce: bytes | None = None,
+    now: datetime, nonce: bytes | None = None, patient: bytes = NO_PATIENT,
 ) -> PermitFields:
     """The permit that binds a paused session to this link: the session's own limits,
     valid only while the pen still holds the session open.
@@ -36,6 +42,7 @@ def resume_permit(
         key: the pen's permit key.
         now: the current time (timezone-aware).
         nonce: 8 bytes, random by default.
+        patient: the session's patient reference (a clinic pen goes on only for them).
 
     Raises:
         PermitNotAllowedError: the pen holds no paused session open, or the window is
@@ -54,4 +61,4 @@ def resume_permit(
         raise ValueError(f"the permit key must be {KEY_SIZE} bytes")
     issued = int(now.timestamp())
     return sign_permit(key, original_depth_um, original_duration_s, issued,
-                       issued + resume_left_s, nonce or secrets.token_bytes(NONCE_SIZE))
+                       issued + resume_left_s, nonce or secrets.token_bytes(NONCE_SIZE), patient)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -294,6 +295,29 @@ def lock_patient(db: Store, profile_id: int) -> None:
     issuing a permit for the same patient decide one after the other (PostgreSQL: the
     profile's row lock; SQLite's write transaction already runs alone)."""
     db.hold("profiles", "id", profile_id)
+
+
+def patient_ref(db: Store, profile_id: int) -> bytes:
+    """The patient's opaque 8-byte reference for a clinic pen's permits (rule 6 per
+    patient), drawn at random the first time and kept: the same on every laptop of
+    the clinic, never personal data, never all zero (which names nobody).
+
+    Raises:
+        StoreError: no such profile.
+    """
+    rows = db.query("SELECT pen_ref FROM profiles WHERE id = ?", (profile_id,))
+    if not rows:
+        raise StoreError(f"no profile with id {profile_id}")
+    if rows[0]["pen_ref"] is not None:
+        return bytes(rows[0]["pen_ref"])
+    ref = bytes(8)
+    while ref == bytes(8):
+        ref = secrets.token_bytes(8)
+    with db.transaction():
+        db.execute("UPDATE profiles SET pen_ref = ? WHERE id = ? AND pen_ref IS NULL",
+                   (ref, profile_id))
+    return bytes(db.query("SELECT pen_ref FROM profiles WHERE id = ?",
+                          (profile_id,))[0]["pen_ref"])
 
 
 def record_permit(

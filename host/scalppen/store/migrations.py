@@ -336,8 +336,16 @@ _V6: Final = """
 ALTER TABLE permits ADD COLUMN voided_at INTEGER
 """
 
+#: Clinic mode, rule 6 per patient on a shared pen: each patient's opaque 8-byte
+#: reference, which a clinic pen's permits carry (random, drawn at the first permit;
+#: no personal data reaches the pen). Unique where set.
+_V7: Final = """
+ALTER TABLE profiles ADD COLUMN pen_ref BLOB;
+CREATE UNIQUE INDEX profiles_pen_ref ON profiles (pen_ref)
+"""
+
 #: Migration n (1-based) takes the schema from version n - 1 to n.
-MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: Final[tuple[str, ...]] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 
 #: The schema version this code writes.
 SCHEMA_VERSION: Final = len(MIGRATIONS)

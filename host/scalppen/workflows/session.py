@@ -17,7 +17,7 @@ from scalppen import store as S
 from scalppen.client import Pen, PenRefused, PenTimeout
 from scalppen.policy import Decision, PenLimits, SessionRequest, evaluate, issue_permit
 from scalppen.policy.cartridge import cartridge_refusal
-from scalppen.policy.permits import PermitFields
+from scalppen.policy.permits import NO_PATIENT, PermitFields
 from scalppen.policy.resume import resume_permit
 from scalppen.refusals import describe
 from scalppen.results import FaultEvent, NoticeEvent, PenEvent, TelemetryEvent
@@ -135,7 +135,9 @@ async def run_session(
         await pen.set_time(int(now().timestamp()), key)
         status = await pen.status()
     last = None
-    if status.last_session_end:
+    if status.last_session_end and not info.limits.clinic:
+        # a clinic pen's last session may be another patient's: its rule 6 follows
+        # the patient (the pen checks it per patient; the shared database has theirs)
         last = (datetime.fromtimestamp(status.last_session_end, UTC), status.last_session_depth_um)
     limits = PenLimits.from_info(asdict(info.limits))
     lock_left = status.lockout_until - status.clock if status.clock else 0
@@ -144,6 +146,7 @@ async def run_session(
     decision, permit = issue_session_permit(
         db, serial, plan, limits, key, moment, pen_last_session=last,
         pen_lock_left_s=max(0, lock_left), wear=wear, rate_max_sps=info.limits.rate_max_sps,
+        clinic_pen=info.limits.clinic,
     )
     outcome = SessionOutcome(decision=decision)
 
@@ -207,9 +210,12 @@ async def run_resume(
                               f"ends by itself in {_minutes(status.resume_left_s)}")
     original = issued[-1]
     moment = now()
+    patient = NO_PATIENT
+    if info.limits is not None and info.limits.clinic and original.profile_id is not None:
+        patient = S.patient_ref(db, original.profile_id)  # the session's own patient
     permit = resume_permit(
         original_depth_um=original.max_depth_um, original_duration_s=original.max_duration_s,
-        resume_left_s=status.resume_left_s, key=key, now=moment)
+        resume_left_s=status.resume_left_s, key=key, now=moment, patient=patient)
     S.record_permit(db, serial, permit, profile_id=original.profile_id)
     outcome = SessionOutcome(decision=None, elapsed_s=status.elapsed_ms / 1000,
                              strokes=status.strokes)
@@ -333,6 +339,7 @@ def issue_session_permit(
     db: S.Store, serial: str, plan: SessionPlan, limits: PenLimits, key: bytes,
     now: datetime, *, pen_last_session: tuple[datetime, int] | None = None,
     pen_lock_left_s: int = 0, wear: Any = None, rate_max_sps: int = 0,
+    clinic_pen: bool = False,
 ) -> tuple[Decision, PermitFields]:
     """Decide and issue a permit as one step: the policy reads the history and the
     permit is recorded in one transaction, with the patient held, so two laptops
@@ -341,6 +348,8 @@ def issue_session_permit(
 
     Args:
         wear: the pen's WEAR reading (rule 14 is checked against it), if read.
+        clinic_pen: the pen keeps rule 6 per patient: the permit names the patient
+            by their reference (:func:`scalppen.store.patient_ref`).
 
     Raises:
         SessionRefused: the policy refused; nothing was recorded but the attestation.
@@ -355,7 +364,8 @@ def issue_session_permit(
             raise SessionRefused(decision)
         if wear is not None:
             decision = _check_cartridge(wear, decision, rate_max_sps)
-        permit = issue_permit(decision, key, now)
+        patient = S.patient_ref(db, plan.profile_id) if clinic_pen else NO_PATIENT
+        permit = issue_permit(decision, key, now, patient=patient)
         S.record_permit(db, serial, permit, profile_id=plan.profile_id)
     return decision, permit
 

@@ -58,7 +58,7 @@ def _vector_frames():
 
 def _permit(depth, dur, issued, expires, nonce):
     p = {"max_depth_um": depth, "max_duration_s": dur, "issued_at": issued,
-         "expires_at": expires, "nonce": nonce}
+         "expires_at": expires, "nonce": nonce, "patient": bytes(8)}
     p["tag"] = sign(KEY, p)
     return p
 

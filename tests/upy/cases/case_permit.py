@@ -13,7 +13,7 @@ NOW = 1750000000
 
 def _permit(**kw):
     p = {"max_depth_um": 1000, "max_duration_s": 600, "issued_at": NOW - 10,
-         "expires_at": NOW + 3600, "nonce": b"abcdefgh"}
+         "expires_at": NOW + 3600, "nonce": b"abcdefgh", "patient": bytes(8)}
     for k in kw:
         p[k] = kw[k]
     p["tag"] = sign(KEY, p)
