@@ -45,6 +45,10 @@ _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
 # edges, whatever the target says.
 _UNIX_OFFSET = 946684800 if clock.gmtime(0)[0] == 2000 else 0
 _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
+# SMP writes queued, in bytes: two whole requests (the client waits for each answer;
+# more comes only from a flood, and is dropped: the client times out and retries)
+_SMP_QUEUE_BYTES = const(1024)
+_SMP_PER_TICK = const(8)  # writes handled per tick
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
 _MAINTENANCE_WDT_MS = const(600000)  # the watchdog under the REPL after Ctrl-C: 10 min
@@ -112,9 +116,17 @@ class App:
         info = {"name": "ScalpPen-" + self.serial[-4:], "manufacturer": "Scalppen",
                 "model": self.board.model, "serial": self.serial, "firmware": VERSION,
                 "hardware": self.board.hw_rev, "battery": 100}
+        # MCUmgr SMP on its own GATT service (pen/smp.py): writes queued here,
+        # answered in the tick, one request at a time. Its modules are imported at
+        # the first write: a pen nobody manages keeps their heap.
+        self.smp_q = []
+        self.smp_bytes = 0
+        self.smp = None  # (pen.smp, its Reassembler, pen.images.Env) once used
+        self.smp_errors = 0  # SMP requests that failed inside the pen (answered as such)
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
                           self._on_passkey, self._on_link,
-                          window_open=self.pen.pairing_open, clock=self._uptime)
+                          window_open=self.pen.pairing_open, clock=self._uptime,
+                          on_smp=self._on_smp)
         # The bench UART (a test fixture's cable): the same frames, COBS + CRC-16,
         # read-only plus STOP (see handler.BENCH_TYPES).
         # Off unless the board enables it (absent, or "enabled": false: a production
@@ -183,6 +195,35 @@ class App:
             self.dropped += 1
         self.rx.append(data)
 
+    def _on_smp(self, conn, data):
+        self.activity = True
+        if not self.ble.authenticated or self.smp_bytes + len(data) > _SMP_QUEUE_BYTES:
+            self.dropped += 1  # below the pen's floor, or a flood: the client retries
+            return
+        self.smp_bytes += len(data)
+        self.smp_q.append(bytes(data))
+
+    def _serve_smp(self):
+        # A bounded share of the tick, as _serve (management, never control).
+        if not self.smp_q:
+            return
+        if self.smp is None:
+            from pen import images, smp
+
+            self.smp = (smp, smp.Reassembler(), images.Env())
+        mod, rx, env = self.smp
+        n = 0
+        while self.smp_q and n < _SMP_PER_TICK:
+            n += 1
+            data = self.smp_q.pop(0)
+            self.smp_bytes -= len(data)
+            for frame in rx.feed(data):
+                resp, failed = mod.answer(frame, env)
+                if failed:
+                    self.smp_errors += 1
+                if resp is not None:
+                    self.ble.send_smp(resp)
+
     def _on_passkey(self, conn, passkey):
         self.passkey = passkey
 
@@ -196,6 +237,10 @@ class App:
         self.reasm.reset()
         self.dropped += len(self.rx)
         self.rx = []
+        if self.smp is not None:
+            self.smp[1].reset()
+        self.smp_q = []
+        self.smp_bytes = 0
 
     # ---- the control tick -----------------------------------------------------------
     def link_up(self):
@@ -213,6 +258,7 @@ class App:
         inp.link_up = self.link_up()
         inp.link_epoch = self.link_epoch
         self._serve()
+        self._serve_smp()
         inp.link_up = self.link_up()  # a HELLO just served, or the link gone
         inp.link_epoch = self.link_epoch
         self._serve_bench()

@@ -50,6 +50,10 @@ except ImportError:
 PEN_SERVICE_UUID = "4a780001-387c-4d32-bf79-1aa4c9d3edbc"
 REQUEST_CHAR_UUID = "4a780002-387c-4d32-bf79-1aa4c9d3edbc"
 EVENT_CHAR_UUID = "4a780003-387c-4d32-bf79-1aa4c9d3edbc"
+# MCUmgr's SMP service (pen/smp.py): its UUIDs are the standard's, so third-party
+# tools find it (smpclient, smpmgr, nRF Connect Device Manager).
+SMP_SERVICE_UUID = "8d53dc1d-1db7-4cd3-868b-8a527460aa84"
+SMP_CHAR_UUID = "da2e7828-fbce-4e01-ae9e-261174997c48"
 PREFERRED_MTU = const(247)
 ADVERTISED_NAME_PREFIX = "ScalpPen"
 
@@ -101,6 +105,12 @@ _PEN_SERVICE = (
         (bluetooth.UUID(EVENT_CHAR_UUID), _FLAG_NOTIFY | _FLAG_READ_AUTHENTICATED),
     ),
 )
+_SMP_SERVICE = (
+    bluetooth.UUID(SMP_SERVICE_UUID),
+    ((bluetooth.UUID(SMP_CHAR_UUID),
+      _FLAG_WRITE_NO_RESPONSE | _FLAG_NOTIFY | _FLAG_WRITE_AUTHENTICATED),),
+)
+
 _DIS_SERVICE = (
     bluetooth.UUID(0x180A),
     (
@@ -321,9 +331,10 @@ class PenBle:
     #   NimBLE's ble_addr_t: the address type, then the address, LSB first.
 
     def __init__(self, ble, info, secrets_path, on_rx, on_passkey=None, on_link=None,
-                 passkey_source=random_passkey, window_open=None, clock=None):
+                 passkey_source=random_passkey, window_open=None, clock=None, on_smp=None):
         self._ble = ble
         self._on_rx = on_rx
+        self._on_smp = on_smp
         self._on_passkey = on_passkey
         self._on_link = on_link
         self._passkey_source = passkey_source
@@ -347,11 +358,16 @@ class PenBle:
         ble.active(True)
         ble.config(gap_name=self.name, io=_IO_CAPABILITY_DISPLAY_ONLY, mitm=True,
                    le_secure=True, bond=True, mtu=PREFERRED_MTU)
-        handles = ble.gatts_register_services((_PEN_SERVICE, _DIS_SERVICE, _BATTERY_SERVICE))
+        handles = ble.gatts_register_services((_PEN_SERVICE, _DIS_SERVICE, _BATTERY_SERVICE,
+                                               _SMP_SERVICE))
         self.rx_handle, self.tx_handle = handles[0]
         self.dis_handles = handles[1]
         self.battery_handle = handles[2][0]
+        self.smp_handle = handles[3][0]
         ble.gatts_set_buffer(self.rx_handle, _RX_BUFFER)
+        # one write: the pen's MTU is at most PREFERRED_MTU (NimBLE keeps 20 bytes by
+        # default and cuts longer writes short); SMP joins writes by its header
+        ble.gatts_set_buffer(self.smp_handle, PREFERRED_MTU - _ATT_HEADER)
         for i in range(len(_DIS_FIELDS)):
             value = info.get(_DIS_FIELDS[i]) or ""
             ble.gatts_write(self.dis_handles[i], str(value).encode())
@@ -392,6 +408,19 @@ class PenBle:
         if len(data) > self.mtu - _ATT_HEADER:
             raise ValueError("payload larger than MTU - 3")
         self._ble.gatts_notify(self.conn, self.tx_handle, data)
+        return True
+
+    def send_smp(self, data):
+        # Notify an SMP answer on the SMP characteristic, in pieces of MTU - 3.
+        # False (nothing sent) unless the link is authenticated.
+        if self.conn is None or not self.authenticated:
+            return False
+        step = self.mtu - _ATT_HEADER
+        try:
+            for i in range(0, len(data), step):
+                self._ble.gatts_notify(self.conn, self.smp_handle, data[i:i + step])
+        except OSError:
+            return False  # the link went, or the stack is out of buffers: the client retries
         return True
 
     def set_battery(self, pct):
@@ -450,6 +479,10 @@ class PenBle:
                 payload = self._ble.gatts_read(self.rx_handle)
                 if payload:
                     self._on_rx(conn, payload)
+            elif handle == self.smp_handle and self._on_smp is not None:
+                payload = self._ble.gatts_read(self.smp_handle)
+                if payload:
+                    self._on_smp(conn, payload)
         elif event == _IRQ_CENTRAL_CONNECT:
             conn = data[0]
             if self.conn is not None:

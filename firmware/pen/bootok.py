@@ -19,6 +19,11 @@ def active_slot():
     return _read("/active")
 
 
+def good_slot():
+    # the last slot that started well ("" before the first deployment's start)
+    return _read("/good")
+
+
 def on_trial():
     good = _read("/good")
     return bool(good) and _read("/active") != good

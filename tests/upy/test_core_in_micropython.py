@@ -58,6 +58,23 @@ def _hmac_vectors() -> list[list[str]]:
     return vectors
 
 
+def _ed25519_vectors() -> dict[str, list[list[str]]]:
+    """Signatures by the cryptography package (and SHA-512 digests by hashlib) for
+    pen/ed25519.py to check inside MicroPython."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    sigs = []
+    for i, mlen in enumerate([0, 1, 32, 64, 200]):
+        key = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"key%d" % i).digest())
+        pub = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        msg = (hashlib.sha256(b"msg%d" % i).digest() * 8)[:mlen]
+        sigs.append([pub.hex(), msg.hex(), key.sign(msg).hex()])
+    digests = [[m.hex(), hashlib.sha512(m).hexdigest()]
+               for m in (b"", b"abc", bytes(range(111)), bytes(range(112)), bytes(300))]
+    return {"sigs": sigs, "sha512": digests}
+
+
 def _parse(stdout: str) -> tuple[dict[str, tuple[bool, str]], bool]:
     """{mod.name: (passed, detail)} and whether the harness printed DONE.
 
@@ -90,6 +107,7 @@ def _parse(stdout: str) -> tuple[dict[str, tuple[bool, str]], bool]:
 
 def _run_module(mod: str, bundle: Path, data: Path) -> dict[str, tuple[bool, str]]:
     (data / "hmac.json").write_text(json.dumps(_hmac_vectors()))
+    (data / "ed25519.json").write_text(json.dumps(_ed25519_vectors()))
     try:
         res = run_upy(
             f"import harness\nharness.run([{mod!r}])",

@@ -1,0 +1,137 @@
+# MCUmgr's Simple Management Protocol (SMP) on the pen: the frames and what the pen
+# answers. An 8-byte header (res/version/op, flags, length u16 BE, group u16 BE,
+# sequence, command) and a CBOR map. Served on the SMP GATT service (pen/ble.py)
+# to an authenticated, bonded central only; the app (pen/app.py) feeds the writes
+# in and notifies the answers out.
+#
+# Served so far: OS echo, OS MCUmgr parameters, image state read. Anything else
+# is answered MGMT_ERR_ENOTSUP (uploads, test, confirm, erase and reset come with
+# signed images). The answer keeps the request's SMP version.
+import struct
+
+from pen import cbor
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):  # type: ignore[misc]  # CPython fallback
+        return x
+
+HEADER_SIZE = const(8)
+BUF_SIZE = const(512)  # largest request frame the pen takes (header + CBOR)
+BUF_COUNT = const(1)  # requests it holds at once (it answers one before the next)
+
+OP_READ = const(0)
+OP_READ_RSP = const(1)
+OP_WRITE = const(2)
+OP_WRITE_RSP = const(3)
+
+G_OS = const(0)
+G_IMAGE = const(1)
+OS_ECHO = const(0)
+OS_RESET = const(5)
+OS_PARAMS = const(6)
+IMG_STATE = const(0)
+
+# MGMT_ERR_* (zephyr/include/zephyr/mgmt/mcumgr/mgmt/mgmt_defines.h)
+EOK = const(0)
+EUNKNOWN = const(1)
+ENOMEM = const(2)
+EINVAL = const(3)
+EMSGSIZE = const(7)
+ENOTSUP = const(8)
+EBUSY = const(10)
+EACCESSDENIED = const(11)
+
+_ECHO_MAX = const(128)  # characters echoed back
+
+
+def parse_header(frame):
+    # -> (op, version, flags, length, group, seq, cmd)
+    b0, flags, length, group, seq, cmd = struct.unpack(">BBHHBB", frame[:HEADER_SIZE])
+    return b0 & 7, (b0 >> 3) & 3, flags, length, group, seq, cmd
+
+
+def build(op, version, group, seq, cmd, body):
+    data = cbor.encode(body)
+    return struct.pack(">BBHHBB", (version & 3) << 3 | op, 0, len(data), group, seq,
+                       cmd) + data
+
+
+class Reassembler:
+    # Writes (each at most MTU - 3 bytes) -> whole frames, by the header's length.
+    # A frame longer than BUF_SIZE is dropped with everything after it on the link
+    # until it is reset (the client times out; a new link starts clean).
+    def __init__(self):
+        self.buf = bytearray()
+        self.broken = False
+
+    def reset(self):
+        self.buf = bytearray()
+        self.broken = False
+
+    def feed(self, chunk):
+        # -> a list of whole frames (usually none or one).
+        if self.broken:
+            return []
+        self.buf.extend(chunk)
+        out = []
+        while len(self.buf) >= HEADER_SIZE:
+            n = HEADER_SIZE + ((self.buf[2] << 8) | self.buf[3])
+            if n > BUF_SIZE:
+                self.broken = True
+                self.buf = bytearray()
+                return out
+            if len(self.buf) < n:
+                break
+            out.append(bytes(self.buf[:n]))
+            self.buf = self.buf[n:]
+        return out
+
+
+def _error(op, version, group, seq, cmd, rc):
+    # A general MGMT_ERR_* answer is {"rc": N} in both versions: version 2 puts only
+    # a group's own codes in {"err": {"group", "rc"}} (as the smp package's
+    # ErrorV1/ErrorV2 models read them).
+    return build(op + 1, version, group, seq, cmd, {"rc": rc})
+
+
+def answer(frame, env):
+    # respond(), and never an exception: management must not stop the pen (its
+    # main loop resets on one, which would end a session). A failure is answered
+    # ENOMEM or EUNKNOWN; -> (bytes or None, failed).
+    try:
+        return respond(frame, env), False
+    except Exception as e:  # noqa: BLE001  (any failure is the client's error answer)
+        op, version, _f, _n, group, seq, cmd = parse_header(frame)
+        rc = ENOMEM if isinstance(e, MemoryError) else EUNKNOWN
+        try:
+            return _error(op & 2, version, group, seq, cmd, rc), True
+        except Exception:  # noqa: BLE001  (not even room for the error: say nothing)
+            return None, True
+
+
+def respond(frame, env):
+    # The answer to one whole request frame. env: image_states() -> list of maps
+    # (pen/images.py). -> bytes, or None for a frame that is not a request.
+    op, version, _flags, length, group, seq, cmd = parse_header(frame)
+    if op not in (OP_READ, OP_WRITE) or length != len(frame) - HEADER_SIZE:
+        return None
+    try:
+        body = cbor.decode(frame[HEADER_SIZE:]) if length else {}
+    except ValueError:
+        return _error(op, version, group, seq, cmd, EINVAL)
+    if not isinstance(body, dict):
+        return _error(op, version, group, seq, cmd, EINVAL)
+    if group == G_OS and cmd == OS_ECHO and op == OP_WRITE:
+        d = body.get("d")
+        if not isinstance(d, str) or len(d) > _ECHO_MAX:
+            return _error(op, version, group, seq, cmd, EINVAL)
+        return build(OP_WRITE_RSP, version, group, seq, cmd, {"r": d})
+    if group == G_OS and cmd == OS_PARAMS and op == OP_READ:
+        return build(OP_READ_RSP, version, group, seq, cmd,
+                     {"buf_size": BUF_SIZE, "buf_count": BUF_COUNT})
+    if group == G_IMAGE and cmd == IMG_STATE and op == OP_READ:
+        return build(OP_READ_RSP, version, group, seq, cmd,
+                     {"images": env.image_states(), "splitStatus": 0})
+    return _error(op, version, group, seq, cmd, ENOTSUP)
