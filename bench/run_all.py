@@ -32,6 +32,8 @@ BENCHES = [
      "in-process pen"),
     ("bench/twin/bench_battery_life.py", "Battery life of an idle pen with the auto "
      "power-off"),
+    ("bench/twin/bench_update.py", "Firmware update over SMP: upload rate, protocol overhead, "
+     "signature check"),
     ("bench/fuzz/fuzz_decoders.py", "Fuzzing the firmware and host decoders"),
 ]
 

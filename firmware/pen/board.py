@@ -158,6 +158,16 @@ class Board:
                                  "would name no patient)")
         elif self.use != "home":
             raise BoardError("board: use must be \"home\" or \"clinic\"")
+        # The release key (Ed25519 public, hex): signed updates over SMP are checked
+        # against it (pen/update.py); none, no updates. Set by `scalppen build
+        # --sign` and written with the first flash over USB, never by an update.
+        key = doc.get("release_key", "")
+        try:
+            self.release_key = bytes.fromhex(key) if isinstance(key, str) else b"?"
+        except ValueError:
+            self.release_key = b"?"
+        if self.release_key and len(self.release_key) != 32:
+            raise BoardError("board: release_key must be 64 hex digits")
         self.idle_off_s = _int(lim, "idle_off_s", IDLE_OFF_S)
         if not IDLE_OFF_MIN_S <= self.idle_off_s <= IDLE_OFF_MAX_S:
             raise BoardError("board: idle_off_s must be %d..%d" % (IDLE_OFF_MIN_S, IDLE_OFF_MAX_S))

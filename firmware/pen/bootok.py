@@ -29,6 +29,18 @@ def on_trial():
     return bool(good) and _read("/active") != good
 
 
+def set_active(slot):
+    # Boot `slot` from the next reset on trial (/good stays: boot.py rolls back
+    # to it when the slot does not mark itself good within its starts).
+    with open("/active.tmp", "w") as f:
+        f.write(slot)
+    os.rename("/active.tmp", "/active")
+    try:
+        os.remove("/bootcount")
+    except OSError:
+        pass
+
+
 def mark_good():
     active = _read("/active")
     if not active:

@@ -58,13 +58,14 @@ def sha512(msg):
     msg += b"\x80" + bytes((111 - n) % 128) + struct.pack(">QQ", 0, n * 8)
     h = list(_H0)
     for off in range(0, len(msg), 128):
-        w = list(struct.unpack(">16Q", msg[off:off + 128]))
+        w = [0] * 80  # made at its size: no growing on a small heap
+        w[:16] = struct.unpack(">16Q", msg[off:off + 128])
         for i in range(16, 80):
             a = w[i - 15]
             b = w[i - 2]
             s0 = _rotr(a, 1) ^ _rotr(a, 8) ^ (a >> 7)
             s1 = _rotr(b, 19) ^ _rotr(b, 61) ^ (b >> 6)
-            w.append((w[i - 16] + s0 + w[i - 7] + s1) & _M64)
+            w[i] = (w[i - 16] + s0 + w[i - 7] + s1) & _M64
         a, b, c, d, e, f, g, hh = h
         for i in range(80):
             t1 = (hh + (_rotr(e, 14) ^ _rotr(e, 18) ^ _rotr(e, 41)) + ((e & f) ^ ((e ^ _M64) & g))
@@ -84,13 +85,17 @@ def _add(p, q):
     return (e * f % _P, g * h % _P, f * g % _P, e * h % _P)
 
 
-def _mul(s, p):
+def _mul(s, p, poll=None):
     q = (0, 1, 1, 0)
+    n = 0
     while s > 0:
         if s & 1:
             q = _add(q, p)
         p = _add(p, p)
         s >>= 1
+        n += 1
+        if poll is not None and not n & 31:
+            poll()
     return q
 
 
@@ -128,8 +133,10 @@ _GX = _recover_x(_GY, 0)
 _G = (_GX, _GY, 1, _GX * _GY % _P)
 
 
-def verify(public, msg, sig):
+def verify(public, msg, sig, poll=None):
     # True when `sig` (64 bytes) is `public`'s (32 bytes) Ed25519 signature of `msg`.
+    # poll(): called every 32 bits of each scalar multiplication (the pen feeds its
+    # watchdog there: on the ESP32 this takes far longer than in the twin).
     if len(public) != 32 or len(sig) != 64:
         return False
     a = _decompress(public)
@@ -143,4 +150,4 @@ def verify(public, msg, sig):
     if s >= _Q:
         return False
     h = int.from_bytes(sha512(rs + bytes(public) + bytes(msg)), "little") % _Q
-    return _equal(_mul(s, _G), _add(r, _mul(h, a)))
+    return _equal(_mul(s, _G, poll), _add(r, _mul(h, a, poll)))

@@ -5,6 +5,7 @@
 # by pen/bootok.py; a slot on trial is active and not confirmed, as under MCUboot).
 # No slot is "pending" yet: nothing marks one for the next reset over SMP. The hash is the SHA-256 of the slot's
 # manifest, which holds every file's SHA-256: one hash for the whole image.
+import gc
 import hashlib
 
 from pen import bootok
@@ -65,7 +66,130 @@ def states():
     return out
 
 
+def inactive_slot():
+    # The slot an upload fills: the one not running ("" when none is known).
+    active = bootok.active_slot()
+    if active not in SLOTS:
+        return ""
+    return SLOTS[1 - SLOTS.index(active)]
+
+
 class Env:
-    # What pen/smp.py asks of the pen.
+    # What pen/smp.py asks of the pen. busy(): a session is armed, running or
+    # paused (no update then: needles never move during one, and nothing of a
+    # session is put at risk by a reset).
+    def __init__(self, root="/", release_key=b"", busy=None, poll=None):
+        self.root = root
+        self.key = release_key
+        self.busy = busy or (lambda: False)
+        self.poll = poll  # long work calls it (the pen feeds its watchdog)
+        self.up = None  # the upload under way (pen/update.py)
+        self.failure = None  # the last exception a request met (pen/smp.py answer)
+        self.reset_asked = False  # an SMP reset was answered: the app resets
+
     def image_states(self):
         return states()
+
+    def _slot_of(self, digest):
+        # The slot whose manifest has SHA-256 `digest` ("" when none); the slot not
+        # running first (both hold it after the same build was uploaded again).
+        inactive = inactive_slot()
+        for slot in (inactive, bootok.active_slot()):
+            got = _scan(slot) if slot in SLOTS else None
+            if got is not None and got[0] == digest:
+                return slot
+        return ""
+
+    def set_state(self, body):
+        # SMP image state write (group 1, command 0): "test" (confirm false) a slot by
+        # its hash: it boots on trial from the next reset and rolls back unless it
+        # marks itself good (pen/bootok.py, boot.py); "confirm" (confirm true, with
+        # the running slot's hash or none): the running slot is kept.
+        # -> the image states after, or an rc.
+        from pen import update
+
+        if self.busy():
+            return 10  # MGMT_ERR_EBUSY
+        digest = body.get("hash")
+        confirm = body.get("confirm", False) is True
+        if digest is not None and (not isinstance(digest, bytes) or len(digest) != 32):
+            return update.EINVAL
+        active = bootok.active_slot()
+        if confirm:
+            if digest is not None and self._slot_of(digest) != active:
+                return update.EBADSTATE  # only the running slot is confirmed
+            bootok.mark_good()
+            return {"images": states()}
+        if digest is None:
+            return update.EINVAL
+        slot = self._slot_of(digest)
+        if not slot:
+            return 5  # MGMT_ERR_ENOENT: no slot has that image
+        if slot != active:
+            if self.up is not None and self.up.slot == slot and not self.up.done:
+                return update.EBADSTATE  # an upload into it is under way
+            bootok.set_active(slot)
+        return {"images": states()}
+
+    def erase(self):
+        # SMP image erase (group 1, command 5): empty the slot not running.
+        from pen import update
+
+        if self.busy():
+            return 10
+        slot = inactive_slot()
+        if not slot or slot == bootok.good_slot():
+            return update.EBADSTATE  # never the slot a trial would roll back to
+        if self.up is not None:
+            self.up.abort()
+            self.up = None
+        else:
+            update._rmtree(self.root.rstrip("/") + "/" + slot)
+        return {}
+
+    def reset(self):
+        # SMP OS reset (group 0, command 5): answered, then the pen resets
+        # (pen/app.py, a tick later). Refused while a session is armed or open.
+        if self.busy():
+            return 10
+        self.reset_asked = True
+        return {}
+
+    def upload(self, body):
+        # SMP image upload (group 1, command 1). -> the answer's map, or an rc.
+        from pen import update
+        from pen.version import VERSION
+
+        off = body.get("off")
+        data = body.get("data")
+        if not isinstance(off, int) or not isinstance(data, bytes) or body.get("image", 0) != 0:
+            return update.EINVAL
+        if self.busy():
+            return 10  # MGMT_ERR_EBUSY: a session is armed, running or paused
+        if bootok.on_trial():
+            return update.EBADSTATE  # confirm the running build (or let it roll back) first
+        slot = inactive_slot()
+        if not slot:
+            return update.EBADSTATE
+        try:
+            if off == 0 and "len" in body:
+                total = body["len"]
+                sha = body.get("sha")
+                if not isinstance(total, int) or (sha is not None and not isinstance(sha, bytes)):
+                    return update.EINVAL
+                if self.up is None or self.up.slot != slot:
+                    self.up = update.Upload(self.root, slot, self.key, VERSION, self.poll)
+                if not self.up.same(total, sha):
+                    self.up.begin(total, sha)
+            elif self.up is None:
+                return update.EBADSTATE
+            nxt = self.up.write(off, data)
+        except update.UploadError as e:
+            self.last_error = e.why
+            return e.rc
+        finally:
+            gc.collect()  # each chunk's garbage at once: the heap stays in one piece
+        rsp = {"off": nxt}
+        if self.up.done:
+            rsp["match"] = self.up.match()
+        return rsp

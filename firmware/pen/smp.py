@@ -4,9 +4,9 @@
 # to an authenticated, bonded central only; the app (pen/app.py) feeds the writes
 # in and notifies the answers out.
 #
-# Served so far: OS echo, OS MCUmgr parameters, image state read. Anything else
-# is answered MGMT_ERR_ENOTSUP (uploads, test, confirm, erase and reset come with
-# signed images). The answer keeps the request's SMP version.
+# Served: OS echo, reset and MCUmgr parameters; image state read and write (test,
+# confirm), upload (signed images into the inactive slot: pen/update.py) and
+# erase. Anything else is answered MGMT_ERR_ENOTSUP. The answer keeps the request's SMP version.
 import struct
 
 from pen import cbor
@@ -32,6 +32,8 @@ OS_ECHO = const(0)
 OS_RESET = const(5)
 OS_PARAMS = const(6)
 IMG_STATE = const(0)
+IMG_UPLOAD = const(1)
+IMG_ERASE = const(5)
 
 # MGMT_ERR_* (zephyr/include/zephyr/mgmt/mcumgr/mgmt/mgmt_defines.h)
 EOK = const(0)
@@ -85,7 +87,7 @@ class Reassembler:
             if len(self.buf) < n:
                 break
             out.append(bytes(self.buf[:n]))
-            self.buf = self.buf[n:]
+            self.buf = self.buf[n:]  # (MicroPython's bytearray has no slice deletion)
         return out
 
 
@@ -103,12 +105,20 @@ def answer(frame, env):
     try:
         return respond(frame, env), False
     except Exception as e:  # noqa: BLE001  (any failure is the client's error answer)
+        env.failure = e  # kept for a look from the bench or the REPL
         op, version, _f, _n, group, seq, cmd = parse_header(frame)
         rc = ENOMEM if isinstance(e, MemoryError) else EUNKNOWN
         try:
             return _error(op & 2, version, group, seq, cmd, rc), True
         except Exception:  # noqa: BLE001  (not even room for the error: say nothing)
             return None, True
+
+
+def _answer(op, version, group, seq, cmd, got):
+    # got: the answer's map, or an rc
+    if isinstance(got, int):
+        return _error(op, version, group, seq, cmd, got)
+    return build(op + 1, version, group, seq, cmd, got)
 
 
 def respond(frame, env):
@@ -131,6 +141,17 @@ def respond(frame, env):
     if group == G_OS and cmd == OS_PARAMS and op == OP_READ:
         return build(OP_READ_RSP, version, group, seq, cmd,
                      {"buf_size": BUF_SIZE, "buf_count": BUF_COUNT})
+    if group == G_OS and cmd == OS_RESET and op == OP_WRITE:
+        return _answer(op, version, group, seq, cmd, env.reset())
+    if group == G_IMAGE and cmd == IMG_STATE and op == OP_WRITE:
+        return _answer(op, version, group, seq, cmd, env.set_state(body))
+    if group == G_IMAGE and cmd == IMG_ERASE and op == OP_WRITE:
+        return _answer(op, version, group, seq, cmd, env.erase())
+    if group == G_IMAGE and cmd == IMG_UPLOAD and op == OP_WRITE:
+        got = env.upload(body)
+        if isinstance(got, int):
+            return _error(op, version, group, seq, cmd, got)
+        return build(OP_WRITE_RSP, version, group, seq, cmd, got)
     if group == G_IMAGE and cmd == IMG_STATE and op == OP_READ:
         return build(OP_READ_RSP, version, group, seq, cmd,
                      {"images": env.image_states(), "splitStatus": 0})

@@ -86,6 +86,7 @@ async def serve(
     open_pairing: bool = False,
     commands: AsyncIterator[str] | None = None,
     clinic: bool = False,
+    bundle: Path | None = None,
 ) -> None:
     """Run the virtual pen until cancelled.
 
@@ -101,6 +102,8 @@ async def serve(
         open_pairing: hold the button at power-up, opening the pairing window.
         commands: lines such as ``pair`` (see above), e.g. read from stdin.
         clinic: a pen shared by a clinic (rule 6 per patient: ``scalppen build --clinic``).
+        bundle: the firmware bundle a blank pen is flashed with at the factory (a
+            signed build's carries the release key updates are checked with).
     """
     try:
         from scalppen_hardware import ble_radio
@@ -110,8 +113,9 @@ async def serve(
     from scalppen.twin import make_twin
 
     link = ble_radio.new_link()
+    kwargs: dict[str, Any] = {"bundle_dir": bundle} if bundle is not None else {}
     pen = make_twin(flash_dir, link, board=board, clinic=clinic, speed=speed,
-                    epoch=time.time())
+                    epoch=time.time(), **kwargs)
     if cartridge:
         pen.hw.insert_cartridge(cartridge)
     pen.hw.set_contact(contact)

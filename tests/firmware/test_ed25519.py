@@ -6,7 +6,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from pen.ed25519 import sha512, verify
 
 
@@ -29,3 +28,11 @@ def test_verifies_what_cryptography_signs_and_nothing_altered(seed, msg, bit):
     bad[bit // 8] ^= 1 << (bit % 8)
     assert not verify(_raw(key), msg, bytes(bad))
     assert not verify(_raw(key), msg + b"x", sig)
+
+
+def test_a_long_verification_lets_the_pen_feed_its_watchdog():
+    # on the ESP32 the check takes far longer than here: poll() comes every 32 bits
+    key = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    calls = []
+    assert verify(_raw(key), b"m", key.sign(b"m"), lambda: calls.append(1))
+    assert len(calls) >= 14  # two scalar multiplications of ~253 bits

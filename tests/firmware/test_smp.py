@@ -60,8 +60,8 @@ def test_echo_and_parameters_answer_as_the_smp_package_reads_them():
 
 
 def test_unknown_commands_bad_bodies_and_failures_get_an_error_answer_not_an_exception():
-    reset = osm.ResetWriteRequest()
-    assert osm.OSManagementErrorV1.loads(pen_smp.respond(reset.BYTES, Env())).rc == pen_smp.ENOTSUP
+    tasks = osm.TaskStatisticsReadRequest()
+    assert osm.OSManagementErrorV1.loads(pen_smp.respond(tasks.BYTES, Env())).rc == pen_smp.ENOTSUP
     bad = bytearray(osm.EchoWriteRequest(d="x").BYTES)
     bad[-1] = 0xFF  # the CBOR body broken
     assert cbor.decode(pen_smp.respond(bytes(bad), Env())[8:]) == {"rc": pen_smp.EINVAL}

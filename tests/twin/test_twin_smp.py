@@ -8,8 +8,10 @@ Without an authenticated bond the pen answers nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import re
 from pathlib import Path
 
 from bumble.att import ATT_Error, ErrorCode
@@ -17,14 +19,27 @@ from bumble.hci import Address
 from smpclient import SMPClient
 from smpclient.generics import error, success
 from smpclient.requests.image_management import ImageStatesRead
-from smpclient.requests.os_management import EchoWrite, MCUMgrParametersRead, ResetWrite
+from smpclient.requests.os_management import (
+    EchoWrite,
+    MCUMgrParametersRead,
+    ResetWrite,
+    TaskStatisticsRead,
+)
 from smpclient.transport.bumble import SMPBumbleTransport
-from smpclient.transport.bumble.keystore import Tempfile
+from smpclient.transport.bumble.keystore import Custom, Tempfile
 from smpclient.transport.bumble.pairing import KeyboardOnly, NoInputNoOutput
 
 from scalppen_hardware.hci_bridge import start_hci_bridge
-from tests.e2e.vpen_fixtures import within
+from tests.e2e.vpen_fixtures import wait_until, within
 from tests.twin.twin_rig import twin_rig
+
+#: The firmware's heap for an update, KiB (64-bit objects). The SMP and update
+#: modules' code is loaded into the heap from .mpy files here (29 KiB on 64-bit,
+#: measured by bench/twin/bench_update.py); a production build freezes it into
+#: flash (hardware/micropython-board/SCALPPEN_S3/manifest.py), and the pen's heap
+#: grows on demand (docs/fidelity.md, "Heap"). At the tests' default 256 KiB the
+#: index buffer (2 KiB) sometimes found no room in the fragmented heap.
+UPDATE_HEAP_KB = 320
 
 
 def run(coro: object, timeout: float = 120.0) -> None:
@@ -58,9 +73,9 @@ def test_smpclient_pairs_and_reads_echo_parameters_and_image_state(tmp_path: Pat
                     manifest = (r.twin.flash_dir / slot / "manifest.json").read_bytes()
                     assert active[0].version == json.loads(manifest)["version"]
                     assert bytes(active[0].hash) == hashlib.sha256(manifest).digest()
-                    # not served yet: a clean error, and the pen goes on
-                    reset = await within(client.request(ResetWrite()))
-                    assert error(reset)
+                    # not served: a clean error, and the pen goes on
+                    tasks = await within(client.request(TaskStatisticsRead()))
+                    assert error(tasks) and tasks.rc == 8  # MGMT_ERR_ENOTSUP
                     again = await within(client.request(EchoWrite(d="still here")))
                     assert success(again) and again.r == "still here"
                 finally:
@@ -97,3 +112,254 @@ def test_a_central_without_an_authenticated_bond_gets_nothing(tmp_path: Path) ->
                 await bridge.close()
 
     run(scenario())
+
+
+def _signed_bundle(tmp: Path, firmware: Path | None = None,
+                   name: str = "bundle") -> tuple[Path, bytes]:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from scalppen.flash.build import build_bundle
+    from scalppen.flash.image import pack_image
+    from scalppen.release import public_raw
+
+    root = Path(__file__).resolve().parents[2]
+    key = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+    out = tmp / name / "firmware"
+    build_bundle(firmware or root / "firmware", out,
+                 root / "hardware" / "boards" / "pen-s3-revb.json", release_key=public_raw(key))
+    return out, pack_image(out, key)
+
+
+async def _smp_client(r, bridge, host: str) -> SMPClient:  # type: ignore[no-untyped-def]
+    async def passkey() -> int:
+        return int(await r.passkey())
+
+    transport = SMPBumbleTransport(
+        hci=f"tcp-client:127.0.0.1:{bridge.port}", host_address=Address(host),
+        keystore=Custom(r.tmp / f"smp-bonds-{host.replace(':', '')}.json"),
+        pair_on_connect=KeyboardOnly(passkey))
+    client = SMPClient(transport, r.address, timeout_s=10.0)
+    await within(client.connect(20.0), 30.0)
+    return client
+
+
+def test_smpclient_uploads_a_signed_image_into_the_inactive_slot_and_resumes_a_cut(
+        tmp_path: Path) -> None:
+    bundle, image = _signed_bundle(tmp_path)
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=bundle, heap_kb=UPDATE_HEAP_KB) as r:
+            bridge = await start_hci_bridge(r.twin.link)
+            try:
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:04")
+                try:
+                    offsets = []
+                    async for off in client.upload(image):
+                        offsets.append(off)
+                        if off > len(image) // 2:
+                            break  # the link is cut half way
+                finally:
+                    await within(client.disconnect())
+                cut = offsets[-1]
+                assert 0 < cut < len(image)
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:04")
+                try:
+                    resumed = [off async for off in client.upload(image)]
+                    assert resumed[0] > cut - 1000 and resumed[-1] == len(image)  # went on
+                    states = await within(client.request(ImageStatesRead()))
+                    assert success(states)
+                    new = [s for s in states.images if s.slot == 1]
+                    assert len(new) == 1 and not new[0].active and not new[0].confirmed
+                    manifest = (bundle / "manifest.json").read_bytes()
+                    assert bytes(new[0].hash) == hashlib.sha256(manifest).digest()
+                finally:
+                    await within(client.disconnect())
+                assert (r.twin.flash_dir / "b" / "manifest.json").read_bytes() == manifest
+            finally:
+                await bridge.close()
+
+    run(scenario(), 240)
+
+
+def test_an_upload_is_refused_while_a_session_is_armed_and_after_it_goes_on(
+        tmp_path: Path) -> None:
+    # SMP on the host's own link (smpclient adopts the connection the toolkit made,
+    # as `scalppen update` will): a permit armed on it, the upload is refused.
+    from smpclient.requests.image_management import ImageUploadWrite
+
+    bundle, image = _signed_bundle(tmp_path)
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=bundle, heap_kb=UPDATE_HEAP_KB) as r:
+            await r.pair()
+            pen = await r.pen()
+            try:
+                backend = pen._transport.bleak_client._backend  # type: ignore[attr-defined]
+                transport = SMPBumbleTransport()
+                await within(transport.use_connection(backend._conn, peer=backend._peer))
+                client = SMPClient(transport, r.address, timeout_s=10.0)
+                first = ImageUploadWrite(off=0, data=image[:200], len=len(image),
+                                         sha=hashlib.sha256(image).digest())
+                await within(pen.arm((await r.permit(pen)).as_dict()))
+                refused = await within(client.request(first))
+                assert refused.rc == 10 and refused.off is None  # MGMT_ERR_EBUSY
+                await within(pen.stop())  # the permit dropped: no session is pending
+                took = await within(client.request(ImageUploadWrite(
+                    off=0, data=image[:200], len=len(image),
+                    sha=hashlib.sha256(image).digest())))
+                assert success(took) and took.off == 200
+                await within(transport.disconnect())
+            finally:
+                await within(pen.close())
+
+    run(scenario())
+
+
+async def _drop(client: SMPClient) -> None:
+    # After the pen reset, the link is gone under smpclient: its disconnect would
+    # wait on a GATT unsubscribe that never answers.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.disconnect(), 2.0)
+
+
+async def _upload(client: SMPClient, image: bytes) -> None:
+    offsets = [off async for off in client.upload(image)]
+    assert offsets[-1] == len(image)
+
+
+def _manifest_hash(bundle: Path) -> bytes:
+    return hashlib.sha256((bundle / "manifest.json").read_bytes()).digest()
+
+
+def _tree(tmp: Path, name: str, version: str = "", broken: bool = False) -> Path:
+    """A copy of the firmware tree: another version, or an app that never starts."""
+    import shutil
+
+    tree = tmp / name
+    shutil.copytree(Path(__file__).resolve().parents[2] / "firmware", tree)
+    if version:
+        (tree / "pen" / "version.py").write_text(
+            re.sub(r'VERSION = "[^"]*"', f'VERSION = "{version}"',
+                   (tree / "pen" / "version.py").read_text()))
+    if broken:
+        app = tree / "pen" / "app.py"
+        app.write_text("raise RuntimeError('this build never starts')\n" + app.read_text())
+    return tree
+
+
+def test_a_tested_image_boots_once_confirms_itself_and_stays(tmp_path: Path) -> None:
+    from smpclient.requests.image_management import ImageStatesWrite
+
+    running, _ = _signed_bundle(tmp_path)
+    bundle, image = _signed_bundle(tmp_path, _tree(tmp_path, "next", "0.1.1"), "next-bundle")
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=running, heap_kb=UPDATE_HEAP_KB) as r:
+            await r.twin.run_for(2000)  # slot a started well: it is the good one
+            assert (r.twin.flash_dir / "good").read_text() == "a"
+            bridge = await start_hci_bridge(r.twin.link)
+            try:
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:05")
+                await within(_upload(client, image), 60.0)
+                tested = await within(client.request(ImageStatesWrite(
+                    hash=_manifest_hash(bundle), confirm=False)))
+                assert success(tested), tested
+                boots = r.twin.boots
+                await within(client.request(ResetWrite()))
+                await wait_until(lambda: r.twin.boots > boots, 20.0, "the reset")
+                await _drop(client)
+                await r.twin.run_for(2000)  # the new slot starts and marks itself good
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:05")
+                try:
+                    states = await within(client.request(ImageStatesRead()))
+                    assert success(states)
+                    now = [s for s in states.images if s.active]
+                    assert [s.slot for s in now] == [1] and now[0].confirmed
+                    assert now[0].version == "0.1.1"
+                finally:
+                    await within(client.disconnect())
+                assert (r.twin.flash_dir / "good").read_text() == "b"
+            finally:
+                await bridge.close()
+
+    run(scenario(), 240)
+
+
+def test_a_tested_image_that_does_not_start_is_rolled_back(tmp_path: Path) -> None:
+    from smpclient.requests.image_management import ImageStatesWrite
+
+    good, _ = _signed_bundle(tmp_path)
+    broken, image = _signed_bundle(tmp_path, _tree(tmp_path, "broken-tree", "0.1.1", True),
+                                   "broken")
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=good, heap_kb=UPDATE_HEAP_KB) as r:
+            await r.twin.run_for(2000)
+            bridge = await start_hci_bridge(r.twin.link)
+            try:
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:06")
+                await within(_upload(client, image), 60.0)
+                assert success(await within(client.request(ImageStatesWrite(
+                    hash=_manifest_hash(broken), confirm=False))))
+                await within(client.request(ResetWrite()))
+                await _drop(client)
+                for _ in range(4):  # it never marks itself good; each reset counts a start
+                    await wait_until(lambda: "this build never starts" in r.twin.console_text()
+                                     or (r.twin.flash_dir / "active").read_text() == "a",
+                                     20.0, "a start of the slot on trial")
+                    if (r.twin.flash_dir / "active").read_text() == "a":
+                        break
+                    await r.twin.reboot()
+                    await r.twin.run_for(500)
+                assert (r.twin.flash_dir / "active").read_text() == "a"
+                assert "rolling back to slot a" in r.twin.console_text()
+                await r.twin.run_for(2000)
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:06")
+                try:
+                    states = await within(client.request(ImageStatesRead()))
+                    running = [s for s in states.images if s.active]
+                    assert [s.slot for s in running] == [0] and running[0].confirmed
+                finally:
+                    await within(client.disconnect())
+            finally:
+                await bridge.close()
+
+    run(scenario(), 240)
+
+
+def test_a_foreign_or_tampered_image_is_refused_inside_micropython(tmp_path: Path) -> None:
+    # The refusals of pen/update.py, as the pen itself raises and answers them.
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from scalppen.flash.image import pack_image
+
+    bundle, image = _signed_bundle(tmp_path)
+    foreign = pack_image(bundle, Ed25519PrivateKey.from_private_bytes(bytes(range(5, 37))))
+    tampered = bytearray(image)
+    tampered[-2000] ^= 0x10
+
+    async def attempt(client: SMPClient, data: bytes) -> str:
+        try:
+            async for _ in client.upload(bytes(data)):
+                pass
+        except Exception as exc:
+            return str(exc)
+        return "accepted"
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=bundle,
+                            heap_kb=UPDATE_HEAP_KB) as r:
+            bridge = await start_hci_bridge(r.twin.link)
+            try:
+                client = await _smp_client(r, bridge, "F0:5C:81:00:00:07")
+                try:
+                    assert "rc=11" in await within(attempt(client, foreign), 60.0)  # EACCESSDENIED
+                    assert "rc=9" in await within(attempt(client, tampered), 60.0)  # ECORRUPT
+                    assert not (r.twin.flash_dir / "b" / "manifest.json").exists()
+                    assert await r.twin.probe("app.smp_errors") == 0  # refusals, not failures
+                finally:
+                    await within(client.disconnect())
+            finally:
+                await bridge.close()
+
+    run(scenario(), 180)

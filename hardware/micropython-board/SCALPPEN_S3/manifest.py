@@ -44,6 +44,7 @@ package(
         "safety.py",
         "smp.py",
         "store.py",
+        "update.py",
         "version.py",
         "wear.py",
         "wire.py",

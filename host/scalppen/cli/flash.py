@@ -56,22 +56,40 @@ def build_cmd(
     clinic: Annotated[bool, typer.Option(
         "--clinic", help="a pen shared by a clinic: rule 6 per patient, no standalone mode")
     ] = False,
+    sign: Annotated[Path | None, typer.Option(
+        "--sign", help="release key (scalppen release keygen): also write the signed "
+        "update image BUNDLE.spimg, and the bundle's pen trusts that key")] = None,
 ) -> None:
     """Compile the firmware with mpy-cross into a bundle with a SHA-256 manifest."""
     from scalppen.flash.build import build_bundle, find_board
+    from scalppen.release import ReleaseKeyError, load, public_raw
 
     root = project_root() if firmware is None or out is None or board is None else Path.cwd()
     fw = firmware or root / "firmware"
     out_dir = out or root / DEFAULT_BUNDLE
     board_path = find_board(root / "hardware" / "boards", board) if board is None or not \
         Path(board).is_file() else Path(board)
-    manifest = build_bundle(fw, out_dir, board_path, production=production, clinic=clinic)
+    private = None
+    if sign is not None:
+        try:
+            private = load(sign)
+        except ReleaseKeyError as exc:
+            raise UsageError(str(exc)) from None
+    manifest = build_bundle(fw, out_dir, board_path, production=production, clinic=clinic,
+                            release_key=public_raw(private) if private else None)
     total = sum(f.size for f in manifest.files)
     _say(
         f"built firmware {manifest.version} (build {manifest.build_id}) for {manifest.board}: "
         f"{len(manifest.files)} files, {total / 1024:.1f} kB, .mpy v{manifest.mpy_version} "
         f"{'(production: no bench UART) ' if production else ''}"
         f"{'(clinic: rule 6 per patient) ' if clinic else ''}-> {out_dir}")
+    if private is not None:
+        from scalppen.flash.image import pack_image
+
+        image = out_dir.with_suffix(".spimg")
+        image.write_bytes(pack_image(out_dir, private))
+        _say(f"signed update image {manifest.version}: {image} "
+             f"({image.stat().st_size / 1024:.1f} kB)")
 
 
 @handle_errors

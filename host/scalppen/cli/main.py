@@ -16,8 +16,10 @@ from scalppen.cli import (
     logs,
     logs_sync,
     pen,
+    release,
     session,
     sim,
+    update,
 )
 from scalppen.cli.common import handle_errors
 from scalppen.cli.context import BLE_HELP, Options, validate_ble
@@ -95,6 +97,8 @@ flash.register(app)
 sim.register(app)
 demo.register(app)
 doctor.register(app)
+release.register(app)
+update.register(app)
 
 
 def main() -> None:

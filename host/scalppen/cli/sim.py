@@ -32,6 +32,9 @@ def sim_cmd(
     clinic: bool = typer.Option(
         False, "--clinic",
         help="a pen shared by a clinic: rule 6 per patient (as `scalppen build --clinic`)"),
+    bundle: Path = typer.Option(
+        None, "--bundle", help="flash a blank pen with this built bundle (scalppen build; "
+        "with --sign it trusts that release key for updates)"),
 ) -> None:
     """Run a virtual pen: its BLE over an HCI TCP bridge and its USB port on a pty.
 
@@ -45,6 +48,8 @@ def sim_cmd(
     from scalppen.cli.common import UsageError
     from scalppen.sim import serve
 
+    if bundle is not None and not (bundle / "manifest.json").is_file():
+        raise UsageError(f"no firmware bundle at {bundle}", "make one with `scalppen build`")
     kinds = ("new", "used", "expired", "worn", "none")
     if cartridge not in kinds:
         raise UsageError(f"unknown cartridge kind {cartridge!r}", "use one of " + ", ".join(kinds))
@@ -71,7 +76,8 @@ def sim_cmd(
         with contextlib.suppress(asyncio.CancelledError):
             await serve(directory, speed=speed, board=board, emit=emit,
                         cartridge=None if cartridge == "none" else cartridge, contact=contact,
-                        open_pairing=open_pairing, commands=stdin_lines(), clinic=clinic)
+                        open_pairing=open_pairing, commands=stdin_lines(), clinic=clinic,
+                        bundle=bundle)
 
     if flash is not None:
         with contextlib.suppress(KeyboardInterrupt):

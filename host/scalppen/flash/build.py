@@ -220,6 +220,7 @@ def build_bundle(
     jobs: int = 8,
     production: bool = False,
     clinic: bool = False,
+    release_key: bytes | None = None,
 ) -> Manifest:
     """Compile ``firmware_dir`` into ``out_dir`` (emptied first) and write ``manifest.json``.
 
@@ -231,6 +232,8 @@ def build_bundle(
         production: a build for patients: the board's bench UART is switched off
             (``"bench_uart": {..., "enabled": false}``), whatever the board says.
         clinic: a pen shared by a clinic: rule 6 per patient (:func:`clinic_board`).
+        release_key: the release public key the pen will check signed updates with
+            (board.json ``release_key``).
 
     Returns:
         The manifest written to ``out_dir / "manifest.json"``.
@@ -257,7 +260,9 @@ def build_bundle(
         board_json = production_board(board_json)
     if clinic:
         board_json = clinic_board(board_json)
-    if production or clinic:
+    if release_key is not None:
+        board_json = dict(board_json, release_key=release_key.hex())
+    if production or clinic or release_key is not None:
         board_data = (json.dumps(board_json, indent=2) + "\n").encode()
     version = read_version(firmware_dir)
     emits = mpy_cross_version()
