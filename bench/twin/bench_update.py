@@ -1,7 +1,7 @@
 """Firmware update over SMP (issue 16): today's bundle, signed, uploaded into the
 twin by smpclient over the virtual link at MTU 247; beside it, the raw rate at
 which the pen takes ATT writes on the same link (its SMP share of a 10 ms tick:
-pen/app.py _SMP_PER_TICK writes of MTU - 3 bytes); the protocol's overhead and
+pen/mgmt.py PER_TICK writes of MTU - 3 bytes); the protocol's overhead and
 what it gives at a real radio's rate; Ed25519 verification in MicroPython's unix
 port (the twin's interpreter); the heap the update modules take.
 
@@ -146,8 +146,8 @@ async def main() -> int:
         chunk = [b - a for a, b in zip([0, *offsets], offsets, strict=False)]
         say("requests (window: 1 request at a time, buf_size 512)",
             f"{len(offsets)}, data per request {min(chunk[1:] or chunk)}-{max(chunk)} B")
-        app = (ROOT / "firmware" / "pen" / "app.py").read_text()
-        per_tick = int(re.search(r"_SMP_PER_TICK = const\((\d+)\)", app).group(1))  # type: ignore[union-attr]
+        mgmt = (ROOT / "firmware" / "pen" / "mgmt.py").read_text()
+        per_tick = int(re.search(r"PER_TICK = const\((\d+)\)", mgmt).group(1))  # type: ignore[union-attr]
         raw_bps = per_tick * (MTU - ATT_HEADER) / 0.010
         say("upload, the pen's time (virtual, 10 ms ticks)", f"{upload_virtual_s:.2f} s, "
             f"{len(image) / upload_virtual_s / 1024:.1f} kB/s")

@@ -48,8 +48,6 @@ _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
 # SMP writes queued, in bytes: two whole requests (the client waits for each answer;
 # more comes only from a flood, and is dropped: the client times out and retries)
 _SMP_QUEUE_BYTES = const(1024)
-_SMP_PER_TICK = const(8)  # writes handled per tick
-_SMP_RESET_MS = const(200)  # an SMP reset waits this long for its answer to go out
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
 _MAINTENANCE_WDT_MS = const(600000)  # the watchdog under the REPL after Ctrl-C: 10 min
@@ -122,9 +120,8 @@ class App:
         # the first write: a pen nobody manages keeps their heap.
         self.smp_q = []
         self.smp_bytes = 0
-        self.smp = None  # (pen.smp, its Reassembler, pen.images.Env) once used
+        self.smp = None  # pen.mgmt.Mgmt once an SMP write came
         self.smp_errors = 0  # SMP requests that failed inside the pen (answered as such)
-        self._reset_at = 0  # when an SMP reset takes the pen down (pen.now_ms)
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
                           self._on_passkey, self._on_link,
                           window_open=self.pen.pairing_open, clock=self._uptime,
@@ -205,54 +202,15 @@ class App:
         self.smp_bytes += len(data)
         self.smp_q.append(bytes(data))
 
-    def _feed_watchdog(self):
-        # During the one long computation the pen makes (an update's signature check,
-        # with no session possible): the watchdog must not take it for a hang.
-        wdt = self.drivers.wdt
-        if wdt is not None and not self.pen.broken:
-            wdt.feed()
-
-    def _busy(self):
-        # No update while a session is armed, running or paused.
-        p = self.pen
-        return p.session_open or p.state in (wire.S_ARMED, wire.S_RUNNING, wire.S_PAUSED)
-
     def _serve_smp(self):
-        # A bounded share of the tick, as _serve (management, never control).
-        if self._reset_at and self.pen.now_ms >= self._reset_at:
-            # SMP reset: its answer had time to go out; needles are home (refused
-            # while a session is armed or open). A new boot, as machine.reset() is.
-            self.drivers.safe_stop()
-            self.ble.shutdown()
-            machine.reset()
-        if not self.smp_q:
-            return
+        # SMP requests (pen/mgmt.py, imported at the first one).
         if self.smp is None:
-            from pen import images, smp
+            if not self.smp_q:
+                return
+            from pen import mgmt
 
-            self.smp = (smp, smp.Reassembler(),
-                        images.Env(self.root, self.board.release_key, self._busy,
-                                   self._feed_watchdog))
-        mod, rx, env = self.smp
-        n = 0
-        while self.smp_q and n < _SMP_PER_TICK:
-            n += 1
-            data = self.smp_q.pop(0)
-            self.smp_bytes -= len(data)
-            try:
-                frames = rx.feed(data)
-            except Exception:  # noqa: BLE001  (management never stops the pen)
-                self.smp_errors += 1
-                rx.reset()
-                continue
-            for frame in frames:
-                resp, failed = mod.answer(frame, env)
-                if failed:
-                    self.smp_errors += 1
-                if resp is not None:
-                    self.ble.send_smp(resp)
-        if env.reset_asked and not self._reset_at:
-            self._reset_at = self.pen.now_ms + _SMP_RESET_MS
+            self.smp = mgmt.Mgmt(self)
+        self.smp.serve()
 
     def _on_passkey(self, conn, passkey):
         self.passkey = passkey
@@ -268,7 +226,7 @@ class App:
         self.dropped += len(self.rx)
         self.rx = []
         if self.smp is not None:
-            self.smp[1].reset()
+            self.smp.link_reset()
         self.smp_q = []
         self.smp_bytes = 0
 

@@ -37,6 +37,7 @@ package(
         "images.py",
         "io.py",
         "link.py",
+        "mgmt.py",
         "motorctl.py",
         "pairing.py",
         "patients.py",
