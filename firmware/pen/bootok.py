@@ -25,32 +25,36 @@ def good_slot():
 
 
 def on_trial():
-    good = _read("/good")
-    return bool(good) and _read("/active") != good
+    good = good_slot()
+    return bool(good) and active_slot() != good
+
+
+def _write(path, text):
+    # Replace a file whole: a temporary file renamed over it (atomic on littlefs).
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.rename(path + ".tmp", path)
+
+
+def _forget_starts():
+    try:
+        os.remove("/bootcount")
+    except OSError:
+        pass
 
 
 def set_active(slot):
     # Boot `slot` from the next reset on trial (/good stays: boot.py rolls back
     # to it when the slot does not mark itself good within its starts).
-    with open("/active.tmp", "w") as f:
-        f.write(slot)
-    os.rename("/active.tmp", "/active")
-    try:
-        os.remove("/bootcount")
-    except OSError:
-        pass
+    _write("/active", slot)
+    _forget_starts()
 
 
 def mark_good():
-    active = _read("/active")
+    active = active_slot()
     if not active:
         return False
-    if _read("/good") != active:
-        with open("/good.tmp", "w") as f:
-            f.write(active)
-        os.rename("/good.tmp", "/good")
-    try:
-        os.remove("/bootcount")
-    except OSError:
-        pass
+    if good_slot() != active:
+        _write("/good", active)
+    _forget_starts()
     return True

@@ -385,7 +385,9 @@ class Pen:
         c = self.store.c
         used = [n[0] for n in c["nonces"]]
         code = _permit.check(p, self.key(), self.clock(), used, c["nfloor"], self.board)
-        ref = self.patients.ref_hex(p["patient"]) if self.patients is not None else ""
+        # the table's key: the permit's patient bytes in hex (a clinic pen refused
+        # all-zero ones in _permit.check)
+        ref = _permit.nonce_hex(p["patient"]) if self.patients is not None else ""
         if not code and rebind and old is not None and ref != old["patient"]:
             code = wire.E_PERMIT_OTHER_PATIENT  # a paused session goes on for its patient only
         if code:

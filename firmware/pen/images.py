@@ -3,12 +3,13 @@
 # wrote (scalppen build). slot 0 is /a/, slot 1 is /b/; "active" is the slot
 # running (/active), "confirmed" the slot that last started well (/good, written
 # by pen/bootok.py; a slot on trial is active and not confirmed, as under MCUboot).
-# No slot is "pending" yet: nothing marks one for the next reset over SMP. The hash is the SHA-256 of the slot's
-# manifest, which holds every file's SHA-256: one hash for the whole image.
+# A tested slot is active at once (its trial starts at the next reset), so none is
+# "pending". The hash is the SHA-256 of the slot's manifest, which holds every
+# file's SHA-256: one hash for the whole image.
 import gc
 import hashlib
 
-from pen import bootok
+from pen import bootok, smp
 
 SLOTS = ("a", "b")
 
@@ -106,28 +107,26 @@ class Env:
         # marks itself good (pen/bootok.py, boot.py); "confirm" (confirm true, with
         # the running slot's hash or none): the running slot is kept.
         # -> the image states after, or an rc.
-        from pen import update
-
         if self.busy():
-            return 10  # MGMT_ERR_EBUSY
+            return smp.EBUSY
         digest = body.get("hash")
         confirm = body.get("confirm", False) is True
         if digest is not None and (not isinstance(digest, bytes) or len(digest) != 32):
-            return update.EINVAL
+            return smp.EINVAL
         active = bootok.active_slot()
         if confirm:
             if digest is not None and self._slot_of(digest) != active:
-                return update.EBADSTATE  # only the running slot is confirmed
+                return smp.EBADSTATE  # only the running slot is confirmed
             bootok.mark_good()
             return {"images": states()}
         if digest is None:
-            return update.EINVAL
+            return smp.EINVAL
         slot = self._slot_of(digest)
         if not slot:
-            return 5  # MGMT_ERR_ENOENT: no slot has that image
+            return smp.ENOENT  # no slot has that image
         if slot != active:
             if self.up is not None and self.up.slot == slot and not self.up.done:
-                return update.EBADSTATE  # an upload into it is under way
+                return smp.EBADSTATE  # an upload into it is under way
             bootok.set_active(slot)
         return {"images": states()}
 
@@ -136,22 +135,22 @@ class Env:
         from pen import update
 
         if self.busy():
-            return 10
+            return smp.EBUSY
         slot = inactive_slot()
         if not slot or slot == bootok.good_slot():
-            return update.EBADSTATE  # never the slot a trial would roll back to
+            return smp.EBADSTATE  # never the slot a trial would roll back to
         if self.up is not None:
             self.up.abort()
             self.up = None
         else:
-            update._rmtree(self.root.rstrip("/") + "/" + slot)
+            update.rmtree(self.root.rstrip("/") + "/" + slot)
         return {}
 
     def reset(self):
         # SMP OS reset (group 0, command 5): answered, then the pen resets
         # (pen/app.py, a tick later). Refused while a session is armed or open.
         if self.busy():
-            return 10
+            return smp.EBUSY
         self.reset_asked = True
         return {}
 
@@ -163,26 +162,26 @@ class Env:
         off = body.get("off")
         data = body.get("data")
         if not isinstance(off, int) or not isinstance(data, bytes) or body.get("image", 0) != 0:
-            return update.EINVAL
+            return smp.EINVAL
         if self.busy():
-            return 10  # MGMT_ERR_EBUSY: a session is armed, running or paused
+            return smp.EBUSY  # a session is armed, running or paused
         if bootok.on_trial():
-            return update.EBADSTATE  # confirm the running build (or let it roll back) first
+            return smp.EBADSTATE  # confirm the running build (or let it roll back) first
         slot = inactive_slot()
         if not slot:
-            return update.EBADSTATE
+            return smp.EBADSTATE
         try:
             if off == 0 and "len" in body:
                 total = body["len"]
                 sha = body.get("sha")
                 if not isinstance(total, int) or (sha is not None and not isinstance(sha, bytes)):
-                    return update.EINVAL
+                    return smp.EINVAL
                 if self.up is None or self.up.slot != slot:
                     self.up = update.Upload(self.root, slot, self.key, VERSION, self.poll)
                 if not self.up.same(total, sha):
                     self.up.begin(total, sha)
             elif self.up is None:
-                return update.EBADSTATE
+                return smp.EBADSTATE
             nxt = self.up.write(off, data)
         except update.UploadError as e:
             self.last_error = e.why

@@ -18,14 +18,6 @@
 # entry's interval lifts). An interval in force is never evicted.
 from pen import safety, wire
 
-NO_PATIENT = "0000000000000000"
-
-
-def ref_hex(raw):
-    # The permit's 8 patient bytes as the table's key ("" when they name nobody).
-    h = "".join("%02x" % b for b in raw)
-    return "" if h == NO_PATIENT else h
-
 
 class Patients:
     def __init__(self, c, slots):
@@ -33,10 +25,6 @@ class Patients:
         self.slots = slots
         if not isinstance(c.get("pats"), dict):
             c["pats"] = {}
-
-    @staticmethod
-    def ref_hex(raw):
-        return ref_hex(raw)
 
     def entry(self, ref):
         return self.c["pats"].get(ref)
@@ -47,13 +35,6 @@ class Patients:
         if e is None:
             return 0
         return safety.lockout_until(e[0], e[1], now, e[2])
-
-    def check(self, ref, now):
-        # -> (code, lift) for a new session of this patient (rule 6).
-        e = self.entry(ref)
-        if e is None:
-            return 0, 0
-        return safety.check_interval(now, e[0], e[1], e[2])
 
     def room(self, ref, now):
         # -> (code, detail): 0 when the patient has, or can get, an entry;

@@ -19,6 +19,7 @@ import os
 import struct
 
 from pen import ed25519
+from pen.smp import EACCESSDENIED, EBADSTATE, ECORRUPT, EINVAL, EMSGSIZE  # MGMT_ERR_* codes
 
 try:
     from micropython import const
@@ -36,12 +37,6 @@ MAX_FILES = const(96)
 MAX_INDEX = const(8192)
 MANIFEST = "manifest.json"
 
-# MGMT_ERR_* as pen/smp.py answers them
-EINVAL = const(3)
-EBADSTATE = const(6)
-EMSGSIZE = const(7)
-ECORRUPT = const(9)
-EACCESSDENIED = const(11)
 
 
 class UploadError(Exception):
@@ -69,7 +64,7 @@ def _safe_path(path):
     return True
 
 
-def _rmtree(path):
+def rmtree(path):
     try:
         names = os.listdir(path)
     except OSError:
@@ -77,7 +72,7 @@ def _rmtree(path):
     for name in names:
         child = path + "/" + name
         if _isdir(child):
-            _rmtree(child)
+            rmtree(child)
         else:
             os.remove(child)
     os.rmdir(path)
@@ -262,7 +257,7 @@ class Upload:
         del mv
         self._buf = bytearray()
         # the inactive slot is emptied: nothing of it stays bootable while it fills
-        _rmtree(self.root + "/" + self.slot)
+        rmtree(self.root + "/" + self.slot)
         os.mkdir(self.root + "/" + self.slot)
         self._files = files
         self._i = 0
@@ -312,6 +307,6 @@ class Upload:
         self._files = None
         self._buf = bytearray()
         try:
-            _rmtree(self.root + "/" + self.slot)
+            rmtree(self.root + "/" + self.slot)
         except OSError:
             pass

@@ -113,9 +113,8 @@ async def serve(
     from scalppen.twin import make_twin
 
     link = ble_radio.new_link()
-    kwargs: dict[str, Any] = {"bundle_dir": bundle} if bundle is not None else {}
     pen = make_twin(flash_dir, link, board=board, clinic=clinic, speed=speed,
-                    epoch=time.time(), **kwargs)
+                    epoch=time.time(), bundle_dir=bundle)
     if cartridge:
         pen.hw.insert_cartridge(cartridge)
     pen.hw.set_contact(contact)

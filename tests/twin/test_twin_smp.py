@@ -29,6 +29,7 @@ from smpclient.transport.bumble import SMPBumbleTransport
 from smpclient.transport.bumble.keystore import Custom, Tempfile
 from smpclient.transport.bumble.pairing import KeyboardOnly, NoInputNoOutput
 
+from scalppen.transports.bumble_bleak import bumble_link
 from scalppen_hardware.hci_bridge import start_hci_bridge
 from tests.e2e.vpen_fixtures import wait_until, within
 from tests.twin.twin_rig import twin_rig
@@ -194,9 +195,10 @@ def test_an_upload_is_refused_while_a_session_is_armed_and_after_it_goes_on(
             await r.pair()
             pen = await r.pen()
             try:
-                backend = pen._transport.bleak_client._backend  # type: ignore[attr-defined]
+                link = bumble_link(pen.transport.bleak_client)  # type: ignore[attr-defined]
+                assert link is not None
                 transport = SMPBumbleTransport()
-                await within(transport.use_connection(backend._conn, peer=backend._peer))
+                await within(transport.use_connection(link[0], peer=link[1]))
                 client = SMPClient(transport, r.address, timeout_s=10.0)
                 first = ImageUploadWrite(off=0, data=image[:200], len=len(image),
                                          sha=hashlib.sha256(image).digest())

@@ -676,3 +676,14 @@ class BumbleBleakClient(BaseBleakClient):
         conn = self._need_conn()
         await conn.gatt_client.request_mtu(self._mtu)
         self._mtu_size = int(conn.att_mtu)
+
+
+def bumble_link(client: Any) -> tuple[Connection, Peer] | None:
+    """The bumble connection and GATT peer under a connected ``BleakClient`` of this
+    backend (another protocol, SMP for updates, can share the link); None for a
+    client of another backend or not connected."""
+    backend = getattr(client, "_backend", None)
+    if not isinstance(backend, BumbleBleakClient) or backend._conn is None \
+            or backend._peer is None:
+        return None
+    return backend._conn, backend._peer

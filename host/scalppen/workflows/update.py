@@ -93,15 +93,16 @@ async def smp_client(pen: Pen) -> Any:
     from smpclient import SMPClient
     from smpclient.transport.bumble import SMPBumbleTransport
 
-    bleak_client = getattr(pen.transport, "bleak_client", None)
-    backend = getattr(bleak_client, "_backend", None)
-    conn = getattr(backend, "_conn", None)
-    if conn is None:
+    from scalppen.transports.bumble_bleak import bumble_link
+
+    link = bumble_link(getattr(pen.transport, "bleak_client", None))
+    if link is None:
         # the OS stack (BlueZ through bleak) would take smpclient's bleak transport
         raise UpdateError("updates go over a bumble link for now: use --ble bumble:... "
                           "(a USB Bluetooth dongle, or the sim)")
+    conn, peer = link
     transport = SMPBumbleTransport()
-    await transport.use_connection(conn, peer=getattr(backend, "_peer", None))
+    await transport.use_connection(conn, peer=peer)
     client = SMPClient(transport, str(conn.peer_address))
     await client._initialize()  # MCUmgr parameters: the chunk size the pen takes
     return client
