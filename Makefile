@@ -7,11 +7,12 @@ STAMP  := $(VENV)/.installed-stamp
 # Debian packages the tests need (chromium, postgresql, gnome-keyring), when missing.
 .PHONY: demo test system-packages lint typecheck firmware bench protocol-gen sbom clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml tools/requirements-nodeps.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "setting up $(VENV) (first run only)..."
 	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -r tools/requirements-nodeps.txt
 	@touch $(STAMP)
 
 demo: $(STAMP)

@@ -53,6 +53,11 @@ def _select():
             tries = _MAX_TRIES
         if tries >= _MAX_TRIES:
             print("boot: slot", active, "failed", tries, "starts; rolling back to slot", good)
+            # the update's outcome first (pen/bootok.py): a cut before the switch
+            # rolls back again at the next start and writes the same
+            upd = _read("/update").split()
+            if len(upd) == 4 and upd[0] in ("trial", "kept"):
+                _write("/update", "back " + " ".join(upd[1:]))
             _write("/active", good)
             try:
                 os.remove("/bootcount")

@@ -45,9 +45,14 @@ _PLAUSIBLE_UNIX = const(1700000000)  # an RTC before this was never set
 # edges, whatever the target says.
 _UNIX_OFFSET = 946684800 if clock.gmtime(0)[0] == 2000 else 0
 _RX_LIMIT = const(64)  # queued ATT writes; beyond this the oldest is dropped
-# SMP writes queued, in bytes: two whole requests (the client waits for each answer;
-# more comes only from a flood, and is dropped: the client times out and retries)
-_SMP_QUEUE_BYTES = const(1024)
+# SMP writes held between two ticks, in bytes: one whole request (pen/smp.py
+# BUF_SIZE; the client waits for each answer, so more comes only from a flood, and
+# is dropped: the client times out and retries). All of it is served in the next
+# tick: the pen's raw SMP intake is this much a tick. The writes are counted too
+# (a flood of 1-byte writes would cost a heap block each): 24 hold a request at an
+# MTU of 89 or more.
+_SMP_IN_BYTES = const(2048)
+_SMP_IN_WRITES = const(24)
 _RX_PER_TICK = const(8)  # writes handled per tick, so a flood cannot starve control
 _RX_PER_TICK_RUNNING = const(1)  # while needles move: one (and LOG_READ pages are short)
 _MAINTENANCE_WDT_MS = const(600000)  # the watchdog under the REPL after Ctrl-C: 10 min
@@ -101,6 +106,7 @@ class App:
         self.serial = "SP3-" + "".join("%02X" % b for b in uid[-3:])
         self.pen.serial = self.serial
         self.handler = Handler(self.pen)
+        self.note_update()  # a trial boot.py rolled back is logged by the build it left
         self.inp = Inputs()
         self.rx = []
         self.dropped = 0
@@ -117,9 +123,14 @@ class App:
                 "hardware": self.board.hw_rev, "battery": 100}
         # MCUmgr SMP on its own GATT service (pen/smp.py): writes queued here,
         # answered in the tick, one request at a time. Its modules are imported at
-        # the first write: a pen nobody manages keeps their heap.
+        # the first write: a pen nobody manages keeps their heap. NimBLE calls
+        # _on_smp from its own task between any two bytecodes of the main loop
+        # (ports/esp32/mpconfigport.h: SYNC_EVENTS_WITH_INTERLOCK): the queue is
+        # a list (append and pop are atomic) and each byte count has one writer,
+        # smp_in the radio's, smp_out the tick's.
         self.smp_q = []
-        self.smp_bytes = 0
+        self.smp_in = 0
+        self.smp_out = 0
         self.smp = None  # pen.mgmt.Mgmt once an SMP write came
         self.smp_errors = 0  # SMP requests that failed inside the pen (answered as such)
         self.ble = PenBle(bluetooth.BLE(), info, _join(root, "bonds.json"), self._on_rx,
@@ -196,11 +207,13 @@ class App:
 
     def _on_smp(self, conn, data):
         self.activity = True
-        if not self.ble.authenticated or self.smp_bytes + len(data) > _SMP_QUEUE_BYTES:
+        held = self.smp_in - self.smp_out
+        if (not self.ble.authenticated or len(self.smp_q) >= _SMP_IN_WRITES
+                or held + len(data) > _SMP_IN_BYTES):
             self.dropped += 1  # below the pen's floor, or a flood: the client retries
             return
-        self.smp_bytes += len(data)
         self.smp_q.append(bytes(data))
+        self.smp_in += len(data)
 
     def _serve_smp(self):
         # SMP requests (pen/mgmt.py, imported at the first one).
@@ -228,7 +241,7 @@ class App:
         if self.smp is not None:
             self.smp.link_reset()
         self.smp_q = []
-        self.smp_bytes = 0
+        self.smp_in = self.smp_out
 
     # ---- the control tick -----------------------------------------------------------
     def link_up(self):
@@ -277,7 +290,23 @@ class App:
                 self.deep_sleep()
         if not self.good and self.ticks >= 50 and self.on_pen:
             self.good = bootok.mark_good()
+            self.note_update()
         return out
+
+    def note_update(self):
+        # The last update over SMP (pen/bootok.py /update) into INFO, and a trial
+        # that ended into the log, once (counters "upd": the last trial logged; a
+        # power cut between the record and the counters repeats it, never loses it).
+        if not self.on_pen:
+            return
+        outcome, n, tried, _before = bootok.update()
+        self.pen.update = (outcome, tried)
+        c = self.store.c
+        if outcome in (wire.U_KEPT, wire.U_ROLLED_BACK) and n != c.get("upd", 0):
+            self.pen._log(wire.K_UPDATE, outcome, 0, bootok.version_code(tried),
+                          bootok.version_code(VERSION))
+            c["upd"] = n
+            self.pen._commit()
 
     def _serve(self):
         # A bounded share of each tick: requests beyond it wait in the queue for the

@@ -168,6 +168,14 @@ class Board:
             self.release_key = b"?"
         if self.release_key and len(self.release_key) != 32:
             raise BoardError("board: release_key must be 64 hex digits")
+        # A development build may take a signed update older than the one running
+        # (`scalppen build --allow-downgrade`, to test a rollback); never a
+        # production build. Root board.json: an update cannot turn it on.
+        self.allow_downgrade = doc.get("allow_downgrade", False)
+        if not isinstance(self.allow_downgrade, bool):
+            raise BoardError("board: allow_downgrade must be true or false")
+        if self.allow_downgrade and self.profile != "development":
+            raise BoardError("board: allow_downgrade is for development builds only")
         self.idle_off_s = _int(lim, "idle_off_s", IDLE_OFF_S)
         if not IDLE_OFF_MIN_S <= self.idle_off_s <= IDLE_OFF_MAX_S:
             raise BoardError("board: idle_off_s must be %d..%d" % (IDLE_OFF_MIN_S, IDLE_OFF_MAX_S))

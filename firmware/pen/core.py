@@ -89,6 +89,9 @@ class Pen:
         self._clk_base = 0
         self._clk_ms = 0
         self.serial = ""
+        # the last firmware update over SMP, as INFO reports it: (outcome U_*, version
+        # tried); set by the app from pen/bootok.py
+        self.update = (wire.U_NONE, "")
         self.state = wire.S_HOMING
         self.fault = 0
         self.motor = MotorCtl(board)

@@ -79,8 +79,10 @@ class Env:
     # What pen/smp.py asks of the pen. busy(): a session is armed, running or
     # paused (no update then: needles never move during one, and nothing of a
     # session is put at risk by a reset).
-    def __init__(self, root="/", release_key=b"", busy=None, poll=None):
+    def __init__(self, root="/", release_key=b"", busy=None, poll=None,
+                 allow_downgrade=False):
         self.root = root
+        self.allow_downgrade = allow_downgrade  # pen/board.py: development builds only
         self.key = release_key
         self.busy = busy or (lambda: False)
         self.poll = poll  # long work calls it (the pen feeds its watchdog)
@@ -127,7 +129,10 @@ class Env:
         if slot != active:
             if self.up is not None and self.up.slot == slot and not self.up.done:
                 return smp.EBADSTATE  # an upload into it is under way
-            bootok.set_active(slot)
+            from pen.version import VERSION
+
+            got = _scan(slot)
+            bootok.set_active(slot, (got[1] if got else "") or "?", VERSION)
         return {"images": states()}
 
     def erase(self):
@@ -177,7 +182,8 @@ class Env:
                 if not isinstance(total, int) or (sha is not None and not isinstance(sha, bytes)):
                     return smp.EINVAL
                 if self.up is None or self.up.slot != slot:
-                    self.up = update.Upload(self.root, slot, self.key, VERSION, self.poll)
+                    self.up = update.Upload(self.root, slot, self.key, VERSION, self.poll,
+                                            self.allow_downgrade)
                 if not self.up.same(total, sha):
                     self.up.begin(total, sha)
             elif self.up is None:

@@ -1,5 +1,6 @@
 # The pen's management service: SMP requests (pen/smp.py) the app queued from the
-# radio, answered in a bounded share of the tick, and the reset one may ask for.
+# radio (at most one request's worth: pen/app.py), answered in the tick, and the reset
+# one may ask for.
 # Imported at the first SMP write (pen/app.py): a pen nobody manages keeps its heap.
 import machine
 
@@ -11,7 +12,6 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-PER_TICK = const(8)  # writes handled per tick (the bench figure's "raw" intake)
 RESET_MS = const(200)  # an SMP reset waits this long for its answer to go out
 
 
@@ -19,7 +19,9 @@ class Mgmt:
     def __init__(self, app):
         self.app = app
         self.rx = smp.Reassembler()
-        self.env = images.Env(app.root, app.board.release_key, self._busy, self._feed)
+        b = app.board
+        self.env = images.Env(app.root, b.release_key, self._busy, self._feed,
+                              b.allow_downgrade and b.profile == "development")
         self.reset_at = 0  # when an SMP reset takes the pen down (pen.now_ms)
 
     def _busy(self):
@@ -45,11 +47,12 @@ class Mgmt:
             app.drivers.safe_stop()
             app.ble.shutdown()
             machine.reset()
-        n = 0
-        while app.smp_q and n < PER_TICK:
-            n += 1
+        served = False
+        for _ in range(len(app.smp_q)):  # what came since the last tick (one request)
+            if not app.smp_q:
+                break  # the link went (pen/app.py _on_link)
             data = app.smp_q.pop(0)
-            app.smp_bytes -= len(data)
+            app.smp_out += len(data)
             try:
                 frames = self.rx.feed(data)
             except Exception:  # noqa: BLE001  (management never stops the pen)
@@ -57,10 +60,13 @@ class Mgmt:
                 self.rx.reset()
                 continue
             for frame in frames:
+                served = True
                 resp, failed = smp.answer(frame, self.env)
                 if failed:
                     app.smp_errors += 1
                 if resp is not None:
                     app.ble.send_smp(resp)
+        if served:
+            app.note_update()  # a test or confirm changes what INFO says
         if self.env.reset_asked and not self.reset_at:
             self.reset_at = app.pen.now_ms + RESET_MS

@@ -18,7 +18,10 @@ except ImportError:
         return x
 
 HEADER_SIZE = const(8)
-BUF_SIZE = const(512)  # largest request frame the pen takes (header + CBOR)
+# The largest request frame the pen takes (header + CBOR): the SMP writes a tick
+# takes (pen/app.py _SMP_IN_BYTES), so a whole upload request lands between two
+# ticks and is answered in the next one (9 writes at MTU 247).
+BUF_SIZE = const(2048)
 BUF_COUNT = const(1)  # requests it holds at once (it answers one before the next)
 
 OP_READ = const(0)
@@ -64,33 +67,44 @@ def build(op, version, group, seq, cmd, body):
 
 
 class Reassembler:
-    # Writes (each at most MTU - 3 bytes) -> whole frames, by the header's length.
-    # A frame longer than BUF_SIZE is dropped with everything after it on the link
-    # until it is reset (the client times out; a new link starts clean).
+    # Writes (each at most MTU - 3 bytes) -> whole frames, by the header's length,
+    # in one buffer of BUF_SIZE taken once (a 2 KiB block found again for every
+    # request would fragment the heap). A frame longer than BUF_SIZE is dropped
+    # with everything after it on the link until it is reset (the client times
+    # out; a new link starts clean).
     def __init__(self):
-        self.buf = bytearray()
+        self.buf = bytearray(BUF_SIZE)
+        self.n = 0
         self.broken = False
 
     def reset(self):
-        self.buf = bytearray()
+        self.n = 0
         self.broken = False
 
     def feed(self, chunk):
-        # -> a list of whole frames (usually none or one).
-        if self.broken:
-            return []
-        self.buf.extend(chunk)
+        # -> a list of whole frames (usually none or one), each its own bytes.
         out = []
-        while len(self.buf) >= HEADER_SIZE:
-            n = HEADER_SIZE + ((self.buf[2] << 8) | self.buf[3])
-            if n > BUF_SIZE:
-                self.broken = True
-                self.buf = bytearray()
-                return out
-            if len(self.buf) < n:
-                break
-            out.append(bytes(self.buf[:n]))
-            self.buf = self.buf[n:]  # (MicroPython's bytearray has no slice deletion)
+        buf = self.buf
+        mv = memoryview(buf)
+        i = 0
+        while i < len(chunk) and not self.broken:
+            k = min(len(chunk) - i, BUF_SIZE - self.n)
+            mv[self.n:self.n + k] = chunk[i:i + k]
+            self.n += k
+            i += k
+            while self.n >= HEADER_SIZE:
+                need = HEADER_SIZE + ((buf[2] << 8) | buf[3])
+                if need > BUF_SIZE:
+                    self.broken = True
+                    self.n = 0
+                    break
+                if self.n < need:
+                    break
+                out.append(bytes(mv[:need]))
+                rest = self.n - need
+                if rest:
+                    mv[:rest] = bytes(mv[need:self.n])
+                self.n = rest
         return out
 
 
@@ -131,7 +145,7 @@ def respond(frame, env):
     if op not in (OP_READ, OP_WRITE) or length != len(frame) - HEADER_SIZE:
         return None
     try:
-        body = cbor.decode(frame[HEADER_SIZE:]) if length else {}
+        body = cbor.decode(memoryview(frame)[HEADER_SIZE:]) if length else {}
     except ValueError:
         return _error(op, version, group, seq, cmd, EINVAL)
     if not isinstance(body, dict):

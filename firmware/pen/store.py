@@ -56,6 +56,7 @@ def defaults():
         "unlogged": 0,  # ordinary records (refusals...) not written for want of room
         "tnonces": [],  # nonces of recent SET_TIMEs, hex (bounded)
         "log_id": 0,  # this log's identity (0 = not drawn yet): see log_id()
+        "upd": 0,  # the last update trial logged (pen/bootok.py /update's n)
     }
 
 

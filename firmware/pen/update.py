@@ -86,8 +86,10 @@ def _isdir(path):
 
 
 class Upload:
-    def __init__(self, root, slot, release_key, running_version, poll=None):
+    def __init__(self, root, slot, release_key, running_version, poll=None,
+                 allow_downgrade=False):
         self.root = root.rstrip("/")
+        self.allow_downgrade = allow_downgrade  # a development build's test override
         self.slot = slot  # "a" or "b": the inactive one
         self.key = release_key
         self.running = version_tuple(running_version)
@@ -226,7 +228,7 @@ class Upload:
         gc.collect()  # the verification's big-number garbage, before the long-lived list
         _m, _f, _fl, major, minor, patch, count, index_len, total = struct.unpack_from(
             SIGNED_FMT, buf, 0)
-        if (major, minor, patch) < self.running:
+        if (major, minor, patch) < self.running and not self.allow_downgrade:
             raise UploadError(EBADSTATE, "older than the running version")
         files = []
         j = HEADER_SIZE

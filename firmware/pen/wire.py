@@ -8,7 +8,7 @@ except ImportError:
     def const(x):  # type: ignore[misc]  # CPython fallback
         return x
 
-PROTOCOL_VERSION = const(4)
+PROTOCOL_VERSION = const(5)
 MAX_FRAME = const(4096)
 PAUSE_WINDOW_S = const(600)
 HEADER_SIZE = const(6)
@@ -138,6 +138,7 @@ K_DISARMED = const(16)
 K_PAIRED = const(17)
 K_BONDS_REVOKED = const(18)
 K_SESSION_STOPPED = const(19)
+K_UPDATE = const(20)
 
 # pen states
 S_IDLE = const(0)
@@ -158,6 +159,12 @@ N_SESSION_FINISHED = const(5)
 N_PERMIT_USED = const(6)
 N_PAUSED_STOPPED = const(7)
 
+# firmware update outcomes
+U_NONE = const(0)
+U_ON_TRIAL = const(1)
+U_KEPT = const(2)
+U_ROLLED_BACK = const(3)
+
 # message type -> payload segments (see codegen.struct_spec)
 SPECS = {
     1: (('f', '<BH', ('proto_version', 'caps')),),
@@ -174,7 +181,7 @@ SPECS = {
     12: (('f', '<L32s', ('up_to_seq', 'tag')),),
     126: (('f', '<B', ('req_type',)),),
     127: (('f', '<BHL', ('req_type', 'error', 'detail')),),
-    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('s', 'profile'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHHB', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s', 'patient_slots')),))),
+    129: (('f', '<BHH', ('proto_version', 'caps', 'max_frame')), ('s', 'model'), ('s', 'serial'), ('s', 'fw_version'), ('s', 'hw_rev'), ('s', 'profile'), ('f', '<B', ('key_set',)), ('n', 'limits', (('f', '<HHHHHHHHHBBHHB', ('abs_depth_um', 'ceiling_um', 'grid_um', 'min_depth_um', 'depth_tol_um', 'rate_min_sps', 'rate_max_sps', 'session_cap_s', 'session_warn_s', 'battery_reserve_pct', 'speed_levels', 'standalone_depth_um', 'standalone_s', 'patient_slots')),)), ('f', '<B', ('update',)), ('s', 'update_version')),
     130: (('f', '<BHLHHBLLBBBBHHLHLH', ('state', 'fault', 'clock', 'depth_set_um', 'depth_actual_um', 'speed_level', 'elapsed_ms', 'strokes', 'battery_pct', 'charging', 'contact', 'cartridge', 'permit_depth_um', 'permit_s', 'last_session_end', 'last_session_depth_um', 'lockout_until', 'resume_left_s')),),
     137: (('f', '<LL', ('first_seq', 'last_seq')), ('a', 'records', '<LLBBHHLL', ('seq', 'time', 'kind', 'flags', 'code', 'depth_um', 'a', 'b'), 22)),
     138: (('f', '<B8sBLLLLBLLLLL', ('cartridge', 'cart_id', 'needles', 'strokes_used', 'strokes_rated', 'first_use', 'expiry', 'cart_state', 'hp_strokes', 'hp_punctures', 'hp_sessions', 'hp_run_s', 'hp_first_session')),),

@@ -21,6 +21,7 @@ from scalppen_protocol.codes import (
     Notice,
     PenState,
     RecordKind,
+    UpdateOutcome,
 )
 
 E = TypeVar("E", bound=IntEnum)
@@ -71,6 +72,22 @@ class Limits:
         return cls(**{name: int(fields[name]) for name in cls.__dataclass_fields__})
 
 
+def version_text(code: int) -> str:
+    """An UPDATE record's version (major << 16 | minor << 8 | patch) as text."""
+    return f"{code >> 16 & 0xFF}.{code >> 8 & 0xFF}.{code & 0xFF}" if code else "?"
+
+
+def update_text(outcome: UpdateOutcome | int, version: str) -> str:
+    """INFO's last update over Bluetooth, in plain words."""
+    if outcome == UpdateOutcome.ON_TRIAL:
+        return f"{version} on trial (confirm it, or it rolls back if it does not start)"
+    if outcome == UpdateOutcome.KEPT:
+        return f"{version} started well and stays"
+    if outcome == UpdateOutcome.ROLLED_BACK:
+        return f"{version} never started well: rolled back"
+    return "none since the pen was flashed"
+
+
 @dataclass(frozen=True)
 class PenInfo:
     """The pen's answer to HELLO."""
@@ -85,6 +102,9 @@ class PenInfo:
     key_set: bool
     limits: Limits
     profile: str = "development"  # the firmware build's profile
+    #: the last firmware update over Bluetooth and the version it tried
+    update: UpdateOutcome | int = UpdateOutcome.NONE
+    update_version: str = ""
 
     @classmethod
     def from_fields(cls, fields: Mapping[str, Any]) -> PenInfo:
@@ -100,6 +120,8 @@ class PenInfo:
             key_set=bool(fields["key_set"]),
             limits=Limits.from_fields(fields["limits"]),
             profile=str(fields.get("profile", "development")),
+            update=known(UpdateOutcome, int(fields.get("update", 0))),
+            update_version=str(fields.get("update_version", "")),
         )
 
     @property

@@ -140,6 +140,9 @@ def render() -> str:
         "# notices",
         *_const_lines("N_", codes.Notice),
         "",
+        "# firmware update outcomes",
+        *_const_lines("U_", codes.UpdateOutcome),
+        "",
         "# message type -> payload segments (see codegen.struct_spec)",
         "SPECS = {",
     ]

@@ -11,7 +11,7 @@ from typing import Final
 
 # 2: SET_TIME carries a tag, LOG_ACK; 3: STATUS resume_left_s, INFO profile;
 # 4: a permit names its patient, INFO limits patient_slots (rule 6 per patient)
-PROTOCOL_VERSION: Final = 4
+PROTOCOL_VERSION: Final = 5
 MAX_FRAME: Final = 4096  # header + payload, bytes
 #: A paused session stays open this long for a START (STATUS resume_left_s counts it
 #: down; then it ends, PAUSE_EXPIRED). docs/sessions.md
@@ -170,6 +170,18 @@ class RecordKind(IntEnum):
     PAIRED = 17  # a host bonded (a, b = its address; code = bonds kept)
     BONDS_REVOKED = 18  # a new permit key: this host's bond was forgotten (code = how many)
     SESSION_STOPPED = 19  # stopped early: paused, resumable (a = needling ms, b = strokes)
+    # a firmware update's trial ended (code = UpdateOutcome; a = the version tried,
+    # b = the version running after it, each major << 16 | minor << 8 | patch)
+    UPDATE = 20
+
+
+class UpdateOutcome(IntEnum):
+    """The last firmware update over SMP (INFO ``update``, UPDATE records' code)."""
+
+    NONE = 0  # none since the pen was flashed
+    ON_TRIAL = 1  # the new build runs on trial: not yet started well or confirmed
+    KEPT = 2  # the new build started well (or was confirmed) and stays
+    ROLLED_BACK = 3  # the new build never started well: the previous one runs again
 
 
 class PenState(IntEnum):

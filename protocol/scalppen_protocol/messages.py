@@ -54,6 +54,9 @@ Info = Struct(
     "profile" / Text,  # the build: "production" (no bench UART, no REPL) or "development"
     "key_set" / Int8ul,
     "limits" / Limits,
+    # the last firmware update over SMP (UpdateOutcome) and the version it tried
+    "update" / Int8ul,
+    "update_version" / Text,
 )
 
 Status = Struct(

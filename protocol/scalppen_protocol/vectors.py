@@ -45,7 +45,7 @@ CASES: list[tuple[str, MsgType, int, dict[str, Any]]] = [
         "proto_version": 2, "caps": 0x003F, "max_frame": 4096, "model": "ScalpPen S3",
         "serial": "SP3-000123", "fw_version": "0.1.0", "hw_rev": "B", "profile": "development",
         "key_set": 1,
-        "limits": _LIMITS}),
+        "limits": _LIMITS, "update": 3, "update_version": "0.2.0"}),
     ("get_status", MsgType.GET_STATUS, 2, {}),
     ("status", MsgType.STATUS, 2, {
         "state": 2, "fault": 0, "clock": 1795000000, "depth_set_um": 500,

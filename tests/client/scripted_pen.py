@@ -133,7 +133,7 @@ class ScriptedPen:
         return {
             "proto_version": self.proto_version, "caps": 0x3F, "max_frame": wire.MAX_FRAME,
             "model": "SP-1", "serial": "SP1-000042", "fw_version": "1.0.0", "hw_rev": "B", "profile": "development",
-            "key_set": 0, "limits": dict(LIMITS),
+            "key_set": 0, "limits": dict(LIMITS), "update": 0, "update_version": "",
         }
 
     def page(self, from_seq: int, max_records: int) -> dict[str, Any]:

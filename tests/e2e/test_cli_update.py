@@ -51,5 +51,6 @@ def test_a_signed_build_goes_to_the_pen_over_bluetooth_and_another_key_is_refuse
 
         status = cli(tmp_path, sim.port, "status")
         assert status.returncode == 0 and "firmware 0.1.0" in status.stdout
+        assert "0.1.0 started well and stays" in status.stdout  # INFO's last update
     finally:
         sim.stop()

@@ -96,3 +96,37 @@ def test_writes_are_reassembled_by_the_headers_length_and_an_oversized_frame_is_
     assert rx.feed(frames[1]) == []  # dropped until the link starts clean
     rx.reset()
     assert rx.feed(frames[1]) == [frames[1]]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 240), min_size=1, max_size=5),
+       st.lists(st.integers(1, 244), min_size=1, max_size=12))
+def test_any_split_of_back_to_back_frames_gives_them_back_whole_from_one_buffer(sizes, cuts):
+    frames = [bytes(osm.EchoWriteRequest(d="x" * n).BYTES) for n in sizes]
+    frames.append(pen_smp.build(pen_smp.OP_WRITE, 1, 1, 9, 1,
+                                {"data": b"\x5a" * (pen_smp.BUF_SIZE - 30)}))
+    assert len(frames[-1]) <= pen_smp.BUF_SIZE  # a frame that fills the buffer
+    stream = b"".join(frames)
+    rx = pen_smp.Reassembler()
+    buf = rx.buf
+    got, i, k = [], 0, 0
+    while i < len(stream):
+        n = cuts[k % len(cuts)]
+        k += 1
+        got.extend(rx.feed(memoryview(stream)[i:i + n]))  # as the app's queue holds them
+        i += n
+    assert got == frames and rx.n == 0
+    assert rx.buf is buf  # taken once
+
+
+def test_the_pen_holds_one_whole_request_between_two_ticks():
+    # pen/app.py gathers at most _SMP_IN_BYTES of SMP writes a tick: a request of
+    # buf_size must fit, or a window-1 client would wait a tick more for each.
+    import re
+    from pathlib import Path
+
+    app = (Path(__file__).resolve().parents[2] / "firmware" / "pen" / "app.py").read_text()
+    held = int(re.search(r"_SMP_IN_BYTES = const\((\d+)\)", app).group(1))
+    writes = int(re.search(r"_SMP_IN_WRITES = const\((\d+)\)", app).group(1))
+    assert held == pen_smp.BUF_SIZE
+    assert writes * (89 - 3) >= pen_smp.BUF_SIZE  # a request at an MTU of 89 or more

@@ -155,6 +155,38 @@ def test_an_older_version_than_the_running_one_is_refused(tmp_path, image):
     assert err.value.rc == update.EBADSTATE and "older" in err.value.why
 
 
+def test_a_development_build_told_to_allow_it_takes_an_older_version(tmp_path, image):
+    # the test override of anti-rollback: a development board's allow_downgrade
+    up = Upload(str(pen_flash(tmp_path)), "b", PUB, "9.0.0", allow_downgrade=True)
+    up.begin(len(image), hashlib.sha256(image).digest())
+    assert send(up, image) == len(image) and up.done and up.match()
+
+
+def test_only_a_development_board_may_allow_a_downgrade():
+    import json as _json
+
+    from pen.board import Board, BoardError
+
+    doc = _json.loads((ROOT / "hardware" / "boards" / "pen-s3-revb.json").read_text())
+    assert not Board(doc).allow_downgrade
+    assert Board(dict(doc, allow_downgrade=True)).allow_downgrade
+    with pytest.raises(BoardError, match="development builds only"):
+        Board(dict(doc, allow_downgrade=True, profile="production"))
+    with pytest.raises(BoardError, match="true or false"):
+        Board(dict(doc, allow_downgrade=1))
+
+
+def test_the_build_refuses_the_override_in_a_production_build(tmp_path):
+    from scalppen.flash.errors import BuildError
+
+    board = ROOT / "hardware" / "boards" / "pen-s3-revb.json"
+    with pytest.raises(BuildError, match="development builds only"):
+        build_bundle(ROOT / "firmware", tmp_path / "p", board, production=True,
+                     allow_downgrade=True)
+    build_bundle(ROOT / "firmware", tmp_path / "d", board, allow_downgrade=True)
+    assert json.loads((tmp_path / "d" / "board.json").read_text())["allow_downgrade"] is True
+
+
 def _signed(files, version=(0, 9, 0)):
     index = b"".join(fmt.FileEntry.build({"path": p, "size": len(d),
                                           "sha256": hashlib.sha256(d).digest()})

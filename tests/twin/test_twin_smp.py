@@ -11,8 +11,10 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
+from typing import Any
 
 from bumble.att import ATT_Error, ErrorCode
 from bumble.hci import Address
@@ -31,6 +33,7 @@ from smpclient.transport.bumble.pairing import KeyboardOnly, NoInputNoOutput
 
 from scalppen.transports.bumble_bleak import bumble_link
 from scalppen_hardware.hci_bridge import start_hci_bridge
+from scalppen_protocol.codes import UpdateOutcome
 from tests.e2e.vpen_fixtures import wait_until, within
 from tests.twin.twin_rig import twin_rig
 
@@ -65,7 +68,7 @@ def test_smpclient_pairs_and_reads_echo_parameters_and_image_state(tmp_path: Pat
                     echo = await within(client.request(EchoWrite(d="scalp pen")))
                     assert success(echo) and echo.r == "scalp pen"
                     params = await within(client.request(MCUMgrParametersRead()))
-                    assert success(params) and params.buf_size == 512 and params.buf_count == 1
+                    assert success(params) and params.buf_size == 2048 and params.buf_count == 1
                     states = await within(client.request(ImageStatesRead()))
                     assert success(states), states
                     active = [s for s in states.images if s.active]
@@ -109,6 +112,61 @@ def test_a_central_without_an_authenticated_bond_gets_nothing(tmp_path: Path) ->
                 assert isinstance(got, ATT_Error), f"the pen answered a stranger: {got!r}"
                 assert got.error_code == ErrorCode.INSUFFICIENT_AUTHENTICATION
                 assert await r.twin.probe("app.smp is None and not app.smp_q")  # nothing served
+            finally:
+                await bridge.close()
+
+    run(scenario())
+
+
+def test_a_flood_on_the_smp_characteristic_is_dropped_and_the_pen_answers_on_a_new_link(
+        tmp_path: Path) -> None:
+    # A bonded client writes 600 ATT writes without response (146 kB) as fast as it
+    # can: the link brings the pen at most 12 a tick (NimBLE's buffers), the pen
+    # keeps at most one request's worth (2 KiB) and drops the rest; it neither
+    # resets nor runs out of heap, and answers again on the next link.
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None) as r:
+            bridge = await start_hci_bridge(r.twin.link)
+            try:
+                async def passkey() -> int:
+                    return int(await r.passkey())
+
+                def client_for() -> tuple[SMPBumbleTransport, SMPClient]:
+                    t = SMPBumbleTransport(
+                        hci=f"tcp-client:127.0.0.1:{bridge.port}",
+                        host_address=Address("F0:5C:81:00:00:07"),
+                        keystore=Custom(tmp_path / "smp-bonds.json"),
+                        pair_on_connect=KeyboardOnly(passkey))
+                    return t, SMPClient(t, r.address, timeout_s=10.0)
+
+                transport, client = client_for()
+                await within(client.connect(20.0), 30.0)
+                boots = r.twin.boots
+                dropped0 = await r.twin.probe("app.dropped")
+                try:
+                    for _ in range(30):
+                        await transport.send(b"\xff" * (244 * 20))
+                        await asyncio.sleep(0.01)
+
+                    for _ in range(3000):  # until every write reached the pen and was served
+                        assert not r.twin.errors, r.twin.errors[0][-600:]
+                        got, queued, dropped = await r.twin.probe(
+                            "(app.smp_in, len(app.smp_q), app.dropped)")
+                        if not queued and got + (dropped - dropped0) * 244 >= 600 * 244:
+                            break
+                    else:
+                        raise AssertionError("the flood never reached the pen")
+                finally:
+                    await within(client.disconnect())
+                assert r.twin.boots == boots and not r.twin.errors  # no reset, no crash
+                assert await r.twin.probe("app.dropped") - dropped0 > 0
+                transport, client = client_for()
+                await within(client.connect(20.0), 30.0)
+                try:
+                    echo = await within(client.request(EchoWrite(d="after the flood")))
+                    assert success(echo) and echo.r == "after the flood"
+                finally:
+                    await within(client.disconnect())
             finally:
                 await bridge.close()
 
@@ -217,6 +275,102 @@ def test_an_upload_is_refused_while_a_session_is_armed_and_after_it_goes_on(
     run(scenario())
 
 
+def test_smpclients_bleak_transport_on_the_toolkits_bleak_client_uploads_and_sees_a_drop(
+        tmp_path: Path) -> None:
+    # The path `scalppen update` takes on the operating system's stack (BlueZ):
+    # smpclient's bleak transport adopts the toolkit's BleakClient (here on the
+    # toolkit's bumble backend, the same bleak API). A whole upload into the
+    # spare slot; then the link drops under a request, which fails at once as a
+    # disconnection, not after a timeout.
+    from smpclient.transport import SMPTransportDisconnected
+
+    from scalppen.workflows.update import smp_client
+
+    bundle, image = _signed_bundle(tmp_path)
+
+    async def scenario() -> None:
+        async with twin_rig(tmp_path, speed=None, bundle_dir=bundle, heap_kb=UPDATE_HEAP_KB) as r:
+            await r.pair()
+            pen = await r.pen()
+            try:
+                client = await within(smp_client(pen, via_bleak=True), 20.0)
+                assert type(client._transport).__name__ == "AdoptedBLETransport"
+                assert client._transport.mtu == 244  # MTU 247 on the virtual link
+                await within(_upload(client, image), 60.0)
+                states = await within(client.request(ImageStatesRead()))
+                spare = [s for s in states.images if not s.active]
+                assert len(spare) == 1 and bytes(spare[0].hash) == _manifest_hash(bundle)
+                loop = asyncio.get_running_loop()
+                asking = asyncio.ensure_future(client.request(EchoWrite(d="x"), timeout_s=30.0))
+                await pen.transport.bleak_client.disconnect()  # type: ignore[attr-defined]
+                t0 = loop.time()
+                try:
+                    await within(asking, 10.0)
+                except SMPTransportDisconnected:
+                    pass
+                else:
+                    raise AssertionError("the request outlived its link")
+                assert loop.time() - t0 < 5.0
+            finally:
+                await within(pen.close())
+
+    run(scenario())
+
+
+def test_smpmgr_the_mcumgr_command_line_reads_the_state_and_uploads(tmp_path: Path) -> None:
+    # A third-party tool as its users run it: smpmgr 0.19.1 (installed beside the
+    # toolkit), its --ble transport on a machine whose Bluetooth is a bumble
+    # central on the twin's HCI bridge (tests/twin/smpmgr_host.py), bonded first.
+    import sys
+
+    from bleak import BleakClient
+
+    from scalppen.transports.bumble_bleak import open_central
+
+    bundle, image = _signed_bundle(tmp_path)
+    (tmp_path / "next.spimg").write_bytes(image)
+    address, keystore = "F0:5C:81:00:00:08", tmp_path / "smpmgr-bonds.json"
+
+    async def smpmgr(port: int, *args: str) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tests.twin.smpmgr_host", f"tcp-client:127.0.0.1:{port}",
+            str(keystore), address, "--", "--ble", r.address, "--timeout", "10", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parents[2], env={**os.environ, "COLUMNS": "200"})
+        out, _ = await within(proc.communicate(), 120.0)
+        text = out.decode(errors="replace")
+        assert proc.returncode == 0, text
+        return text
+
+    async def scenario() -> None:
+        nonlocal r
+        async with twin_rig(tmp_path, speed=None, bundle_dir=bundle, heap_kb=UPDATE_HEAP_KB) as rig:
+            r = rig
+            bridge = await start_hci_bridge(rig.twin.link)
+            try:
+                central = await open_central(f"tcp-client:127.0.0.1:{bridge.port}",
+                                             address=address, keystore_path=keystore)
+                try:  # the pairing, made once as a user does it in the OS's settings
+                    client = BleakClient(rig.address, backend=central.client_backend)
+                    await within(client.connect(), 20.0)
+                    await within(client.pair(passkey_provider=rig.passkey), 30.0)
+                    await within(client.disconnect())
+                finally:
+                    await central.close()
+                states = await smpmgr(bridge.port, "image", "state-read")
+                assert "0.1.0" in states and _manifest_hash(bundle).hex() in states.lower()
+                await smpmgr(bridge.port, "image", "upload", str(tmp_path / "next.spimg"),
+                             "--format", "any")
+                states = await smpmgr(bridge.port, "image", "state-read")
+                assert states.lower().count(_manifest_hash(bundle).hex()) == 2  # both slots
+                assert await rig.twin.probe("app.smp.env.up.done")  # the whole image landed
+            finally:
+                await bridge.close()
+
+    r: Any = None
+    run(scenario(), 300)
+
+
 async def _drop(client: SMPClient) -> None:
     # After the pen reset, the link is gone under smpclient: its disconnect would
     # wait on a GATT unsubscribe that never answers.
@@ -247,6 +401,18 @@ def _tree(tmp: Path, name: str, version: str = "", broken: bool = False) -> Path
         app = tree / "pen" / "app.py"
         app.write_text("raise RuntimeError('this build never starts')\n" + app.read_text())
     return tree
+
+
+#: What the pen's INFO says of the last update (pen/handler.py), and its UPDATE
+#: records as [code, a, b] (pen/store.py's records, read in the twin).
+_INFO_UPDATE = "[app.handler.info()['update'], app.handler.info()['update_version']]"
+_UPDATE_RECORDS = ("[[r['code'], r['a'], r['b']] for r in (__import__('pen.store').store"
+                   ".unpack_record(x) for x in app.store.read(1, 160)[2]) if r['kind'] == 20]")
+
+
+def _plain(v: object) -> object:
+    # the probe's answer with its tuples as lists
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v
 
 
 def test_a_tested_image_boots_once_confirms_itself_and_stays(tmp_path: Path) -> None:
@@ -281,6 +447,14 @@ def test_a_tested_image_boots_once_confirms_itself_and_stays(tmp_path: Path) -> 
                 finally:
                     await within(client.disconnect())
                 assert (r.twin.flash_dir / "good").read_text() == "b"
+                # INFO and the log say so, once (a restart does not log it again)
+                assert _plain(await r.twin.probe(_INFO_UPDATE)) == [UpdateOutcome.KEPT, "0.1.1"]
+                assert _plain(await r.twin.probe(_UPDATE_RECORDS)) == [
+                    [UpdateOutcome.KEPT, 0x000101, 0x000101]]
+                await r.twin.reboot()
+                await r.twin.run_for(2000)
+                assert _plain(await r.twin.probe(_INFO_UPDATE)) == [UpdateOutcome.KEPT, "0.1.1"]
+                assert len(_plain(await r.twin.probe(_UPDATE_RECORDS))) == 1
             finally:
                 await bridge.close()
 
@@ -323,6 +497,10 @@ def test_a_tested_image_that_does_not_start_is_rolled_back(tmp_path: Path) -> No
                     assert [s.slot for s in running] == [0] and running[0].confirmed
                 finally:
                     await within(client.disconnect())
+                # the build it went back to reports the outcome and logs it once
+                assert _plain(await r.twin.probe(_INFO_UPDATE)) == [UpdateOutcome.ROLLED_BACK, "0.1.1"]
+                assert _plain(await r.twin.probe(_UPDATE_RECORDS)) == [
+                    [UpdateOutcome.ROLLED_BACK, 0x000101, 0x000100]]
             finally:
                 await bridge.close()
 

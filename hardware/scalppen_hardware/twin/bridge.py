@@ -29,6 +29,13 @@ from scalppen_hardware.twin.flashfaults import FlashFaults
 from scalppen_hardware.upy import vclock
 
 _BLE_OBJ = -2
+#: ATT writes that reach the firmware between two ticks. NimBLE on the ESP32 holds
+#: at most this many ACL packets from the link layer that the host has not taken
+#: (CONFIG_BT_NIMBLE_TRANSPORT_ACL_FROM_LL_COUNT, 12 by default); more wait in the
+#: link (the controller's flow control), never lost. The virtual link has no
+#: airtime, so without this a flood would arrive in one tick (and as one message
+#: the twin's small heap cannot take).
+WRITES_PER_TICK = 12
 #: The ESP32 port counts time from 2000-01-01 (Unix 946684800), as the RTC does cold.
 _ESP32_EPOCH_US = vclock.RTC_COLD_EPOCH * 1_000_000
 
@@ -129,6 +136,15 @@ class Bridge:
         self._onewire = upy.module("onewire")
 
     # ---- the twin's messages -------------------------------------------------------------
+    def take_ops(self, body: bytes) -> bytes:
+        """Apply what the firmware did since its last message (pins, notifications,
+        UART bytes) at once -> the message without them. A sync's ops are the
+        tick's outputs: they happen when the firmware makes them, before the sleep
+        that the twin paces to wall time (a notification leaves the pen then)."""
+        _kind, _arg, ops_len = struct.unpack_from("<BII", body, 0)
+        self._apply_ops(body[9:9 + ops_len])
+        return body[:5] + b"\0\0\0\0" + body[9 + ops_len:]
+
     def handle(self, body: bytes) -> bytes:
         """One message from the twin -> the reply (raises TwinReset on machine.reset)."""
         self.messages += 1
@@ -177,8 +193,7 @@ class Bridge:
                 edges = [(obj, min(n, 0xFFFF)) for obj, n in self.edges.items() if n]
                 self.edges = dict.fromkeys(self.edges, 0)
             if self.ble_events:
-                tail["ble"] = self.ble_events
-                self.ble_events = []
+                tail["ble"] = self._ble_due()
             rx = self._uart_input()
             if rx:
                 tail["uart"] = rx
@@ -206,6 +221,19 @@ class Bridge:
         peeks = [self._peek(*k) for k in self.peeks]
         return w.encode_reply(clock.ticks_ms(), clock.ticks_us(), epoch_us, levels, adc,
                               present, edges, tail or None, acks, peeks)
+
+    def _ble_due(self) -> list[list[Any]]:
+        # The IRQs for this tick, in order: all of them up to the WRITES_PER_TICK-th
+        # write; the rest wait for the next tick.
+        writes = 0
+        for i, ev in enumerate(self.ble_events):
+            if ev[0] == _bluetooth()._IRQ_GATTS_WRITE:
+                if writes == WRITES_PER_TICK:
+                    due, self.ble_events = self.ble_events[:i], self.ble_events[i:]
+                    return due
+                writes += 1
+        due, self.ble_events = self.ble_events, []
+        return due
 
     def _peek(self, obj: int, addr: int, memaddr: int, n: int) -> bytes | None:
         dev = self.i2cs[obj]._bus.get(addr)

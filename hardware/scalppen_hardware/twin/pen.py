@@ -502,6 +502,10 @@ class TwinPen:
                 # what the firmware took between two sleeps (a tick), bridge included
                 self.tick_samples.append((time.perf_counter() - replied) * 1e6)
             if body[0] == w.K_SYNC:
+                taken = self._through(bridge.take_ops, body)
+                if taken is None:
+                    return
+                body = taken
                 if not self._paused.is_set():
                     await self._paused.wait()
                     wall0, virt0 = time.monotonic(), self.clock.world_us
@@ -514,20 +518,8 @@ class TwinPen:
                         since_yield = 0
                     elif ahead < -1.0:
                         wall0, virt0 = time.monotonic(), self.clock.world_us  # fell behind
-            try:
-                reply = bridge.handle(body)
-            except TwinReset:
-                self.last_end = "machine.reset()"
-                return
-            except Exception as exc:
-                # A message the bridge cannot take: the twin is broken; reset it.
-                _log.exception("the twin sent a message the bridge cannot take")
-                self.errors.append(f"bridge: {exc!r}")
-                self.last_end = f"bridge error {exc!r}"
-                self.hw.request_reset(2)
-                return
-            if self.hw.needs_reboot is not None:
-                self.last_end = f"reset cause {self.hw.needs_reboot}"
+            reply = self._through(bridge.handle, body)
+            if reply is None:
                 return
             writer.write(reply)
             replied = time.perf_counter()
@@ -539,6 +531,26 @@ class TwinPen:
             if since_yield >= 4:
                 since_yield = 0
                 await asyncio.sleep(0)
+
+    def _through(self, step: Callable[[bytes], bytes], body: bytes) -> bytes | None:
+        """``step(body)`` of the bridge -> its result, or None when this boot ends:
+        machine.reset(), a reset the model asked for, or a message the bridge
+        cannot take (the twin is broken: reset it)."""
+        try:
+            out = step(body)
+        except TwinReset:
+            self.last_end = "machine.reset()"
+            return None
+        except Exception as exc:
+            _log.exception("the twin sent a message the bridge cannot take")
+            self.errors.append(f"bridge: {exc!r}")
+            self.last_end = f"bridge error {exc!r}"
+            self.hw.request_reset(2)
+            return None
+        if self.hw.needs_reboot is not None:
+            self.last_end = f"reset cause {self.hw.needs_reboot}"
+            return None
+        return out
 
     async def _idle_clock(self) -> None:
         # While the firmware does not sleep (it sits in the REPL after Ctrl-C, or

@@ -26,12 +26,12 @@ LAUNCH = MPY_DIR / "launch.py"
 #: heap grows on demand (docs/fidelity.md, "Heap"); this one is fixed.
 DEFAULT_HEAP_KB = 256
 #: Heap the stand-ins themselves hold in the twin (measured at start, recorded as
-#: ``_twin.standin_heap``: 63 KiB with the esp32 module's stand-in, of which the
-#: 16 KiB output buffer made at start), and 16 KiB for the bridge's messages while
-#: the program runs (a burst of full log pages on the bench UART passes through
-#: it as 1-2 KiB blocks). On the pen they are C modules and cost no heap, so the
-#: twin's ``-X heapsize`` is the pen's heap plus this.
-STANDIN_HEAP_KB = 80
+#: ``_twin.standin_heap``: 77 KiB with the esp32 module's stand-in, of which the
+#: 16 KiB output and 16 KiB reply buffers made at start), and 16 KiB for the
+#: bridge's messages while the program runs (a burst of full log pages on the
+#: bench UART passes through it as 1-2 KiB blocks). On the pen they are C modules
+#: and cost no heap, so the twin's ``-X heapsize`` is the pen's heap plus this.
+STANDIN_HEAP_KB = 96
 
 
 def micropython_exe() -> str:

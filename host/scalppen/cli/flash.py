@@ -59,6 +59,10 @@ def build_cmd(
     sign: Annotated[Path | None, typer.Option(
         "--sign", help="release key (scalppen release keygen): also write the signed "
         "update image BUNDLE.spimg, and the bundle's pen trusts that key")] = None,
+    allow_downgrade: Annotated[bool, typer.Option(
+        "--allow-downgrade", help="development builds only: the pen takes a signed update "
+        "older than the one it runs (to test a rollback); refused with --production")
+    ] = False,
 ) -> None:
     """Compile the firmware with mpy-cross into a bundle with a SHA-256 manifest."""
     from scalppen.flash.build import build_bundle, find_board
@@ -76,13 +80,15 @@ def build_cmd(
         except ReleaseKeyError as exc:
             raise UsageError(str(exc)) from None
     manifest = build_bundle(fw, out_dir, board_path, production=production, clinic=clinic,
-                            release_key=public_raw(private) if private else None)
+                            release_key=public_raw(private) if private else None,
+                            allow_downgrade=allow_downgrade)
     total = sum(f.size for f in manifest.files)
     _say(
         f"built firmware {manifest.version} (build {manifest.build_id}) for {manifest.board}: "
         f"{len(manifest.files)} files, {total / 1024:.1f} kB, .mpy v{manifest.mpy_version} "
         f"{'(production: no bench UART) ' if production else ''}"
-        f"{'(clinic: rule 6 per patient) ' if clinic else ''}-> {out_dir}")
+        f"{'(clinic: rule 6 per patient) ' if clinic else ''}"
+        f"{'(takes older updates: development only) ' if allow_downgrade else ''}-> {out_dir}")
     if private is not None:
         from scalppen.flash.image import pack_image
 

@@ -27,10 +27,11 @@ from scalppen.cli.common import (
 )
 from scalppen.cli.storage import open_db, pen_spec, resolve_pen, resolve_profile
 from scalppen.refusals import describe
+from scalppen.results import version_text
 from scalppen.store import DATASETS, FORMATS, StoredLogRecord, export, list_gaps, list_log_records
 from scalppen.store.export import kind_name
 from scalppen.workflows.pairing import bond_address
-from scalppen_protocol.codes import ErrorCode, RecordKind
+from scalppen_protocol.codes import ErrorCode, RecordKind, UpdateOutcome
 
 logs_app = typer.Typer(
     help="The pen's usage log stored on this computer: show it, export data.",
@@ -58,6 +59,7 @@ KIND_TEXT: Final[dict[RecordKind, str]] = {
     RecordKind.PAIRED: "computer paired",
     RecordKind.BONDS_REVOKED: "pairing revoked",
     RecordKind.SESSION_STOPPED: "session stopped",
+    RecordKind.UPDATE: "firmware update",
 }
 #: SESSION_END flag: the session was closed at boot after a reset.
 FLAG_INTERRUPTED: Final = 1
@@ -134,6 +136,11 @@ def record_text(rec: StoredLogRecord) -> str:
         if rec.flags & FLAG_INTERRUPTED:
             text += ", closed after a reset"
         return f"{text}: {why}" if why else text
+    if kind == RecordKind.UPDATE:
+        tried, running = version_text(rec.a), version_text(rec.b)
+        if rec.code == UpdateOutcome.KEPT:
+            return f"{tried} started well and stays"
+        return f"{tried} never started well: rolled back to {running}"
     if kind == RecordKind.SESSION_STOPPED:
         return (f"after {rec.a / 1000:.1f} s of needling, {rec.b} strokes: paused, resumable "
                 "for 10 min")

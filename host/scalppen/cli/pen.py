@@ -25,6 +25,7 @@ from scalppen.cli.connect import connected_pen, pen_serial, radio_for, target_fo
 from scalppen.cli.context import options
 from scalppen.cli.storage import open_db
 from scalppen.refusals import describe
+from scalppen.results import update_text
 from scalppen.transports.base import WrongPasskey
 from scalppen.workflows.pairing import pair_pen
 
@@ -156,12 +157,17 @@ def status_cmd(
             doc["state"] = getattr(st.state, "name", str(st.state)).lower()
             doc["fault"] = describe(st.fault) if st.fault else None
             print_json({"pen": {"model": info.model, "serial": info.serial,
-                                "firmware": info.fw_version, "profile": info.profile},
+                                "firmware": info.fw_version, "profile": info.profile,
+                                "last_update": {
+                                    "outcome": getattr(info.update, "name",
+                                                       str(info.update)).lower(),
+                                    "version": info.update_version}},
                         "status": doc})
             return
         table = Table(show_header=False, box=None)
         rows = [
             ("pen", f"{info.model} {info.serial}, firmware {info.fw_version}"),
+            ("last update", update_text(info.update, info.update_version)),
             ("state", getattr(st.state, "name", str(st.state)).lower()),
             ("fault", "none" if not st.fault else describe(st.fault)),
             ("depth", f"set {st.depth_set_um / 1000:.2f} mm, "

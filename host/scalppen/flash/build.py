@@ -221,6 +221,7 @@ def build_bundle(
     production: bool = False,
     clinic: bool = False,
     release_key: bytes | None = None,
+    allow_downgrade: bool = False,
 ) -> Manifest:
     """Compile ``firmware_dir`` into ``out_dir`` (emptied first) and write ``manifest.json``.
 
@@ -234,6 +235,9 @@ def build_bundle(
         clinic: a pen shared by a clinic: rule 6 per patient (:func:`clinic_board`).
         release_key: the release public key the pen will check signed updates with
             (board.json ``release_key``).
+        allow_downgrade: a development build that takes a signed update older than
+            the one running (board.json ``allow_downgrade``; to test a rollback).
+            Refused with ``production``.
 
     Returns:
         The manifest written to ``out_dir / "manifest.json"``.
@@ -262,7 +266,12 @@ def build_bundle(
         board_json = clinic_board(board_json)
     if release_key is not None:
         board_json = dict(board_json, release_key=release_key.hex())
-    if production or clinic or release_key is not None:
+    if allow_downgrade:
+        if production:
+            raise BuildError("--allow-downgrade is for development builds only",
+                             "leave out --production, or --allow-downgrade")
+        board_json = dict(board_json, allow_downgrade=True)
+    if production or clinic or release_key is not None or allow_downgrade:
         board_data = (json.dumps(board_json, indent=2) + "\n").encode()
     version = read_version(firmware_dir)
     emits = mpy_cross_version()

@@ -263,8 +263,10 @@ class Deployer:
             self._write_verified(f"/{f.path}.new", (self.bundle_dir / f.path).read_bytes(),
                                  f.path)
             fs.rename(f"/{f.path}.new", f"/{f.path}")
-        # the switch: one rename; a fresh trial for the new slot
+        # the switch: one rename; a fresh trial for the new slot (and no outcome of
+        # an update over Bluetooth: INFO's update says none since this flash)
         fs.remove("/bootcount")
+        fs.remove("/update")
         fs.put_text("/active", t)
 
 

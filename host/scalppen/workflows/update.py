@@ -2,8 +2,9 @@
 pen's side: ``firmware/pen/smp.py``, ``pen/update.py``; docs/updates.md).
 
 The toolkit's own link to the pen (paired, authenticated) carries SMP as well:
-``smpclient``'s bumble transport adopts the connection the toolkit made, so no
-second pairing is needed. An upload cut by a dropped link goes on from the
+``smpclient``'s bumble transport adopts the connection the toolkit made (a bumble
+link), its bleak transport the ``BleakClient`` (the operating system's stack), so
+no second pairing is needed. An upload cut by a dropped link goes on from the
 offset the pen reports when it is started again with the same image.
 """
 
@@ -88,18 +89,25 @@ def read_image(path: Path) -> Image:
                  hashlib.sha256(data).digest(), bytes(entries[-1].sha256))
 
 
-async def smp_client(pen: Pen) -> Any:
-    """An ``SMPClient`` on the toolkit's own link to ``pen`` (a bumble link)."""
+async def smp_client(pen: Pen, *, via_bleak: bool = False) -> Any:
+    """An ``SMPClient`` on the toolkit's own link to ``pen``: smpclient's bumble
+    transport adopts a bumble link; on another bleak backend (the operating
+    system's BlueZ), or with ``via_bleak``, smpclient's bleak transport adopts the
+    ``BleakClient`` (``scalppen.transports.smp_bleak``)."""
     from smpclient import SMPClient
     from smpclient.transport.bumble import SMPBumbleTransport
 
     from scalppen.transports.bumble_bleak import bumble_link
+    from scalppen.transports.smp_bleak import AdoptedBLETransport
 
-    link = bumble_link(getattr(pen.transport, "bleak_client", None))
+    bleak_client = getattr(pen.transport, "bleak_client", None)
+    if bleak_client is None:
+        raise UpdateError("updates go over Bluetooth: this link has none (use --ble)")
+    link = None if via_bleak else bumble_link(bleak_client)
     if link is None:
-        # the OS stack (BlueZ through bleak) would take smpclient's bleak transport
-        raise UpdateError("updates go over a bumble link for now: use --ble bumble:... "
-                          "(a USB Bluetooth dongle, or the sim)")
+        client = SMPClient(AdoptedBLETransport(bleak_client), str(bleak_client.address))
+        await client.connect()  # the SMP characteristic, then the MCUmgr parameters
+        return client
     conn, peer = link
     transport = SMPBumbleTransport()
     await transport.use_connection(conn, peer=peer)

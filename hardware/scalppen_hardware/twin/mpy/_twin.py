@@ -48,7 +48,10 @@ _out = bytearray(16384)
 _olen = _HEAD
 _dirty = False
 _lenbuf = bytearray(4)
-_rx = bytearray(512)
+# Replies are read into this one, made at start for the same reason: its largest is
+# a tick's IRQs at the bridge's bound (12 ATT writes of 244 bytes, hex in the JSON
+# tail: about 6.5 KiB) with a UART read of 4 KiB as hex beside them.
+_rx = bytearray(16384)
 
 ticks_ms = 0
 ticks_us = 0
