@@ -51,6 +51,10 @@ ATT_HEADER = 3
 RADIO_KBPS = 18.0
 #: MicroPython on a 240 MHz ESP32-S3 against its unix port on this machine, for
 #: big-number code: an assumption until measured on a pen (see the note printed).
+#: The check is big-number arithmetic, which the pen's 32-bit MicroPython keeps in
+#: 16-bit digits where the unix port on x86-64 keeps 32-bit ones (py/mpz.h
+#: MPZ_DIG_SIZE): four times the digit products per multiplication, on top of the
+#: clock. The figure is an order of magnitude, not a promise.
 ASSUMED_S3_SLOWDOWN = 100
 
 

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import io
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from construct import Construct, ConstructError
+from construct import Construct, ConstructError, StreamError
 
 from scalppen_protocol.codes import HEADER_SIZE, MAX_FRAME, PROTOCOL_VERSION, ErrorCode, MsgType
 from scalppen_protocol.errors import ProtocolError
-from scalppen_protocol.messages import CATALOGUE
+from scalppen_protocol.messages import CATALOGUE, Text
 
 _HEADER: Final = struct.Struct("<BBHH")
 
@@ -156,7 +157,7 @@ def decode_frame(data: bytes, *, compiled: bool = True) -> Frame:
             msg_type=msg_type, seq=seq,
         )
     try:
-        parsed, used = _parse(_payload_def(mt, compiled), payload)
+        parsed, used = _parse(_payload_def(mt, compiled), payload, mt in _WITH_TEXT)
     except Exception:
         # Compiled parsers skip construct's bounds checks: classify the failure with
         # the reference parser, so both paths give the same defined error.
@@ -178,8 +179,34 @@ def _has_private(container: dict[str, Any]) -> bool:
     return any(k[0] == "_" for k in container)
 
 
-def _parse(definition: Construct, payload: bytes) -> tuple[Any, int]:
-    stream = io.BytesIO(payload)
+class _ExactReads(io.BytesIO):
+    """A stream whose short read is an error: a compiled text field (``Text``) reads
+    what is left of a payload cut inside it without a word."""
+
+    def read(self, n: int | None = -1) -> bytes:
+        got = super().read(n)
+        if n is not None and n >= 0 and len(got) != n:
+            raise StreamError(f"stream read less than specified amount, expected {n}, "
+                              f"found {len(got)}")
+        return got
+
+
+def _parts(c: Construct) -> Iterator[Construct]:
+    yield c
+    for sub in getattr(c, "subcons", None) or ():
+        yield from _parts(sub)
+    if hasattr(c, "subcon"):
+        yield from _parts(c.subcon)
+
+
+#: Messages with a text field: parsed from an _ExactReads stream (INFO; the log
+#: pages that make up the traffic have none and keep the plain, faster stream).
+_WITH_TEXT: Final = frozenset(mt for mt, d in CATALOGUE.items()
+                              if any(p is Text for p in _parts(d)))
+
+
+def _parse(definition: Construct, payload: bytes, exact: bool = False) -> tuple[Any, int]:
+    stream = _ExactReads(payload) if exact else io.BytesIO(payload)
     parsed = definition.parse_stream(stream)
     return parsed, stream.tell()
 

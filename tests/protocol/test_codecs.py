@@ -210,3 +210,17 @@ def test_firmware_utf8_check_equals_cpython_decode() -> None:
     bad = [b for b in cases if wire._utf8_ok(b) != cpython_ok(b)]
     assert not bad, bad[:5]
     assert not wire._utf8_ok(b"\xc1\xa9") and wire._utf8_ok("é✓𝄞".encode())
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_text_cut_at_the_end_of_the_payload_is_truncated_in_both_codecs(compiled: bool) -> None:
+    # INFO ends with a text: its length byte says one more than the payload holds.
+    # construct's compiled parser would read what is left without a word.
+    frame = bytearray(next(v for v in VECTORS if v["name"] == "info")["frame"])
+    frame[-len(b"0.2.0") - 1] += 1  # update_version's length byte
+    with pytest.raises(ProtocolError) as err:
+        decode_frame(bytes(frame), compiled=compiled)
+    assert err.value.code == ErrorCode.TRUNCATED
+    with pytest.raises(wire.WireError) as fw:
+        wire.decode(bytes(frame))
+    assert fw.value.code == wire.E_TRUNCATED

@@ -29,13 +29,13 @@ from scalppen_hardware.twin.flashfaults import FlashFaults
 from scalppen_hardware.upy import vclock
 
 _BLE_OBJ = -2
-#: ATT writes that reach the firmware between two ticks. NimBLE on the ESP32 holds
-#: at most this many ACL packets from the link layer that the host has not taken
-#: (CONFIG_BT_NIMBLE_TRANSPORT_ACL_FROM_LL_COUNT, 12 by default); more wait in the
-#: link (the controller's flow control), never lost. The virtual link has no
-#: airtime, so without this a flood would arrive in one tick (and as one message
-#: the twin's small heap cannot take).
-WRITES_PER_TICK = 12
+#: ATT writes one message carries to the twin. A tick's IRQs all reach the
+#: firmware before its tick goes on (on the pen NimBLE's task runs the handler
+#: for each as it arrives, even while the main loop computes), but in messages of
+#: at most this many writes, which the twin asks for one after the other: a flood
+#: of writes without response as one message would take more of the twin's small
+#: heap than a tick's work does (the pen's NimBLE keeps them in its own buffers).
+WRITES_PER_MESSAGE = 12
 #: The ESP32 port counts time from 2000-01-01 (Unix 946684800), as the RTC does cold.
 _ESP32_EPOCH_US = vclock.RTC_COLD_EPOCH * 1_000_000
 
@@ -112,6 +112,7 @@ class Bridge:
         self.edges: dict[int, int] = {}
         self.ble: Any = None
         self.ble_events: list[list[Any]] = []
+        self._due = 0  # of ble_events, how many the current tick still takes
         self.asks: dict[int, asyncio.Future[Any]] = {}
         self.uarts: dict[int, Any] = {}
         self.i2cs: dict[int, Any] = {}
@@ -192,8 +193,11 @@ class Bridge:
             if self.edges:
                 edges = [(obj, min(n, 0xFFFF)) for obj, n in self.edges.items() if n]
                 self.edges = dict.fromkeys(self.edges, 0)
-            if self.ble_events:
-                tail["ble"] = self._ble_due()
+            self._due = len(self.ble_events)  # the IRQs that came before this tick
+            if self._due:
+                tail["ble"], more = self._ble_chunk()
+                if more:
+                    tail["more"] = True
             rx = self._uart_input()
             if rx:
                 tail["uart"] = rx
@@ -222,18 +226,20 @@ class Bridge:
         return w.encode_reply(clock.ticks_ms(), clock.ticks_us(), epoch_us, levels, adc,
                               present, edges, tail or None, acks, peeks)
 
-    def _ble_due(self) -> list[list[Any]]:
-        # The IRQs for this tick, in order: all of them up to the WRITES_PER_TICK-th
-        # write; the rest wait for the next tick.
+    def _ble_chunk(self) -> tuple[list[list[Any]], bool]:
+        # The next of this tick's IRQs, in order, up to WRITES_PER_MESSAGE writes
+        # -> (them, whether more of this tick's are left).
         writes = 0
-        for i, ev in enumerate(self.ble_events):
-            if ev[0] == _bluetooth()._IRQ_GATTS_WRITE:
-                if writes == WRITES_PER_TICK:
-                    due, self.ble_events = self.ble_events[:i], self.ble_events[i:]
-                    return due
+        n = 0
+        while n < self._due:
+            if self.ble_events[n][0] == _bluetooth()._IRQ_GATTS_WRITE:
+                if writes == WRITES_PER_MESSAGE:
+                    break
                 writes += 1
-        due, self.ble_events = self.ble_events, []
-        return due
+            n += 1
+        chunk, self.ble_events = self.ble_events[:n], self.ble_events[n:]
+        self._due -= n
+        return chunk, self._due > 0
 
     def _peek(self, obj: int, addr: int, memaddr: int, n: int) -> bytes | None:
         dev = self.i2cs[obj]._bus.get(addr)
@@ -340,6 +346,9 @@ class Bridge:
             return self._obj_call(self.objs[obj], obj, name, args)
         if name == "snapshot":
             return None
+        if name == "irqs":  # the rest of this tick's IRQs (WRITES_PER_MESSAGE)
+            chunk, more = self._ble_chunk()
+            return {"ble": chunk, "more": more}
         if name == "new":
             cls, a = args
             if cls == "Pin":

@@ -49,8 +49,8 @@ _olen = _HEAD
 _dirty = False
 _lenbuf = bytearray(4)
 # Replies are read into this one, made at start for the same reason: its largest is
-# a tick's IRQs at the bridge's bound (12 ATT writes of 244 bytes, hex in the JSON
-# tail: about 6.5 KiB) with a UART read of 4 KiB as hex beside them.
+# a message of IRQs at the bridge's bound (12 ATT writes of 244 bytes, hex in the
+# JSON tail: about 6.5 KiB) with a UART read of 4 KiB as hex beside them.
 _rx = bytearray(16384)
 
 ticks_ms = 0
@@ -219,13 +219,15 @@ def _apply(buf, end):
         _fire_pin(buf[q] | buf[q + 1] << 8, buf[q + 2] | buf[q + 3] << 8)
     if p >= end:
         return None
+    # parsed where it lies (json.loads takes any buffer: extmod/modjson.c), not
+    # copied out first: a copy wanted a block as large as the tail
     try:
-        tail = json.loads(bytes(memoryview(buf)[p:end]))
+        tail = json.loads(memoryview(buf)[p:end])
     except MemoryError:
-        # the tick's IRQs as one document: collect and try once more (a fragmented
-        # heap); the ESP32's stack hands IRQs over without the pen's heap
+        # the IRQs as one document: collect and try once more (a fragmented heap);
+        # the ESP32's stack hands IRQs over without the pen's heap
         gc.collect()
-        tail = json.loads(bytes(memoryview(buf)[p:end]))
+        tail = json.loads(memoryview(buf)[p:end])
     if "flash" in tail:
         flash = tail["flash"]
     rx = tail.get("uart")
@@ -236,6 +238,13 @@ def _apply(buf, end):
     if events and ble is not None:
         for ev in events:
             ble._deliver(ev)
+    more = tail.get("more")
+    while more:  # the rest of the tick's IRQs, a message at a time (twin/bridge.py)
+        got = call(-1, "irqs")
+        if ble is not None:
+            for ev in got["ble"]:
+                ble._deliver(ev)
+        more = got["more"]
     probes = tail.get("probe")
     if probes:
         for probe_id, expr, mode in probes:
