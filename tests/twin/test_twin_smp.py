@@ -210,21 +210,27 @@ def test_smpclient_uploads_a_signed_image_into_the_inactive_slot_and_resumes_a_c
         async with twin_rig(tmp_path, speed=None, bundle_dir=bundle, heap_kb=UPDATE_HEAP_KB) as r:
             bridge = await start_hci_bridge(r.twin.link)
             try:
-                client = await _smp_client(r, bridge, "F0:5C:81:00:00:04")
-                try:
-                    offsets = []
-                    async for off in client.upload(image):
-                        offsets.append(off)
-                        if off > len(image) // 2:
-                            break  # the link is cut half way
-                finally:
-                    await within(client.disconnect())
-                cut = offsets[-1]
-                assert 0 < cut < len(image)
+                # the link is cut after the first request (the index not yet in,
+                # nor its signature checked), half way, and near the end; each
+                # new link goes on from where the pen stands
+                cut = 0
+                for stop_after in (1, len(image) // 2, len(image) - 3000):
+                    client = await _smp_client(r, bridge, "F0:5C:81:00:00:04")
+                    try:
+                        offsets = []
+                        async for off in client.upload(image):
+                            offsets.append(off)
+                            if off >= stop_after:
+                                break
+                    finally:
+                        await within(client.disconnect())
+                    assert offsets[0] > cut - 2100  # it went on (one request at most again)
+                    cut = offsets[-1]
+                    assert 0 < cut < len(image)
                 client = await _smp_client(r, bridge, "F0:5C:81:00:00:04")
                 try:
                     resumed = [off async for off in client.upload(image)]
-                    assert resumed[0] > cut - 1000 and resumed[-1] == len(image)  # went on
+                    assert resumed[0] > cut - 2100 and resumed[-1] == len(image)  # went on
                     states = await within(client.request(ImageStatesRead()))
                     assert success(states)
                     new = [s for s in states.images if s.slot == 1]
@@ -526,6 +532,7 @@ def test_a_foreign_or_tampered_image_is_refused_inside_micropython(tmp_path: Pat
     foreign = pack_image(bundle, Ed25519PrivateKey.from_private_bytes(bytes(range(5, 37))))
     tampered = bytearray(image)
     tampered[-2000] ^= 0x10
+    _older, downgrade = _signed_bundle(tmp_path, _tree(tmp_path, "older-tree", "0.0.9"), "older")
 
     async def attempt(client: SMPClient, data: bytes) -> str:
         try:
@@ -544,6 +551,7 @@ def test_a_foreign_or_tampered_image_is_refused_inside_micropython(tmp_path: Pat
                 try:
                     assert "rc=11" in await within(attempt(client, foreign), 60.0)  # EACCESSDENIED
                     assert "rc=9" in await within(attempt(client, tampered), 60.0)  # ECORRUPT
+                    assert "rc=6" in await within(attempt(client, downgrade), 60.0)  # EBADSTATE
                     assert not (r.twin.flash_dir / "b" / "manifest.json").exists()
                     assert await r.twin.probe("app.smp_errors") == 0  # refusals, not failures
                 finally:
