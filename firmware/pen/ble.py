@@ -295,7 +295,16 @@ class BondStore:
         return out
 
     def count(self):
-        return len(self.peers())
+        # hosts with a whole bond (both halves): a pairing cut between NimBLE's two
+        # writes (ble_sm_persist_keys: ours, then the peer's) leaves half of one,
+        # which can never encrypt a link, and must not close the pen to pairing
+        # (pairable) as an owner would
+        n = 0
+        for peer in self.peers():
+            if self.get(_SEC_OUR, 0, peer) is not None and \
+                    self.get(_SEC_PEER, 0, peer) is not None:
+                n += 1
+        return n
 
     def clear(self):
         self.entries = []

@@ -129,3 +129,15 @@ def test_revoking_keeps_only_the_new_host(tmp_path: Path) -> None:
     assert bonds.revoke_except(new) == old
     again = BondStore(str(tmp_path / "bonds.json"))
     assert again.peers() == [new] and again.host == new
+
+
+def test_half_a_bond_is_no_bond(tmp_path: Path) -> None:
+    # A power cut between NimBLE's two writes of a new bond (ours, then the peer's:
+    # ble_sm_persist_keys) leaves half of one: it cannot encrypt a link, so it must
+    # not count as an owner (the pen stays open to a first pairing).
+    bonds = BondStore(str(tmp_path / "bonds.json"))
+    addr = b"\x01\x08\x00\x00\x81\x5c\xf0"
+    assert bonds.set(1, addr, b"ours") is True
+    again = BondStore(str(tmp_path / "bonds.json"))
+    assert again.peers() == [addr] and again.count() == 0
+    assert again.set(2, addr, b"peer's") is True and again.count() == 1
