@@ -41,7 +41,7 @@ N = 1000
 SETUP = """
 import gc
 from pen import wire
-from pen.board import Board
+from pen import board as _board
 from pen.core import Pen
 from pen.handler import Handler
 from pen.fsio import Fs
@@ -49,7 +49,12 @@ from pen.store import Store
 from pen import permit, wear, motorctl, depthctl, safety
 import json
 with open('/boards/pen-s3-revb.json') as f:
-    board = Board(json.load(f))
+    board = _board.settings(json.load(f))
+# as pen/app.py: the board module's code is needed for the load only
+import sys
+del sys.modules['pen.board'], _board
+import pen
+del pen.board
 store = Store(Fs('/data/pen'))
 pen = Pen(board, store)
 handler = Handler(pen)

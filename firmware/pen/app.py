@@ -16,7 +16,6 @@ import machine
 
 from pen import bootok, idleoff, link, wire
 from pen.ble import PenBle
-from pen.board import Board
 from pen.core import Pen
 from pen.drivers import Drivers
 from pen.fsio import Fs
@@ -69,6 +68,20 @@ _BENCH_QUEUE = const(16)  # received requests held; more wait in the UART
 _BENCH_READ = const(256)  # bytes read from the UART per tick
 
 
+def _unload(name):
+    # Forget a module whose work is done, so the heap its code took from a slot's
+    # .mpy comes back at the next collection (nothing may keep a reference to it).
+    sys.modules.pop(name, None)
+    parts = name.split(".")
+    attr = parts[-1]
+    parent = sys.modules.get(".".join(parts[:-1]))
+    if parent is not None:
+        try:
+            delattr(parent, attr)
+        except AttributeError:
+            pass
+
+
 def _join(root, name):
     if root.endswith("/"):
         return root + name
@@ -96,7 +109,11 @@ class App:
         self.on_pen = on_pen
         with open(_join(root, "board.json")) as f:
             doc = json.load(f)
-        self.board = Board(doc)
+        from pen import board
+
+        self.board = board.settings(doc)
+        if on_pen:
+            _unload("pen.board")  # its code was needed for this only
         self.drivers = Drivers(doc)
         self.store = Store(Fs(_join(root, "data")))
         if unix is None:

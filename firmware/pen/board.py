@@ -179,6 +179,7 @@ class Board:
         self.idle_off_s = _int(lim, "idle_off_s", IDLE_OFF_S)
         if not IDLE_OFF_MIN_S <= self.idle_off_s <= IDLE_OFF_MAX_S:
             raise BoardError("board: idle_off_s must be %d..%d" % (IDLE_OFF_MIN_S, IDLE_OFF_MAX_S))
+        self.wire_limits = self.limits_wire()  # INFO's, as the pen keeps it (settings())
 
     def limits_wire(self):
         # The INFO "limits" sub-record.
@@ -212,6 +213,24 @@ def _drain(doc):
     ma += bat.get("stepper_ma", 0)
     # percent per ks = ma * 1000 s / 3600 / cap * 100
     return max(1, (ma * 100000 + cap * 3600 - 1) // (cap * 3600))
+
+
+class Settings:
+    # A board as plain data, no methods: what the pen keeps (settings()).
+    pass
+
+
+def settings(doc):
+    # -> the board of `doc`, validated, as plain data. The app calls this once at
+    # boot, then unloads this module (pen/app.py): its code, loaded from a slot's
+    # .mpy into the heap, is needed only then (about 6 KB of the 32-bit pen's heap,
+    # bench/firmware).
+    b = Board(doc)
+    s = Settings()
+    d = b.__dict__
+    for k in d:
+        setattr(s, k, d[k])
+    return s
 
 
 def load(path="/board.json"):

@@ -135,7 +135,7 @@ class Handler:
         return {"proto_version": wire.PROTOCOL_VERSION, "caps": self.caps,
                 "max_frame": wire.MAX_FRAME, "model": b.model[:64], "serial": pen.serial[:64],
                 "fw_version": VERSION, "hw_rev": b.hw_rev[:16], "profile": b.profile[:16],
-                "key_set": 1 if pen.store.c["key"] else 0, "limits": b.limits_wire(),
+                "key_set": 1 if pen.store.c["key"] else 0, "limits": b.wire_limits,
                 "update": pen.update[0], "update_version": pen.update[1][:32]}
 
     def event_frames(self, events):

@@ -17,6 +17,11 @@ def test_the_bundle_boots_in_micropython_and_marks_itself_good(tmp_path: Path) -
             assert await twin.probe("__import__('sys').platform") == "linux"
             # The app came from slot a's .mpy files, started by boot.py and main.py.
             assert await twin.probe("__import__('pen.app').app.__file__") == "/a/pen/app.mpy"
+            # the board module's code is gone once the board is read (pen/app.py):
+            # its heap is back, the board kept as plain data
+            assert await twin.probe("'pen.board' not in __import__('sys').modules and "
+                                    "not hasattr(__import__('pen'), 'board')")
+            assert await twin.probe("app.board.wire_limits['grid_um']") == 250
             await twin.run_for(2000)
             assert (rig.tmp / "pen-flash" / "good").read_text() == "a"
             assert await twin.probe("app.pen.state") == PenState.IDLE
