@@ -178,6 +178,22 @@ class Store:
         with self.errors():
             self._conn.cursor().executemany(self.dialect.sql(sql), rows)
 
+    def insert_many(self, table: str, columns: Sequence[str], rows: Sequence[Params]) -> None:
+        """Insert rows known to be new (the caller holds the lock that makes them so):
+        PostgreSQL's COPY, one stream instead of a statement per row; SQLite's
+        executemany. ``table`` and ``columns`` are the store's own names."""
+        if not rows:
+            return
+        if self.dialect is SQLITE:
+            marks = ", ".join("?" * len(columns))
+            self.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",
+                             rows)
+            return
+        with self.errors(), self._conn.cursor().copy(
+                f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def hold(self, table: str, column: str, value: Any) -> None:
         """Inside a transaction: keep other connections from writing for the same row
         until it ends (PostgreSQL: the row's lock; SQLite's write transaction already

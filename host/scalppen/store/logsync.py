@@ -220,10 +220,12 @@ def ingest_log_records(
                 duplicates += 1
             else:
                 conflicts.append(rec.seq)
-        db.executemany(
-            "INSERT INTO log_records (pen_serial, log_epoch, seq, time, kind, flags,"
-            " code, depth_um, a, b, synced_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
+        # new ones only: the pen's row lock (hold) keeps another laptop from storing
+        # the same seqs meanwhile, and `existing` holds what was stored before
+        db.insert_many(
+            "log_records",
+            ("pen_serial", "log_epoch", "seq", "time", "kind", "flags", "code", "depth_um",
+             "a", "b", "synced_at"),
             [
                 (pen_serial, ep, r.seq, r.time, r.kind, r.flags, r.code, r.depth_um, r.a, r.b,
                  now_ts)
@@ -372,13 +374,9 @@ class _Known:
     def flush(self, db: Store, pen: str, ep: int) -> None:
         """Write the new sessions, in one batch (one round trip on a server)."""
         rows = [r for r in self.new if r.get("id") is None and not r.get("dropped")]
-        if rows:
-            cols = _SESSION_COLS
-            db.executemany(
-                f"INSERT INTO sessions (pen_serial, log_epoch, profile_id, {', '.join(cols)})"
-                f" VALUES (?, ?, ?, {', '.join('?' * len(cols))})",
-                [(pen, ep, r["profile_id"], *(r[c] for c in cols)) for r in rows],
-            )
+        db.insert_many("sessions", ("pen_serial", "log_epoch", "profile_id", *_SESSION_COLS),
+                       [(pen, ep, r["profile_id"], *(r[c] for c in _SESSION_COLS))
+                        for r in rows])
         self.new.clear()
 
 

