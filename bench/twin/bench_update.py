@@ -31,13 +31,10 @@ for sub in ("host", "protocol", "hardware", "."):
     if str(ROOT / sub) not in sys.path:
         sys.path.insert(0, str(ROOT / sub))
 
-from bumble.hci import Address  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: E402
 from smpclient import SMPClient  # noqa: E402
 from smpclient.requests.image_management import ImageUploadWrite  # noqa: E402
 from smpclient.transport.bumble import SMPBumbleTransport  # noqa: E402
-from smpclient.transport.bumble.keystore import Custom  # noqa: E402
-from smpclient.transport.bumble.pairing import KeyboardOnly  # noqa: E402
 from tests.twin.twin_rig import twin_rig  # noqa: E402
 
 from scalppen.flash.build import build_bundle  # noqa: E402
@@ -156,13 +153,7 @@ async def main() -> int:
         async with twin_rig(tmp, speed=1.0, bundle_dir=bundle, heap_kb=320) as r:
             bridge = await start_hci_bridge(r.twin.link)
             try:
-                async def passkey() -> int:
-                    return int(await r.passkey())
-
-                transport = SMPBumbleTransport(
-                    hci=f"tcp-client:127.0.0.1:{bridge.port}",
-                    host_address=Address("F0:5C:81:00:00:10"),
-                    keystore=Custom(tmp / "bonds.json"), pair_on_connect=KeyboardOnly(passkey))
+                transport = r.smp_transport(bridge.port, "F0:5C:81:00:00:10")
                 client = SMPClient(transport, r.address, timeout_s=10.0)
                 await client.connect(20.0)
                 t0 = time.monotonic()

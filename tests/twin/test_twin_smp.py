@@ -28,7 +28,7 @@ from smpclient.requests.os_management import (
     TaskStatisticsRead,
 )
 from smpclient.transport.bumble import SMPBumbleTransport
-from smpclient.transport.bumble.keystore import Custom, Tempfile
+from smpclient.transport.bumble.keystore import Tempfile
 from smpclient.transport.bumble.pairing import KeyboardOnly, NoInputNoOutput
 
 from scalppen.transports.bumble_bleak import bumble_link
@@ -128,15 +128,8 @@ def test_a_flood_on_the_smp_characteristic_is_dropped_and_the_pen_answers_on_a_n
         async with twin_rig(tmp_path, speed=None) as r:
             bridge = await start_hci_bridge(r.twin.link)
             try:
-                async def passkey() -> int:
-                    return int(await r.passkey())
-
                 def client_for() -> tuple[SMPBumbleTransport, SMPClient]:
-                    t = SMPBumbleTransport(
-                        hci=f"tcp-client:127.0.0.1:{bridge.port}",
-                        host_address=Address("F0:5C:81:00:00:07"),
-                        keystore=Custom(tmp_path / "smp-bonds.json"),
-                        pair_on_connect=KeyboardOnly(passkey))
+                    t = r.smp_transport(bridge.port, "F0:5C:81:00:00:07")
                     return t, SMPClient(t, r.address, timeout_s=10.0)
 
                 transport, client = client_for()
@@ -190,14 +183,7 @@ def _signed_bundle(tmp: Path, firmware: Path | None = None,
 
 
 async def _smp_client(r, bridge, host: str) -> SMPClient:  # type: ignore[no-untyped-def]
-    async def passkey() -> int:
-        return int(await r.passkey())
-
-    transport = SMPBumbleTransport(
-        hci=f"tcp-client:127.0.0.1:{bridge.port}", host_address=Address(host),
-        keystore=Custom(r.tmp / f"smp-bonds-{host.replace(':', '')}.json"),
-        pair_on_connect=KeyboardOnly(passkey))
-    client = SMPClient(transport, r.address, timeout_s=10.0)
+    client = SMPClient(r.smp_transport(bridge.port, host), r.address, timeout_s=10.0)
     await within(client.connect(20.0), 30.0)
     return client
 

@@ -65,6 +65,23 @@ class TwinRig:
         assert shown is not None
         return f"{shown:06d}"
 
+    def smp_transport(self, hci_port: int, host: str) -> Any:
+        """smpclient's own bumble transport to the pen through the twin's HCI bridge on
+        ``hci_port``, as a USB dongle would reach it: a central at ``host`` with its
+        own bond file, pairing by the passkey the pen shows."""
+        from bumble.hci import Address
+        from smpclient.transport.bumble import SMPBumbleTransport
+        from smpclient.transport.bumble.keystore import Custom
+        from smpclient.transport.bumble.pairing import KeyboardOnly
+
+        async def passkey() -> int:
+            return int(await self.passkey())
+
+        return SMPBumbleTransport(
+            hci=f"tcp-client:127.0.0.1:{hci_port}", host_address=Address(host),
+            keystore=Custom(self.tmp / f"smp-bonds-{host.replace(':', '')}.json"),
+            pair_on_connect=KeyboardOnly(passkey))
+
     async def pair(self) -> Paired:
         if self.patient_id is None:
             self.patient_id = S.add_profile(self.db, "Twin patient", birth_year=1985).id
